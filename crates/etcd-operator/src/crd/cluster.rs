@@ -1,0 +1,347 @@
+//! `EtcdCluster`: one etcd cluster run by the operator.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Default image repository for etcd.
+pub const DEFAULT_REPOSITORY: &str = "gcr.io/etcd-development/etcd";
+
+fn default_repository() -> String {
+    DEFAULT_REPOSITORY.to_string()
+}
+
+fn default_member_failure_timeout() -> String {
+    "2m".to_string()
+}
+
+/// Desired state of an etcd cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "etcd.steward.dev",
+    version = "v1alpha1",
+    kind = "EtcdCluster",
+    plural = "etcdclusters",
+    singular = "etcdcluster",
+    namespaced,
+    status = "EtcdClusterStatus",
+    shortname = "etcd",
+    category = "steward",
+    category = "etcd",
+    doc = "An etcd cluster whose members, upgrades, TLS and healing are managed by Steward's etcd-operator.",
+    scale(
+        spec_replicas_path = ".spec.size",
+        status_replicas_path = ".status.size",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size", description = "Desired members"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyMembers", description = "Healthy members"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.currentVersion", description = "Running etcd version"),
+    printcolumn(name = "Available", type_ = "string", json_path = ".status.conditions[?(@.type==\"Available\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: member pods and services derive their names from it")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdClusterSpec {
+    /// Number of voting members, 1 to 9. Odd sizes give the best failure tolerance per member.
+    #[schemars(range(min = 1, max = 9))]
+    pub size: i32,
+
+    /// etcd version to run, `MAJOR.MINOR.PATCH` without a leading `v`, e.g. `3.5.16`.
+    /// Changing it starts a rolling upgrade (upwards, one minor version at a time).
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub version: String,
+
+    /// Image repository; the image is `<repository>:v<version>`.
+    #[serde(default = "default_repository")]
+    pub repository: String,
+
+    /// Stops every change to the cluster while true; status is still reported.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// Where members keep their data.
+    #[serde(default)]
+    pub storage: EtcdStorage,
+
+    /// Scheduling and metadata applied to every member pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<EtcdPodTemplate>,
+
+    /// Transport security for clients and peers.
+    #[serde(default)]
+    pub tls: EtcdTls,
+
+    /// etcd server tuning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<EtcdOptions>,
+
+    /// How long a member may be unreachable before it is removed and replaced by a fresh
+    /// member, as a duration such as `90s` or `2m`.
+    #[serde(default = "default_member_failure_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub member_failure_timeout: String,
+
+    /// Scheduled maintenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<EtcdMaintenance>,
+}
+
+/// Storage of member data: a PersistentVolumeClaim per member, or an emptyDir.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.volumeClaimTemplate) && has(self.emptyDir))").message("set at most one of volumeClaimTemplate and emptyDir"))]
+#[x_kube(validation = Rule::new("has(self.volumeClaimTemplate) == has(oldSelf.volumeClaimTemplate) && has(self.emptyDir) == has(oldSelf.emptyDir)").message("the storage kind (volumeClaimTemplate or emptyDir) cannot change after creation"))]
+pub struct EtcdStorage {
+    /// A PersistentVolumeClaim per member; data survives pod deletion. Used when neither
+    /// field is set, with 1Gi and the default StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_claim_template: Option<EtcdVolumeClaimTemplate>,
+
+    /// Member data in an emptyDir: lost with the pod. For tests and caches only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EtcdEmptyDir>,
+
+    /// What happens to the PVCs when the EtcdCluster is deleted: `Retain` (default) keeps
+    /// them, `Delete` removes them.
+    #[serde(default)]
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+/// The PVC each member gets.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdVolumeClaimTemplate {
+    /// Requested size as a Kubernetes quantity, e.g. `8Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// StorageClass to use; the cluster default when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// emptyDir options.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdEmptyDir {
+    /// `Memory` for tmpfs; node disk when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    /// Size limit as a Kubernetes quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<String>,
+}
+
+/// Fate of member volumes when the cluster is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReclaimPolicy {
+    /// Keep the PVCs.
+    #[default]
+    Retain,
+    /// Delete the PVCs with the cluster.
+    Delete,
+}
+
+/// Pod-level settings for members.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdPodTemplate {
+    /// Extra labels on member pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations on member pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// CPU and memory for the etcd container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels a member's node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Affinity rules; by default members prefer different hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations of member pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// PriorityClass of member pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+/// How TLS certificates are provided.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TlsMode {
+    /// The operator issues and renews a CA and server, peer and client certificates.
+    #[default]
+    Auto,
+    /// Certificates come from user-provided Secrets.
+    Secrets,
+    /// Plain HTTP between clients, peers and members. Not for production.
+    Disabled,
+}
+
+/// Transport security.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'secrets' || has(self.secrets)").message("tls.secrets is required when tls.mode is secrets"))]
+#[x_kube(validation = Rule::new("!(oldSelf.mode == 'disabled' && self.mode != 'disabled')").message("TLS cannot be turned on for a running cluster; create a new cluster and restore a backup into it"))]
+pub struct EtcdTls {
+    /// `auto` (default), `secrets` or `disabled`.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// Secret names for mode `secrets`; each holds `tls.crt`, `tls.key` and `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<EtcdTlsSecrets>,
+}
+
+/// User-provided certificate Secrets.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdTlsSecrets {
+    /// Serving certificate for client connections.
+    pub server: String,
+    /// Certificate for member-to-member traffic.
+    pub peer: String,
+    /// Client certificate the operator uses to talk to etcd.
+    pub client: String,
+}
+
+/// etcd server flags the operator manages.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.heartbeatIntervalMs) || !has(self.electionTimeoutMs) || self.electionTimeoutMs >= 5 * self.heartbeatIntervalMs").message("electionTimeoutMs must be at least 5 times heartbeatIntervalMs"))]
+pub struct EtcdOptions {
+    /// Backend size quota in bytes (`--quota-backend-bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub quota_backend_bytes: Option<i64>,
+    /// Automatic compaction of old revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_compaction: Option<AutoCompaction>,
+    /// Committed transactions between snapshots to disk (`--snapshot-count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub snapshot_count: Option<i64>,
+    /// Heartbeat interval in milliseconds (`--heartbeat-interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub heartbeat_interval_ms: Option<i64>,
+    /// Election timeout in milliseconds (`--election-timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub election_timeout_ms: Option<i64>,
+    /// Additional etcd flags, e.g. `--log-level=debug`. Flags the operator manages win.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+}
+
+/// How revisions are compacted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum AutoCompactionMode {
+    /// Keep a time window of history.
+    Periodic,
+    /// Keep a number of revisions.
+    Revision,
+}
+
+/// `--auto-compaction-mode` and `--auto-compaction-retention`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoCompaction {
+    /// `periodic` or `revision`.
+    pub mode: AutoCompactionMode,
+    /// A duration such as `1h` for periodic, a revision count such as `1000` for revision.
+    pub retention: String,
+}
+
+/// Maintenance tasks.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdMaintenance {
+    /// Defragmentation, one member at a time, followers first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defrag: Option<DefragPolicy>,
+}
+
+/// When to defragment.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragPolicy {
+    /// Cron schedule, e.g. `0 3 * * *`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Defragment a member only when its unused space exceeds this percentage of its
+    /// database size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub db_size_threshold_percent: Option<i32>,
+}
+
+/// Observed state of an etcd cluster.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdClusterStatus {
+    /// Coarse lifecycle phase: `Creating`, `Running`, `Scaling`, `Upgrading`, `Degraded` or `Paused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// `Available`, `Progressing` and `Degraded`, with reasons such as `QuorumLost`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Voting members currently in the cluster (the scale subresource reads this).
+    #[serde(default)]
+    pub size: i32,
+    /// Label selector of member pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Members that answer health checks.
+    #[serde(default)]
+    pub ready_members: i32,
+    /// Every member etcd reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<EtcdMemberStatus>,
+    /// Lowest version any member runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+    /// Version the cluster is moving to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+    /// Name of the leading member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One member as etcd and the operator see it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdMemberStatus {
+    /// Member (and pod) name.
+    pub name: String,
+    /// Member ID in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Server version the member reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Whether the member leads the raft group.
+    #[serde(default)]
+    pub is_leader: bool,
+    /// Whether the member is a non-voting learner.
+    #[serde(default)]
+    pub is_learner: bool,
+    /// Whether the member answered its last health check.
+    #[serde(default)]
+    pub healthy: bool,
+    /// The member's client URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_url: Option<String>,
+}

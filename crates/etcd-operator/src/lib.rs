@@ -1,0 +1,15 @@
+//! Steward's etcd operator: the `EtcdCluster` API and the controllers that run etcd clusters.
+
+pub mod crd;
+
+/// Binary name; also the metrics `operator` label and the Lease name prefix.
+pub const OPERATOR_NAME: &str = "etcd-operator";
+/// Field manager of every server-side apply this operator makes.
+pub const FIELD_MANAGER: &str = "steward.dev/etcd-operator";
+
+/// Every CustomResourceDefinition this operator serves.
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    use kube::CustomResourceExt;
+    vec![crd::EtcdCluster::crd()]
+}

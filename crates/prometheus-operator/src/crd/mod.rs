@@ -1,0 +1,15 @@
+//! Custom resource types of `monitoring.steward.dev`.
+
+pub mod common;
+mod monitors;
+mod prometheus;
+mod rules;
+mod scrapeconfig;
+
+pub use monitors::*;
+pub use prometheus::*;
+pub use rules::*;
+pub use scrapeconfig::*;
+
+/// API group of every monitoring resource.
+pub const GROUP: &str = "monitoring.steward.dev";

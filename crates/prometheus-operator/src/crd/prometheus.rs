@@ -1,0 +1,261 @@
+//! `Prometheus`: one Prometheus stack for a team.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, SecretKeySelector, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{BasicAuth, RelabelConfig, SafeAuthorization};
+
+/// Default Prometheus version: the current 3.5 LTS line.
+pub const DEFAULT_VERSION: &str = "3.5.3";
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_version() -> String {
+    DEFAULT_VERSION.to_string()
+}
+
+/// A Prometheus server whose configuration is generated from the monitors, rules and scrape
+/// configs its selectors pick.
+#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "monitoring.steward.dev",
+    version = "v1alpha1",
+    kind = "Prometheus",
+    plural = "prometheuses",
+    singular = "prometheus",
+    namespaced,
+    status = "PrometheusStatus",
+    shortname = "prom",
+    category = "steward",
+    category = "monitoring",
+    doc = "A Prometheus deployment configured from ServiceMonitors, PodMonitors, PrometheusRules and ScrapeConfigs.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(
+        name = "Available",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Available\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSpec {
+    /// Number of identical Prometheus replicas.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 10))]
+    pub replicas: i32,
+    /// Prometheus version, e.g. `3.5.3`; 2.53 is also supported.
+    #[serde(default = "default_version")]
+    #[schemars(regex(pattern = r"^v?[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub version: String,
+    /// Full image reference; `quay.io/prometheus/prometheus:v<version>` when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// ServiceMonitors to use, by label. Unset selects none; `{}` selects all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_monitor_selector: Option<LabelSelector>,
+    /// Namespaces to take ServiceMonitors from. Unset means only this object's namespace;
+    /// `{}` means all namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_monitor_namespace_selector: Option<LabelSelector>,
+    /// PodMonitors to use, by label. Unset selects none; `{}` selects all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_monitor_selector: Option<LabelSelector>,
+    /// Namespaces to take PodMonitors from; unset means only this namespace, `{}` all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_monitor_namespace_selector: Option<LabelSelector>,
+    /// PrometheusRules to load, by label. Unset selects none; `{}` selects all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_selector: Option<LabelSelector>,
+    /// Namespaces to take PrometheusRules from; unset means only this namespace, `{}` all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_namespace_selector: Option<LabelSelector>,
+    /// ScrapeConfigs to use, by label. Unset selects none; `{}` selects all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_config_selector: Option<LabelSelector>,
+    /// Namespaces to take ScrapeConfigs from; unset means only this namespace, `{}` all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_config_namespace_selector: Option<LabelSelector>,
+    /// Default scrape interval, e.g. `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_interval: Option<String>,
+    /// Default scrape timeout; must not exceed the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_timeout: Option<String>,
+    /// Rule evaluation interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_interval: Option<String>,
+    /// Labels added to every series and alert leaving this Prometheus.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_labels: BTreeMap<String, String>,
+    /// When set, every target and rule gets a label of this name holding the namespace of
+    /// the object that defined it, so a team cannot read another team's series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforced_namespace_label: Option<String>,
+    /// How long samples are kept, e.g. `15d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// Largest size of the TSDB, e.g. `8GB`; derived from the volume size when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_size: Option<String>,
+    /// Where the TSDB lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<PrometheusStorage>,
+    /// CPU and memory of the Prometheus container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels a Prometheus pod's node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of Prometheus pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity of Prometheus pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// ServiceAccount the pods run as; the operator creates `prometheus-<name>` when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Where alerts are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<AlertingSpec>,
+    /// Remote write destinations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<RemoteWriteSpec>,
+    /// Stops every change to the stack while true.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// TSDB storage.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusStorage {
+    /// A PVC per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_claim_template: Option<PrometheusVolumeClaimTemplate>,
+    /// Data in an emptyDir, lost with the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<PrometheusEmptyDir>,
+}
+
+/// PVC settings.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusVolumeClaimTemplate {
+    /// Requested size, e.g. `20Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// StorageClass; the cluster default when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// emptyDir settings.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusEmptyDir {
+    /// `Memory` for tmpfs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    /// Size limit, e.g. `2Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<String>,
+}
+
+/// Alerting settings.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertingSpec {
+    /// Alertmanager Services to send alerts to.
+    #[serde(default)]
+    pub alertmanagers: Vec<AlertmanagerEndpoint>,
+}
+
+/// An Alertmanager Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertmanagerEndpoint {
+    /// Namespace of the Service; this object's namespace when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Service name.
+    pub name: String,
+    /// Service port name or number.
+    pub port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
+    /// `http` or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// Alertmanager API version; `v2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+}
+
+/// A remote write destination.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteWriteSpec {
+    /// Endpoint URL.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// Basic authentication from Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Bearer token from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<SafeAuthorization>,
+    /// Deprecated upstream form of a bearer token Secret; prefer `authorization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret: Option<SecretKeySelector>,
+    /// Relabelings applied to series before sending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+}
+
+/// Observed state of a Prometheus.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusStatus {
+    /// Pods created.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods ready.
+    #[serde(default)]
+    pub available_replicas: i32,
+    /// Label selector of the pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// `Available` and `Reconciled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Selected and rejected objects per kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selected_resources: Vec<SelectedResources>,
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// How many objects of one kind a Prometheus uses.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectedResources {
+    /// `ServiceMonitor`, `PodMonitor`, `PrometheusRule` or `ScrapeConfig`.
+    pub kind: String,
+    /// Selected and valid.
+    pub accepted: i32,
+    /// Selected but invalid, left out of the configuration.
+    pub rejected: i32,
+}
