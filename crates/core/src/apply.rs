@@ -51,7 +51,7 @@ pub enum ApplyError {
         /// Name of the object (empty for lists).
         name: String,
         /// Cause.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -220,7 +220,7 @@ impl Applier {
                     verb: "apply",
                     kind: d.kind.resource.kind.clone(),
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             report.applied.push(format!("{}/{name}", d.kind.resource.kind));
             wanted.entry(kind_key(&d.kind)).or_default().insert(name);
@@ -233,7 +233,7 @@ impl Applier {
                 verb: "list",
                 kind: kind.resource.kind.clone(),
                 name: String::new(),
-                source,
+                source: Box::new(source),
             })?;
             let keep = wanted.get(&kind_key(kind)).cloned().unwrap_or_default();
             for (name, uid) in orphans(&existing.items, &keep, &owner_ref.uid) {
@@ -253,7 +253,7 @@ impl Applier {
                             verb: "delete",
                             kind: kind.resource.kind.clone(),
                             name,
-                            source,
+                            source: Box::new(source),
                         });
                     }
                 }
@@ -274,6 +274,33 @@ impl Applier {
             Api::all_with(self.client.clone(), &kind.resource)
         }
     }
+}
+
+/// Writes `status` to the status subresource of `obj` by server-side apply as `field_manager`.
+/// Only the fields in `status` are owned, so other writers' status fields are kept.
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    field_manager: &str,
+    status: &S,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 fn kind_key(kind: &OwnedKind) -> String {

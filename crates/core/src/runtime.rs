@@ -176,3 +176,33 @@ where
 
 /// Shared handle type for controllers that need the readiness tracker directly.
 pub type SharedReadiness = Arc<Readiness>;
+
+/// The whole `run` subcommand of an operator binary: logging, the async runtime, [`run`], and
+/// a one-line error on stderr with a failing exit code.
+pub fn main<L, Fut>(
+    info: OperatorInfo,
+    args: CommonArgs,
+    metrics: MetricsBuilder,
+    launch: L,
+) -> std::process::ExitCode
+where
+    L: FnOnce(ControllerRuntime) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let name = info.name;
+    let fail = |msg: String| {
+        eprintln!("{name}: error: {msg}");
+        std::process::ExitCode::FAILURE
+    };
+    if let Err(e) = crate::telemetry::init(args.log_format, &args.log_level) {
+        return fail(format!("{e:#}"));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(info, args, metrics, launch)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => fail(format!("{e:#}")),
+    }
+}

@@ -1,5 +1,6 @@
 //! Steward's etcd operator: the `EtcdCluster` API and the controllers that run etcd clusters.
 
+pub mod controller;
 pub mod crd;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.

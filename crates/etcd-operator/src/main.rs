@@ -1,1 +1,35 @@
-fn main() {}
+//! `etcd-operator`: runs etcd clusters on Kubernetes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use etcd_operator::{FIELD_MANAGER, OPERATOR_NAME};
+use steward_core::{CommonArgs, MetricsBuilder, OperatorInfo};
+
+/// Runs etcd clusters on Kubernetes: bootstrap, quorum-safe scaling, healing, upgrades and TLS.
+#[derive(Parser, Debug)]
+#[command(name = "etcd-operator", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the operator against the cluster from kubeconfig or the in-cluster config.
+    Run {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let Command::Run { common } = Cli::parse().command;
+    let info = OperatorInfo {
+        name: OPERATOR_NAME,
+        version: env!("CARGO_PKG_VERSION"),
+        field_manager: FIELD_MANAGER,
+    };
+    let metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
+    steward_core::runtime::main(info, common, metrics, etcd_operator::controller::run)
+}

@@ -1,5 +1,8 @@
 //! Custom resource types of `etcd.steward.dev`.
 
+// kube-derive's repeated `printcolumn(type_ = ...)` attributes look like duplicates to clippy.
+#![allow(clippy::duplicated_attributes)]
+
 mod cluster;
 
 pub use cluster::*;

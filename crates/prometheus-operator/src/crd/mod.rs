@@ -1,5 +1,8 @@
 //! Custom resource types of `monitoring.steward.dev`.
 
+// kube-derive's repeated `printcolumn(type_ = ...)` attributes look like duplicates to clippy.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 mod monitors;
 mod prometheus;
