@@ -5,7 +5,7 @@
 #   hack/test-deps.sh --refresh  # re-resolve the Debian suites (they move, sid above all)
 #
 # What it provides (all repo-relative, under the git-ignored .cache/):
-#   protoc                       system package protobuf-compiler (needs root if missing)
+#   protoc                       system packages protobuf-compiler + libprotobuf-dev (root if missing)
 #   .cache/bin/etcd-<ver>/       etcd, etcdctl[, etcdutl]   bookworm (3.4), trixie, sid
 #   .cache/bin/prometheus-<ver>/ prometheus, promtool       trixie (2.53), sid (3.5)
 #   .cache/bin/alertmanager-<ver>/ alertmanager, amtool     trixie (0.28), sid (0.33)
@@ -94,16 +94,20 @@ upstream_version() {
 # 1. protoc (system package)
 # ---------------------------------------------------------------------------
 ensure_protoc() {
-    command -v protoc >/dev/null 2>&1 && return 0
-    command -v apt-get >/dev/null 2>&1 || die "protoc is missing and apt-get is not available: install protoc (protobuf-compiler) by hand"
-    [[ "$(id -u)" == 0 ]] || die "protoc is missing and we are not root: run 'sudo apt-get install -y --no-install-recommends protobuf-compiler' (or install protoc otherwise) and re-run"
-    log "installing protobuf-compiler (protoc) from the machine's own apt sources"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends protobuf-compiler >&2; then
-        log "install failed; refreshing the machine's package lists and retrying"
+    # etcd-client's build compiles etcd's .proto files, which import Google's well-known
+    # types (google/protobuf/descriptor.proto): protoc alone is not enough, the include
+    # files from libprotobuf-dev are needed too.
+    local include=/usr/include/google/protobuf/descriptor.proto
+    command -v protoc >/dev/null 2>&1 && [[ -f "$include" ]] && return 0
+    command -v apt-get >/dev/null 2>&1 || die "protoc or its include files are missing and apt-get is not available: install protoc with Google's well-known .proto files by hand"
+    [[ "$(id -u)" == 0 ]] || die "protoc or $include is missing and we are not root: run 'sudo apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev' and re-run"
+    log "installing protobuf-compiler and libprotobuf-dev from the machine's own apt sources"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev >&2; then
         apt-get update >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends protobuf-compiler >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev >&2
     fi
     command -v protoc >/dev/null 2>&1 || die "protoc still missing after installing protobuf-compiler"
+    [[ -f "$include" ]] || die "$include still missing after installing libprotobuf-dev"
 }
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,61 @@
+# Steward — common tasks. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+KIND ?= kind
+KIND_CLUSTER ?= steward
+IMAGE_TAG ?= dev
+# kubectl for deploy targets: the cached one when present, else the one on PATH.
+KUBECTL ?= $(shell [ -x .cache/bin/kubectl ] && echo .cache/bin/kubectl || echo kubectl)
+
+.PHONY: build test test-deps lint unit crds check-crds validate-manifests images kind-up deploy undeploy bench fmt help
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+build: ## Build every crate
+	$(CARGO) build --workspace --locked
+
+test: test-deps lint unit check-crds validate-manifests ## Everything CI checks
+	@echo "make test: all checks passed"
+
+test-deps: ## Fetch etcd, Prometheus, Alertmanager, promtool, kubectl, protoc, kubernetes-validate
+	hack/test-deps.sh
+
+lint: ## Formatting and clippy (warnings are errors)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit: ## cargo test for the whole workspace (unit, golden and real-binary tests)
+	$(CARGO) test --workspace --locked
+
+crds: ## Regenerate deploy/crds from the CRD types
+	hack/gen-crds.sh
+
+check-crds: ## Fail when deploy/crds differs from crdgen's output
+	hack/check-crds.sh
+
+validate-manifests: ## kubernetes-validate --strict on deploy/default and deploy/examples
+	hack/validate-manifests.sh
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+images: ## Build steward/etcd-operator and steward/prometheus-operator images
+	IMAGE_TAG=$(IMAGE_TAG) hack/build-images.sh
+
+kind-up: ## Create the kind cluster (once)
+	@$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || $(KIND) create cluster --name $(KIND_CLUSTER)
+
+deploy: kind-up images ## Install CRDs and both operators on kind
+	$(KIND) load docker-image --name $(KIND_CLUSTER) steward/etcd-operator:$(IMAGE_TAG) steward/prometheus-operator:$(IMAGE_TAG)
+	$(KUBECTL) --context kind-$(KIND_CLUSTER) apply --server-side -k deploy/default
+	$(KUBECTL) --context kind-$(KIND_CLUSTER) -n steward-system rollout status deployment/etcd-operator deployment/prometheus-operator --timeout=120s
+
+undeploy: ## Remove both operators and the CRDs from kind
+	$(KUBECTL) --context kind-$(KIND_CLUSTER) delete -k deploy/default --ignore-not-found
+
+bench: ## Benchmarks (figures go into the issue notes)
+	$(CARGO) bench --workspace --locked
