@@ -1,4 +1,5 @@
-//! Steward's end-to-end harness. For now: locating the real binaries (etcd, Prometheus,
-//! Alertmanager, promtool, kubectl) that `make test-deps` puts under `.cache/bin`.
+//! Steward's end-to-end harness: locating the real binaries `make test-deps` installs, and
+//! kubesim, the local Kubernetes-compatible cluster our end-to-end tests run against.
 
 pub mod bins;
+pub mod kubesim;
