@@ -114,6 +114,21 @@ impl Ctx {
         if self.body.is_empty() {
             return Ok(json!({}));
         }
+        if self
+            .content_type()
+            .starts_with("application/vnd.kubernetes.protobuf")
+            || self.content_type().starts_with("application/cbor")
+        {
+            // Clients fall back to JSON on 415, as they do against servers without protobuf.
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {}",
+                    self.content_type()
+                ),
+            ));
+        }
         match serde_json::from_slice::<Value>(&self.body) {
             Ok(v) => Ok(v),
             // Apply patches may be YAML.
@@ -127,6 +142,7 @@ impl Ctx {
 async fn dispatch(server: Arc<ApiServer>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_string();
+    tracing::debug!(method = %parts.method, uri = %parts.uri, content_type = ?parts.headers.get(header::CONTENT_TYPE), accept = ?parts.headers.get(header::ACCEPT), "request");
     if ["/healthz", "/readyz", "/livez"].contains(&path.as_str()) {
         return Ok((StatusCode::OK, "ok").into_response());
     }

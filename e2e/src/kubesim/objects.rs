@@ -197,12 +197,10 @@ impl ApiServer {
         if !unknown.is_empty() {
             match opts.validation {
                 FieldValidation::Strict => {
-                    let list: Vec<String> =
-                        unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-                    return Err(ApiError::bad_request(format!(
-                        "strict decoding error: {}",
-                        list.join(", ")
-                    )));
+                    let status = schema::strict_decoding_status(&rt.kind, &rt.version, &unknown);
+                    return Err(ApiError::bad_request(
+                        status["message"].as_str().unwrap_or_default(),
+                    ));
                 }
                 FieldValidation::Warn => {
                     warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")))

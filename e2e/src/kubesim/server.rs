@@ -46,6 +46,8 @@ pub struct ApiServer {
     pub watch_epoch: tokio::sync::watch::Sender<u64>,
     /// Logs for `pods/log`.
     pub log_source: RwLock<Option<Arc<dyn LogSource>>>,
+    /// While set, new watches are refused with 503 (fault injection: an unreachable API).
+    pub watches_paused: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -78,6 +80,7 @@ impl ApiServer {
             next_ip: AtomicU32::new(10),
             watch_epoch,
             log_source: RwLock::new(None),
+            watches_paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -128,6 +131,18 @@ impl ApiServer {
     /// Ends every open watch.
     pub fn drop_watches(&self) {
         self.watch_epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Ends every open watch and refuses new ones until [`ApiServer::resume_watches`]:
+    /// clients miss what happens meanwhile, as with a partitioned API server.
+    pub fn pause_watches(&self) {
+        self.watches_paused.store(true, Ordering::SeqCst);
+        self.drop_watches();
+    }
+
+    /// Accepts watches again.
+    pub fn resume_watches(&self) {
+        self.watches_paused.store(false, Ordering::SeqCst);
     }
 }
 

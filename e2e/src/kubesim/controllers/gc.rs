@@ -190,6 +190,7 @@ pub fn spawn(
                         continue;
                     };
                     let Some(t) = server.resource_any(&ev.key.group, &ev.key.plural) else { continue };
+                    recheck_owners(&server, &ev.object, &ev.namespace);
                     match ev.type_ {
                         EventType::Deleted => {
                             let uid = meta(&ev.object, "uid").to_string();
@@ -206,25 +207,33 @@ pub fn spawn(
                             }
                         }
                         _ if ev.object.pointer("/metadata/deletionTimestamp").is_some() => process_deleting_owner(&server, &t, &ev.object),
-                        _ => {
-                            // A dependent of a deleting owner changed: re-check that owner.
-                            if let Some(refs) = ev.object.pointer("/metadata/ownerReferences").and_then(Value::as_array) {
-                                let reg = server.registry();
-                                for r in refs {
-                                    let (Some(av), Some(kind), Some(name)) = (r["apiVersion"].as_str(), r["kind"].as_str(), r["name"].as_str()) else { continue };
-                                    let Some(ot) = reg.by_kind(av, kind) else { continue };
-                                    let ns = if ot.namespaced { ev.namespace.as_str() } else { "" };
-                                    if let Some(owner) = server.store.get(&ot.storage_key(), ns, name)
-                                        && owner.pointer("/metadata/deletionTimestamp").is_some()
-                                    {
-                                        process_deleting_owner(&server, &ot, &owner);
-                                    }
-                                }
-                            }
-                        }
+                        _ => {}
                     }
                 }
             }
         }
     })
+}
+
+/// A dependent changed or went away: owners waiting for it (foreground deletion) may now
+/// be able to finish.
+fn recheck_owners(server: &ApiServer, obj: &Value, ns: &str) {
+    let Some(refs) = obj.pointer("/metadata/ownerReferences").and_then(Value::as_array) else {
+        return;
+    };
+    let reg = server.registry();
+    for r in refs {
+        let (Some(av), Some(kind), Some(name)) =
+            (r["apiVersion"].as_str(), r["kind"].as_str(), r["name"].as_str())
+        else {
+            continue;
+        };
+        let Some(ot) = reg.by_kind(av, kind) else { continue };
+        let ons = if ot.namespaced { ns } else { "" };
+        if let Some(owner) = server.store.get(&ot.storage_key(), ons, name)
+            && owner.pointer("/metadata/deletionTimestamp").is_some()
+        {
+            process_deleting_owner(server, &ot, &owner);
+        }
+    }
 }
