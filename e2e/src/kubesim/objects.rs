@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::defaults;
 use super::errors::ApiError;
-use super::merge::{self, BuiltinListTypes, ListTypes, SchemaListTypes};
+use super::merge::{self, BuiltinTypes, CrdTypes, ListTypes, Scope, Writer};
 use super::registry::ResourceType;
 use super::schema;
 use super::server::{ApiServer, name_suffix, new_uid, now};
@@ -176,8 +176,30 @@ fn same_object(a: &Value, b: &Value) -> bool {
 /// List semantics for merges of objects of `rt`.
 pub fn list_types(rt: &ResourceType) -> Box<dyn ListTypes> {
     match &rt.schema {
-        Some(s) => Box::new(SchemaListTypes::new(s.raw())),
-        None => Box::new(BuiltinListTypes),
+        Some(s) => Box::new(CrdTypes::new(s.raw().clone())),
+        None => Box::new(BuiltinTypes::new(&rt.kind)),
+    }
+}
+
+/// Who writes which part, for managedFields.
+fn writer<'a>(rt: &ResourceType, part: Part, manager: &'a str, now: &'a str) -> Writer<'a> {
+    let mut w = Writer::new(manager, now);
+    match part {
+        Part::Status => {
+            w.subresource = Some("status");
+            w.scope = Scope::status();
+        }
+        Part::Main if rt.status => w.scope = Scope::main_resource(),
+        _ => {}
+    }
+    w
+}
+
+fn apply_error(rt: &ResourceType, name: &str, e: merge::ApplyError) -> ApiError {
+    match e {
+        merge::ApplyError::Conflicts(c) => conflict_error(rt, name, &c),
+        merge::ApplyError::BadRequest(m) => ApiError::bad_request(m),
+        merge::ApplyError::Invalid(m) => ApiError::internal(m),
     }
 }
 
@@ -319,7 +341,13 @@ impl ApiServer {
         defaults::before_store(self, rt, None, &mut obj)
             .map_err(|(field, d)| ApiError::invalid(rt, &name, &field, &d))?;
         if !applied {
-            obj = merge::record_update(None, &obj, &opts.manager, &now(), list_types(rt).as_ref());
+            let t = now();
+            obj = merge::record_update_as(
+                None,
+                &obj,
+                &writer(rt, Part::Main, &opts.manager, &t),
+                list_types(rt).as_ref(),
+            );
         }
         if opts.dry_run {
             return Ok(Written {
@@ -419,8 +447,15 @@ impl ApiServer {
                     {
                         let mut obj = patch.clone();
                         meta_mut(&mut obj).insert("name".into(), json!(name));
-                        let created = merge::apply(None, &obj, &opts.manager, true, &now(), lists.as_ref())
-                            .map_err(|c| conflict_error(rt, name, &c))?;
+                        let t = now();
+                        let created = merge::apply_as(
+                            None,
+                            &obj,
+                            &writer(rt, Part::Main, &opts.manager, &t),
+                            true,
+                            lists.as_ref(),
+                        )
+                        .map_err(|e| apply_error(rt, name, e))?;
                         return self.create_inner(rt, ns, created, opts, true);
                     }
                     return Err(ApiError::not_found(rt, name));
@@ -459,15 +494,15 @@ impl ApiServer {
                             _ => {}
                         }
                     }
-                    merge::apply(
+                    let t = now();
+                    merge::apply_as(
                         Some(&base),
                         &applied,
-                        &opts.manager,
+                        &writer(rt, part, &opts.manager, &t),
                         force,
-                        &now(),
                         lists.as_ref(),
                     )
-                    .map_err(|c| conflict_error(rt, name, &c))?
+                    .map_err(|e| apply_error(rt, name, e))?
                 }
             };
             if let Some(rv) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str)
@@ -585,7 +620,13 @@ impl ApiServer {
         defaults::before_store(self, rt, Some(old), &mut new)
             .map_err(|(field, d)| ApiError::invalid(rt, &name, &field, &d))?;
         if applied != Some(true) {
-            new = merge::record_update(Some(old), &new, &opts.manager, &now(), list_types(rt).as_ref());
+            let t = now();
+            new = merge::record_update_as(
+                Some(old),
+                &new,
+                &writer(rt, part, &opts.manager, &t),
+                list_types(rt).as_ref(),
+            );
         }
         if same_object(old, &new) {
             return Ok(Written {
