@@ -80,7 +80,7 @@ async fn service_account_needs_a_role() {
     // Projected tokens through the TokenRequest API authenticate the same way.
     let tr: serde_json::Value = admin
         .request(
-            http_request(&format!("/api/v1/namespaces/default/serviceaccounts/reader/token"), json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"audiences": ["https://kubernetes.default.svc"]}})),
+            http_request("/api/v1/namespaces/default/serviceaccounts/reader/token", json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"audiences": ["https://kubernetes.default.svc"]}})),
         )
         .await
         .unwrap();

@@ -155,11 +155,7 @@ async fn dispatch(server: Arc<ApiServer>, req: Request) -> Result<Response, ApiE
     let user = token
         .and_then(|t| server.tokens.authenticate(t))
         .ok_or_else(ApiError::unauthorized)?;
-    let query: HashMap<String, String> = parts
-        .uri
-        .query()
-        .map(|q| form_urlencoded_pairs(q))
-        .unwrap_or_default();
+    let query: HashMap<String, String> = parts.uri.query().map(form_urlencoded_pairs).unwrap_or_default();
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;

@@ -323,10 +323,11 @@ impl ApiServer {
         if rt.namespaced {
             self.check_namespace(ns)?;
         }
-        if rt.status && rt.custom {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if rt.status
+            && rt.custom
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         let mut warnings = if rt.custom {
             self.admit_custom(rt, &mut obj, None, opts)?

@@ -391,7 +391,7 @@ impl Registry {
             .filter(|(g, _)| !g.is_empty())
             .map(|(g, vs)| {
                 let mut versions: Vec<String> = vs.keys().cloned().collect();
-                versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+                versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
                 (g.clone(), versions)
             })
             .collect()

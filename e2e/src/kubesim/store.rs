@@ -64,6 +64,9 @@ pub enum StoreError {
 
 type ObjKey = (String, String);
 
+/// Events still in history after a version, and a receiver for later ones.
+pub type Subscription = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>);
+
 struct Inner {
     rv: u64,
     objects: HashMap<StorageKey, BTreeMap<ObjKey, Arc<Value>>>,
@@ -287,10 +290,7 @@ impl Store {
 
     /// Events after `since` still in history, plus a receiver for later ones; `Gone` when
     /// `since` is older than the history.
-    pub fn watch_from(
-        &self,
-        since: u64,
-    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), StoreError> {
+    pub fn watch_from(&self, since: u64) -> Result<Subscription, StoreError> {
         let inner = self.lock();
         if since < inner.compacted {
             return Err(StoreError::Gone(inner.compacted));

@@ -72,7 +72,10 @@ fn int(obj: &Value, ptr: &str) -> i64 {
     obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
 
-fn builtin(rt: &ResourceType) -> Option<(Vec<Value>, fn(&Value) -> Vec<Value>)> {
+/// Column definitions and the function producing one row's cells.
+type Printer = (Vec<Value>, fn(&Value) -> Vec<Value>);
+
+fn builtin(rt: &ResourceType) -> Option<Printer> {
     let name_col = col("Name", "string", 0, "Name must be unique within a namespace.");
     let age_col = col(
         "Age",
@@ -418,6 +421,8 @@ fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
 }
 
+type RowFn = Box<dyn Fn(&Value) -> Vec<Value>>;
+
 /// A `meta.k8s.io/v1` Table of `items`.
 pub fn table(
     rt: &ResourceType,
@@ -426,7 +431,7 @@ pub fn table(
     include_object: &str,
     cont: Option<&str>,
 ) -> Value {
-    let (columns, row_fn): (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) = if rt.custom {
+    let (columns, row_fn): (Vec<Value>, RowFn) = if rt.custom {
         let mut cols = vec![col(
             "Name",
             "string",
