@@ -141,6 +141,28 @@ pub fn kubectl() -> anyhow::Result<PathBuf> {
     existing(bin_dir().join("kubectl"), "kubectl")
 }
 
+/// One of our own binaries (`etcd-operator`, `prometheus-operator`, `kubesim`) from the
+/// cargo target folder of the current profile. `cargo test --workspace` builds them first.
+pub fn own_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let path = target.join(profile).join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        bail!(
+            "{} not found: build it with `cargo build -p {name}` (cargo test --workspace does)",
+            path.display()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

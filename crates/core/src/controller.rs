@@ -185,8 +185,17 @@ pub async fn run<K, Ctx, R, Fut, E>(
     let synced = rt.readiness.register_cache(name);
     let store = controller.store();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            synced.store(true, Ordering::SeqCst);
+        // The store's readiness signal wakes only its most recent waiter, and the controller
+        // itself waits on it too: poll again now and then instead of waiting once.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    synced.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => {}
+            }
         }
     });
     let rctx = Arc::new(RunnerCtx {

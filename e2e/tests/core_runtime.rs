@@ -1,0 +1,318 @@
+//! steward-core's API-facing parts against a real API server (kubesim): the apply path with
+//! orphan deletion, status writes, Events, leader election, and an operator binary's whole
+//! life (connect, elect, reconcile, serve /readyz and /metrics, release the Lease on SIGTERM).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use e2e::bins;
+use e2e::kubesim::Cluster;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use steward_core::apply::{Applier, Desired, OwnedKind};
+use steward_core::leader::{Election, Leadership, LeaseConfig};
+
+async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn child(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap()
+}
+
+#[tokio::test]
+async fn apply_owned_creates_updates_and_prunes_only_its_own() {
+    let c = Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let owners: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let owner = owners
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let selector = steward_core::labels::owner_selector("widget", "owner", "test-operator");
+    let applier = Applier::new(client.clone(), "steward.dev/test-operator");
+    let kinds = [OwnedKind::namespaced::<ConfigMap>()];
+
+    let report = applier
+        .apply_owned(
+            &owner,
+            &selector,
+            vec![
+                Desired::namespaced(&child("a", "1")).unwrap(),
+                Desired::namespaced(&child("b", "1")).unwrap(),
+            ],
+            &kinds,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.applied, ["ConfigMap/a", "ConfigMap/b"]);
+    let a = cms.get("a").await.unwrap();
+    let refs = a.metadata.owner_references.unwrap();
+    assert_eq!(
+        (refs[0].uid.as_str(), refs[0].controller),
+        (owner.metadata.uid.as_deref().unwrap(), Some(true))
+    );
+    assert_eq!(a.metadata.labels.unwrap()["app.kubernetes.io/instance"], "owner");
+    let mf = a.metadata.managed_fields.unwrap();
+    assert!(
+        mf.iter()
+            .any(|m| m.manager.as_deref() == Some("steward.dev/test-operator")
+                && m.operation.as_deref() == Some("Apply"))
+    );
+
+    // Someone else's object with the same labels must survive pruning.
+    let mut foreign = child("foreign", "x");
+    foreign.metadata.labels = Some(selector.clone());
+    cms.create(&PostParams::default(), &foreign).await.unwrap();
+
+    // Next desired set: a changed, b gone. Idempotent when repeated.
+    for _ in 0..2 {
+        let report = applier
+            .apply_owned(
+                &owner,
+                &selector,
+                vec![Desired::namespaced(&child("a", "2")).unwrap()],
+                &kinds,
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.applied, ["ConfigMap/a"]);
+    }
+    assert_eq!(cms.get("a").await.unwrap().data.unwrap()["v"], "2");
+    assert!(cms.get_opt("b").await.unwrap().is_none(), "orphan deleted");
+    assert!(
+        cms.get_opt("foreign").await.unwrap().is_some(),
+        "objects of other owners are left alone"
+    );
+
+    // Force: a field another manager took is taken back.
+    cms.patch("a", &PatchParams::apply("someone-else").force(), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"v": "hijacked"}}))).await.unwrap();
+    applier
+        .apply_owned(
+            &owner,
+            &selector,
+            vec![Desired::namespaced(&child("a", "2")).unwrap()],
+            &kinds,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cms.get("a").await.unwrap().data.unwrap()["v"], "2");
+}
+
+#[tokio::test]
+async fn events_are_recorded_in_both_api_versions() {
+    let c = Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let obj = cms
+        .create(&PostParams::default(), &child("subject", "1"))
+        .await
+        .unwrap();
+    let recorder =
+        steward_core::EventRecorder::new(client.clone(), "steward.dev/test-operator", Some("pod-1".into()));
+    recorder
+        .warning(&obj, "InvalidSpec", "Validate", "spec.size must be odd")
+        .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let list = events.list(&ListParams::default()).await.unwrap().items;
+    let ev = list
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("InvalidSpec"))
+        .expect("event recorded");
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    assert_eq!(ev.note.as_deref(), Some("spec.size must be odd"));
+    assert_eq!(ev.regarding.as_ref().unwrap().name.as_deref(), Some("subject"));
+    // kubectl describe reads core/v1 Events.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let list = core
+        .list(&ListParams::default().fields("involvedObject.name=subject"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].message.as_deref(), Some("spec.size must be odd"));
+}
+
+#[tokio::test]
+async fn exactly_one_leader_and_takeover_after_release() {
+    let c = Cluster::start_temp().await.unwrap();
+    let config = |identity: &str| LeaseConfig {
+        name: "test-operator-leader".into(),
+        namespace: "default".into(),
+        identity: identity.into(),
+        duration: Duration::from_secs(3),
+    };
+    let a = Election::start(c.client().await.unwrap(), config("a"))
+        .await
+        .unwrap();
+    let b = Election::start(c.client().await.unwrap(), config("b"))
+        .await
+        .unwrap();
+    let leading = |e: &Election| *e.state.borrow() == Leadership::Leading;
+    eventually("a leader", 10, || async { leading(&a) || leading(&b) }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(leading(&a) ^ leading(&b), "exactly one leads");
+    let leases: Api<Lease> = Api::namespaced(c.client().await.unwrap(), "default");
+    let holder = leases
+        .get("test-operator-leader")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    let (leader, standby, leader_id) = if leading(&a) { (a, b, "a") } else { (b, a, "b") };
+    assert_eq!(holder, leader_id, "the Lease names the leader");
+    leader.release().await;
+    eventually("the standby takes over", 15, || async { leading(&standby) }).await;
+    standby.release().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
+    let c = Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    // Install the CRDs the way users do: from crdgen's output.
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client.clone());
+    let text =
+        std::fs::read_to_string(bins::repo_root().join("deploy/crds/etcdclusters.etcd.steward.dev.yaml"))
+            .unwrap();
+    let crd: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    crds.patch(
+        "etcdclusters.etcd.steward.dev",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut op = tokio::process::Command::new(bins::own_binary("etcd-operator").unwrap())
+        .args([
+            "run",
+            "--leader-elect",
+            "--lease-namespace",
+            "default",
+            "--lease-duration-seconds",
+            "4",
+        ])
+        .arg(format!("--metrics-addr=127.0.0.1:{port}"))
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("POD_NAME", "etcd-operator-test")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .ok()
+        }
+    };
+    eventually("/readyz", 30, || async {
+        get("/readyz").await.is_some_and(|r| r.status() == 200)
+    })
+    .await;
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let lease = leases.get("etcd-operator-leader").await.unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("etcd-operator-test")
+    );
+
+    // The controller reconciles: status with observedGeneration and a condition.
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
+        "etcdclusters",
+    );
+    let clusters: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let obj: kube::api::DynamicObject = serde_json::from_value(json!({"apiVersion": "etcd.steward.dev/v1alpha1", "kind": "EtcdCluster", "metadata": {"name": "main"}, "spec": {"size": 3, "version": "3.3.9"}})).unwrap();
+    clusters.create(&PostParams::default(), &obj).await.unwrap();
+    eventually("status written", 20, || async {
+        clusters.get("main").await.unwrap().data["status"]["observedGeneration"] == 1
+    })
+    .await;
+    let st = clusters.get("main").await.unwrap().data["status"].clone();
+    let cond = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (cond["status"].as_str(), cond["reason"].as_str()),
+        (Some("False"), Some("InvalidSpec"))
+    );
+    assert!(cond["lastTransitionTime"].is_string());
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually("warning event", 10, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("InvalidSpec"))
+    })
+    .await;
+
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("steward_reconcile_total{controller=\"etcdcluster\",result=\"success\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("steward_leader{operator=\"etcd-operator\"} 1"),
+        "{metrics}"
+    );
+
+    // SIGTERM: stop, release the Lease, exit 0 — well within a 30 s grace period.
+    let pid = op.id().unwrap();
+    let started = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(25), op.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(25));
+    let lease = leases.get("etcd-operator-leader").await.unwrap().spec.unwrap();
+    assert!(
+        lease.holder_identity.as_deref().is_none_or(str::is_empty),
+        "lease released: {lease:?}"
+    );
+}
