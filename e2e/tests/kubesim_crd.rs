@@ -251,3 +251,93 @@ async fn deleting_the_crd_stops_serving_it() {
         other => panic!("still served: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn field_validation_modes() {
+    let (c, widgets) = setup().await;
+    let client = c.client().await.unwrap();
+    let post = |query: &str, body: &str| {
+        http::Request::post(format!("/apis/example.com/v1/namespaces/default/widgets?{query}"))
+            .header("content-type", "application/json")
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    };
+    let unknown = r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"s"},"spec":{"name":"abc","x":1,"y":{"z":2}}}"#;
+    // Strict: 400 naming every unknown field.
+    match client
+        .request::<serde_json::Value>(post("fieldValidation=Strict", unknown))
+        .await
+        .unwrap_err()
+    {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest"));
+            assert_eq!(
+                s.message,
+                "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.x\", unknown field \"spec.y\""
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Duplicate fields are refused too under Strict.
+    let dup = r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"d"},"spec":{"name":"abc","name":"def"}}"#;
+    match client
+        .request::<serde_json::Value>(post("fieldValidation=Strict", dup))
+        .await
+        .unwrap_err()
+    {
+        kube::Error::Api(s) => assert_eq!(
+            (s.code, s.message.as_str()),
+            (400, "strict decoding error: duplicate field \"spec.name\"")
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Warn: stored pruned, with a Warning header; Ignore: pruned silently.
+    let resp = reqwest_client(&c)
+        .post(format!(
+            "{}/apis/example.com/v1/namespaces/default/widgets?fieldValidation=Warn",
+            c.url()
+        ))
+        .bearer_auth(admin_token(&c))
+        .header("content-type", "application/json")
+        .body(unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let warnings: Vec<String> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            r#"299 - "unknown field \"spec.x\"""#,
+            r#"299 - "unknown field \"spec.y\"""#
+        ]
+    );
+    assert!(widgets.get("s").await.unwrap().data["spec"].get("x").is_none());
+    let ignore = unknown.replace("\"s\"", "\"i\"");
+    client
+        .request::<serde_json::Value>(post("fieldValidation=Ignore", &ignore))
+        .await
+        .unwrap();
+    assert!(widgets.get("i").await.unwrap().data["spec"].get("y").is_none());
+}
+
+fn admin_token(c: &Cluster) -> String {
+    let text = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap()
+        .to_string()
+}
+
+fn reqwest_client(c: &Cluster) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(c.server.ca_pem.as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap()
+}

@@ -101,6 +101,14 @@ async fn kubectl_drives_custom_resources() {
         err.contains("strict decoding error: unknown field \"spec.sise\""),
         "{err}"
     );
+    // --validate=warn: created, pruned, and kubectl shows the server's warning.
+    let (ok, _, stderr) = k.run(&["create", "--validate=warn", "-f", bad.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("Warning: unknown field \"spec.sise\""),
+        "{stderr}"
+    );
+    k.ok(&["delete", "etcd", "bad"]);
     // Schema validation at admission.
     std::fs::write(&bad, "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: bad\nspec:\n  size: 12\n  version: 3.5.16\n").unwrap();
     let err = k.fails(&["create", "-f", bad.to_str().unwrap()]);

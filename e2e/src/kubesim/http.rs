@@ -37,7 +37,8 @@ fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Respons
     )
         .into_response();
     for w in warnings {
-        let v = format!("299 - \"{}\"", w.replace('"', "'"));
+        // RFC 7234 warn-text: a quoted string with backslash escapes, as the apiserver sends.
+        let v = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
         if let Ok(hv) = HeaderValue::from_str(&v) {
             resp.headers_mut().append(header::WARNING, hv);
         }
@@ -129,8 +130,20 @@ impl Ctx {
                 ),
             ));
         }
-        match serde_json::from_slice::<Value>(&self.body) {
-            Ok(v) => Ok(v),
+        match super::strict_json::parse(&self.body) {
+            Ok((v, duplicates)) => {
+                if !duplicates.is_empty() && self.q("fieldValidation") == Some("Strict") {
+                    let list: Vec<String> = duplicates
+                        .iter()
+                        .map(|d| format!("duplicate field \"{d}\""))
+                        .collect();
+                    return Err(ApiError::bad_request(format!(
+                        "strict decoding error: {}",
+                        list.join(", ")
+                    )));
+                }
+                Ok(v)
+            }
             // Apply patches may be YAML.
             Err(e) => serde_yaml_ng::from_slice::<Value>(&self.body).map_err(|_| {
                 ApiError::bad_request(format!("the request body is not valid JSON or YAML: {e}"))

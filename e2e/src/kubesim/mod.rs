@@ -18,6 +18,7 @@ pub mod schema;
 pub mod selectors;
 pub mod server;
 pub mod store;
+pub mod strict_json;
 pub mod table;
 
 use std::net::SocketAddr;
