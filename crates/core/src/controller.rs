@@ -249,6 +249,33 @@ pub async fn run<K, Ctx, R, Fut, E>(
         .await;
 }
 
+/// Runs one controller per watched namespace (or one for all namespaces) for the namespaced
+/// kind `K`, until shutdown.
+pub async fn run_namespaced<K, Ctx, R, Fut, E>(
+    rt: &ControllerRuntime,
+    name: &str,
+    ctx: Arc<Ctx>,
+    reconcile: R,
+) where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    Ctx: Send + Sync + 'static,
+    R: Fn(Arc<K>, Arc<Ctx>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    E: ReconcileError,
+{
+    let controllers = rt.apis::<K>().into_iter().map(|api| {
+        let controller = Controller::new(api, kube::runtime::watcher::Config::default().any_semantic());
+        run(rt, name, controller, ctx.clone(), reconcile.clone())
+    });
+    futures::future::join_all(controllers).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

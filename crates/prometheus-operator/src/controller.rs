@@ -7,10 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use steward_core::conditions::{self, NewCondition, Status};
 use steward_core::{ControllerRuntime, EventRecorder, ReconcileError};
@@ -178,11 +176,7 @@ pub async fn run(rt: ControllerRuntime) {
         client: rt.client.clone(),
         recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
     });
-    let controllers = rt.apis::<Prometheus>().into_iter().map(|api| {
-        let controller = Controller::new(api, watcher::Config::default().any_semantic());
-        steward_core::controller::run(&rt, CONTROLLER, controller, ctx.clone(), reconcile)
-    });
-    join_all(controllers).await;
+    steward_core::controller::run_namespaced::<Prometheus, _, _, _, _>(&rt, CONTROLLER, ctx, reconcile).await;
 }
 
 #[cfg(test)]
