@@ -45,9 +45,7 @@ enum Command {
 async fn up(state_dir: PathBuf, mode: Mode, nodes: u16, port: u16) -> anyhow::Result<()> {
     let node_mode = match mode {
         Mode::Instant => NodeMode::Instant,
-        Mode::Process => anyhow::bail!(
-            "--node-mode process is not available in this build: only instant mode runs pods (marked Running without processes)"
-        ),
+        Mode::Process => NodeMode::Process,
     };
     // Remove the previous run's files first, so nothing waits on a stale kubeconfig.
     let _ = std::fs::remove_file(state_dir.join("kubeconfig"));

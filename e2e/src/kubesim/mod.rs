@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod errors;
 pub mod http;
+pub mod kubelet;
 pub mod merge;
 pub mod objects;
 pub mod pki;
@@ -68,6 +69,8 @@ pub struct Cluster {
     kubeconfig: PathBuf,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The process-mode kubelet (fault injection), if any.
+    pub kubelet: Option<Arc<kubelet::ProcessKubelet>>,
     _tempdir: Option<tempdir::TempDir>,
 }
 
@@ -102,12 +105,20 @@ impl Cluster {
     pub async fn start(opts: Options) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(&opts.state_dir)
             .with_context(|| format!("creating {}", opts.state_dir.display()))?;
+        // Process mode needs its pod network first: the API server listens on the bridge too.
+        let bridge = match opts.node_mode {
+            NodeMode::Process => {
+                kubelet::network::Bridge::check_support()?;
+                Some(kubelet::network::Bridge::create()?)
+            }
+            NodeMode::Instant => None,
+        };
         let pki = pki::Pki::new()?;
         let listener = TcpListener::bind(("127.0.0.1", opts.port))
             .await
             .context("binding the API server port")?;
         let addr = listener.local_addr()?;
-        let sans: Vec<String> = [
+        let mut sans: Vec<String> = [
             "localhost",
             "127.0.0.1",
             "kubernetes",
@@ -119,6 +130,17 @@ impl Cluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let pod_listener = match &bridge {
+            Some(b) => {
+                sans.push(b.gateway());
+                Some(
+                    TcpListener::bind((b.gateway().as_str(), 0))
+                        .await
+                        .context("binding the API server on the pod network")?,
+                )
+            }
+            None => None,
+        };
         let tls = TlsAcceptor::from(pki.server_config(&sans)?);
         let server = Arc::new(ApiServer::new(opts.node_mode, opts.nodes, pki.ca_pem()));
         let url = format!("https://{addr}");
@@ -130,29 +152,24 @@ impl Cluster {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = controllers::spawn_all(server.clone(), stop_rx.clone());
         let router = http::router(server.clone());
-        let mut accept_stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let conn = tokio::select! {
-                    _ = accept_stop.changed() => return,
-                    c = listener.accept() => c,
-                };
-                let Ok((tcp, _)) = conn else { continue };
-                let tls = tls.clone();
-                let router = router.clone();
-                let mut conn_stop = accept_stop.clone();
-                tokio::spawn(async move {
-                    let Ok(stream) = tls.accept(tcp).await else { return };
-                    let service = hyper_util::service::TowerToHyperService::new(router);
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = conn_stop.changed() => {}
-                    }
-                });
-            }
-        }));
+        tasks.push(tokio::spawn(serve(
+            listener,
+            tls.clone(),
+            router.clone(),
+            stop_rx.clone(),
+        )));
+        let mut kubelet = None;
+        if let (Some(b), Some(l)) = (bridge, pod_listener) {
+            let api_port = l.local_addr()?.port();
+            tasks.push(tokio::spawn(serve(l, tls, router, stop_rx.clone())));
+            kubelet = Some(kubelet::ProcessKubelet::start(
+                server.clone(),
+                b,
+                opts.state_dir.join("kubelet"),
+                api_port,
+                stop_rx.clone(),
+            ));
+        }
 
         let kubeconfig = opts.state_dir.join("kubeconfig");
         std::fs::write(opts.state_dir.join("ca.crt"), pki.ca_pem()).context("writing ca.crt")?;
@@ -167,16 +184,59 @@ impl Cluster {
             kubeconfig,
             stop,
             tasks,
+            kubelet,
             _tempdir: None,
         })
     }
 
     /// Starts an instant-mode cluster in a fresh temporary folder (removed on drop).
     pub async fn start_temp() -> anyhow::Result<Cluster> {
+        Self::start_temp_with(NodeMode::Instant).await
+    }
+
+    /// Starts a cluster of the given mode in a fresh temporary folder (removed on drop).
+    pub async fn start_temp_with(node_mode: NodeMode) -> anyhow::Result<Cluster> {
         let dir = std::env::temp_dir().join(format!("kubesim-{}", auth::random_token("t").replace('.', "-")));
-        let mut c = Cluster::start(Options::instant(&dir)).await?;
+        let mut c = Cluster::start(Options {
+            node_mode,
+            ..Options::instant(&dir)
+        })
+        .await?;
         c._tempdir = Some(tempdir::TempDir(dir));
         Ok(c)
+    }
+
+    fn kubelet(&self) -> anyhow::Result<&kubelet::ProcessKubelet> {
+        self.kubelet
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("fault injection needs --node-mode process"))
+    }
+
+    /// Kills a container's process (SIGKILL).
+    pub fn kill_container(&self, ns: &str, pod: &str, container: &str) -> anyhow::Result<()> {
+        self.kubelet()?.kill_container(ns, pod, container)
+    }
+
+    /// Cuts a pod off the network.
+    pub fn cut_pod_network(&self, ns: &str, pod: &str) -> anyhow::Result<()> {
+        self.kubelet()?.set_pod_network(ns, pod, false)
+    }
+
+    /// Reconnects a pod.
+    pub fn restore_pod_network(&self, ns: &str, pod: &str) -> anyhow::Result<()> {
+        self.kubelet()?.set_pod_network(ns, pod, true)
+    }
+
+    /// Stops the node's kubelet (processes keep running, nothing is reported).
+    pub fn stop_kubelet(&self) -> anyhow::Result<()> {
+        self.kubelet()?.set_running(false);
+        Ok(())
+    }
+
+    /// Restarts the node's kubelet.
+    pub fn start_kubelet(&self) -> anyhow::Result<()> {
+        self.kubelet()?.set_running(true);
+        Ok(())
     }
 
     /// Path of the admin kubeconfig.
@@ -207,11 +267,14 @@ impl Cluster {
         Ok(kube::Client::try_from(config)?)
     }
 
-    /// Stops the cluster.
+    /// Stops the cluster (and, in process mode, every pod process and the pod network).
     pub fn stop(&mut self) {
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             t.abort();
+        }
+        if let Some(k) = self.kubelet.take() {
+            k.shutdown_now();
         }
     }
 }
@@ -219,6 +282,34 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    router: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let conn = tokio::select! {
+            _ = stop.changed() => return,
+            c = listener.accept() => c,
+        };
+        let Ok((tcp, _)) = conn else { continue };
+        let tls = tls.clone();
+        let router = router.clone();
+        let mut conn_stop = stop.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = tls.accept(tcp).await else { return };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = conn_stop.changed() => {}
+            }
+        });
     }
 }
 

@@ -1,0 +1,221 @@
+//! Turns a container spec into a launch script: a private root assembled from the host's
+//! system folders, the image's binaries at their image paths, the pod's volumes at their
+//! mountPaths and its /etc/hosts, then `chroot` into it as the container's user.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::images::ResolvedImage;
+
+/// Single-quotes a string for sh.
+pub fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Expands `$(VAR)` references from `env`; `$$(VAR)` escapes; unknown references stay.
+pub fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("$$(") {
+            out.push_str("$(");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("$(")
+            && let Some(end) = after.find(')')
+        {
+            let name = &after[..end];
+            match env.get(name) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&tail[..end + 3]),
+            }
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The argv a container runs, from its spec and its image (Kubernetes' rules).
+pub fn argv(container: &Value, image: &ResolvedImage, env: &BTreeMap<String, String>) -> Vec<String> {
+    let strs = |v: &Value| -> Option<Vec<String>> {
+        v.as_array().map(|a| {
+            a.iter()
+                .map(|s| expand(s.as_str().unwrap_or_default(), env))
+                .collect()
+        })
+    };
+    match (strs(&container["command"]), strs(&container["args"])) {
+        (Some(cmd), Some(args)) => cmd.into_iter().chain(args).collect(),
+        (Some(cmd), None) => cmd,
+        (None, Some(args)) => image.entrypoint.iter().cloned().chain(args).collect(),
+        (None, None) => image.entrypoint.iter().chain(&image.args).cloned().collect(),
+    }
+}
+
+/// Everything the script needs.
+#[derive(Debug)]
+pub struct Launch<'a> {
+    /// Folder to build the root in.
+    pub rootfs: &'a Path,
+    /// Hostname inside the pod.
+    pub hostname: &'a str,
+    /// The pod's hosts file.
+    pub hosts_file: &'a Path,
+    /// Image files.
+    pub image: &'a ResolvedImage,
+    /// (host path, mount path, read-only).
+    pub mounts: Vec<(String, String, bool)>,
+    /// Environment.
+    pub env: &'a BTreeMap<String, String>,
+    /// Working directory.
+    pub working_dir: String,
+    /// uid:gid, if not root.
+    pub user: Option<(u64, u64)>,
+    /// What to run.
+    pub argv: Vec<String>,
+}
+
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/share",
+];
+const ETC_ENTRIES: &[&str] = &[
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/resolv.conf",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+];
+
+/// The launch script.
+pub fn script(l: &Launch<'_>) -> String {
+    let r = l.rootfs.display().to_string();
+    let mut s = String::from("#!/bin/sh\nset -e\n");
+    let mut line = |t: String| {
+        s.push_str(&t);
+        s.push('\n');
+    };
+    line(format!("R={}", q(&r)));
+    line(format!("hostname {}", q(l.hostname)));
+    line("mkdir -p \"$R/etc\" \"$R/bin\" \"$R/usr/local/bin\" \"$R/proc\" \"$R/dev\" \"$R/sys\" \"$R/tmp\" \"$R/var/run\" \"$R/root\"".into());
+    for d in SYSTEM_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
+        line(format!(
+            "mkdir -p \"$R{d}\"; mount --bind {d} \"$R{d}\"; mount -o remount,bind,ro \"$R{d}\""
+        ));
+    }
+    // Merged-/usr layout: /lib and friends point into /usr; /bin is the image's own.
+    line("[ -e \"$R/lib\" ] || ln -s usr/lib \"$R/lib\"; [ -e \"$R/lib64\" ] || ln -s usr/lib64 \"$R/lib64\"; [ -e \"$R/sbin\" ] || ln -s usr/sbin \"$R/sbin\"".into());
+    line("touch \"$R/bin/sh\"; mount --bind /bin/sh \"$R/bin/sh\"".into());
+    for e in ETC_ENTRIES.iter().filter(|e| Path::new(e).exists()) {
+        if Path::new(e).is_dir() {
+            line(format!("mkdir -p \"$R{e}\"; mount --bind {e} \"$R{e}\""));
+        } else {
+            line(format!("touch \"$R{e}\"; mount --bind {e} \"$R{e}\""));
+        }
+    }
+    line(format!(
+        "touch \"$R/etc/hosts\"; mount --bind {} \"$R/etc/hosts\"",
+        q(&l.hosts_file.display().to_string())
+    ));
+    line("mount -t proc proc \"$R/proc\"; mount --rbind /dev \"$R/dev\"; mount --rbind /sys \"$R/sys\"; mount -t tmpfs -o mode=1777 tmpfs \"$R/tmp\"".into());
+    for (path, host) in &l.image.files {
+        let dst = q(&format!("{r}{path}"));
+        line(format!(
+            "mkdir -p \"$(dirname {dst})\"; touch {dst}; mount --bind {} {dst}",
+            q(&host.display().to_string())
+        ));
+    }
+    for (host, path, ro) in &l.mounts {
+        let dst = q(&format!("{r}{path}"));
+        if Path::new(host).is_file() {
+            line(format!("mkdir -p \"$(dirname {dst})\"; touch {dst}"));
+        } else {
+            line(format!("mkdir -p {dst}"));
+        }
+        line(format!("mount --bind {} {dst}", q(host)));
+        if *ro {
+            line(format!("mount -o remount,bind,ro {dst}"));
+        }
+    }
+    line(format!("mkdir -p {}", q(&format!("{r}{}", l.working_dir))));
+    let user = l
+        .user
+        .map(|(u, g)| format!("--userspec={u}:{g} "))
+        .unwrap_or_default();
+    let env: Vec<String> = l.env.iter().map(|(k, v)| q(&format!("{k}={v}"))).collect();
+    let argv: Vec<String> = l.argv.iter().map(|a| q(a)).collect();
+    line(format!(
+        "exec chroot {user}\"$R\" /usr/bin/env -i {} /bin/sh -c 'cd \"$0\" && exec \"$@\"' {} {}",
+        env.join(" "),
+        q(&l.working_dir),
+        argv.join(" ")
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn expansion() {
+        let e = env(&[("POD_NAME", "db-0"), ("NS", "x")]);
+        assert_eq!(expand("--name=$(POD_NAME).$(NS)", &e), "--name=db-0.x");
+        assert_eq!(
+            expand("$$(POD_NAME) $(MISSING) $5", &e),
+            "$(POD_NAME) $(MISSING) $5"
+        );
+    }
+
+    #[test]
+    fn command_and_args_rules() {
+        let image = ResolvedImage {
+            files: vec![],
+            entrypoint: vec!["/bin/prometheus".into()],
+            args: vec!["--config.file=x".into()],
+            working_dir: "/prometheus".into(),
+        };
+        let e = env(&[]);
+        assert_eq!(
+            argv(&json!({}), &image, &e),
+            ["/bin/prometheus", "--config.file=x"]
+        );
+        assert_eq!(
+            argv(&json!({"args": ["--a"]}), &image, &e),
+            ["/bin/prometheus", "--a"]
+        );
+        assert_eq!(argv(&json!({"command": ["sh"]}), &image, &e), ["sh"]);
+        assert_eq!(
+            argv(&json!({"command": ["sh"], "args": ["-c", "x"]}), &image, &e),
+            ["sh", "-c", "x"]
+        );
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(q("it's"), "'it'\\''s'");
+    }
+}
