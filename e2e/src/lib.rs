@@ -2,4 +2,5 @@
 //! kubesim, the local Kubernetes-compatible cluster our end-to-end tests run against.
 
 pub mod bins;
+pub mod harness;
 pub mod kubesim;

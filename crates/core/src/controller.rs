@@ -240,8 +240,12 @@ pub async fn run<K, Ctx, R, Fut, E>(
             async move {
                 match res {
                     Ok((obj, _)) => debug!(controller = %controller_name, object = %obj, "reconciled"),
-                    // Reconcile errors are logged by the error policy; these are queue and
-                    // watch errors, which kube-runtime retries itself.
+                    // Watch failures (a missing RBAC verb, an unreachable API) must be visible;
+                    // kube-runtime retries them itself.
+                    Err(kube::runtime::controller::Error::QueueError(e)) => {
+                        warn!(controller = %controller_name, error = %e, "watching failed; retrying")
+                    }
+                    // Reconcile errors are logged by the error policy.
                     Err(e) => debug!(controller = %controller_name, error = %e, "controller event"),
                 }
             }

@@ -55,17 +55,19 @@ pub fn lease_namespace(flag: Option<&str>) -> String {
     "default".to_string()
 }
 
-/// This replica's identity: the pod name when known, else hostname plus a random suffix.
+/// This replica's identity: the pod name (else the hostname) plus a random suffix. The suffix
+/// matters: a restarted container keeps its pod name, and must not mistake its previous
+/// life's Lease for its own and resume leading while its state is gone.
 pub fn identity() -> String {
-    if let Ok(name) = std::env::var("POD_NAME")
-        && !name.is_empty()
-    {
-        return name;
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "steward".to_string());
-    format!("{host}-{:08x}", rand::random::<u32>())
+    let base = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "steward".to_string())
+        });
+    format!("{base}_{:08x}", rand::random::<u32>())
 }
 
 /// Grace before expiry at which the holder renews.

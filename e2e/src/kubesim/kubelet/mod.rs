@@ -356,6 +356,7 @@ fn kill_group(pid: u32, signal: &str) {
     // Containers run in their own process group: signal all of it.
     let _ = std::process::Command::new("kill")
         .args([&format!("-{signal}"), "--", &format!("-{pid}")])
+        .stderr(std::process::Stdio::null())
         .status();
 }
 

@@ -44,7 +44,8 @@ pub struct Bridge {
 impl Bridge {
     /// Whether this machine lets us create network namespaces (needs root).
     pub fn check_support() -> anyhow::Result<()> {
-        let probe = format!("kscheck{}", std::process::id());
+        // Unique per call: tests start several clusters at once in one process.
+        let probe = format!("kscheck{}-{:08x}", std::process::id(), rand::random::<u32>());
         sh("ip", &["netns", "add", &probe])
             .context("process mode needs root and network namespaces (ip netns add failed)")?;
         let _ = sh("ip", &["netns", "del", &probe]);

@@ -1,0 +1,159 @@
+//! The end-to-end harness: a cluster to run against (kubesim in process mode, or the
+//! cluster named by `E2E_KUBECONFIG`), kubectl, deploying `deploy/default`, and waiting.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bins;
+use crate::kubesim::{Cluster, NodeMode};
+
+/// Where the tests run.
+pub struct Env {
+    /// The kubesim cluster, when not running against `E2E_KUBECONFIG`.
+    pub cluster: Option<Cluster>,
+    /// Admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Admin client.
+    pub client: kube::Client,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("kubeconfig", &self.kubeconfig)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Env {
+    /// `E2E_KUBECONFIG`'s cluster, or a fresh kubesim in process mode.
+    pub async fn start() -> anyhow::Result<Env> {
+        if let Some(path) = std::env::var_os("E2E_KUBECONFIG") {
+            let kubeconfig = PathBuf::from(path);
+            let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
+            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+            return Ok(Env {
+                cluster: None,
+                kubeconfig,
+                client: kube::Client::try_from(config)?,
+            });
+        }
+        let cluster = Cluster::start_temp_with(NodeMode::Process).await?;
+        let client = cluster.client().await?;
+        Ok(Env {
+            kubeconfig: cluster.kubeconfig().to_path_buf(),
+            client,
+            cluster: Some(cluster),
+        })
+    }
+
+    /// The kubesim cluster for fault injection; `None` against a real cluster (such tests
+    /// are the only ones skipped there).
+    pub fn kubesim(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Runs kubectl with this cluster's kubeconfig, feeding `stdin`; returns stdout.
+    pub async fn kubectl_with_input(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(bins::kubectl()?);
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn()?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes()).await?;
+        }
+        let out = child.wait_with_output().await?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs kubectl; returns stdout.
+    pub async fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.kubectl_with_input(args, None).await
+    }
+
+    /// Renders `deploy/default` with kustomize and applies it server-side.
+    pub async fn deploy_default(&self) -> anyhow::Result<()> {
+        let dir = bins::repo_root().join("deploy/default");
+        let rendered = self
+            .kubectl(&["kustomize", dir.to_str().context("path")?])
+            .await?;
+        self.kubectl_with_input(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&rendered),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Applies YAML server-side.
+    pub async fn apply(&self, yaml: &str) -> anyhow::Result<()> {
+        self.kubectl_with_input(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(yaml),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+/// Waits until a Deployment has `replicas` ready replicas.
+pub async fn deployment_ready(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("deployment {ns}/{name} with {replicas} ready replicas"),
+        timeout,
+        || async {
+            api.get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|d| d.status)
+                .and_then(|s| s.ready_replicas)
+                == Some(replicas)
+        },
+    )
+    .await
+}
+
+/// Whether a pod's Ready condition is True.
+pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
