@@ -10,7 +10,7 @@ IMAGE_TAG ?= dev
 # kubectl for deploy targets: the cached one when present, else the one on PATH.
 KUBECTL ?= $(shell [ -x .cache/bin/kubectl ] && echo .cache/bin/kubectl || echo kubectl)
 
-.PHONY: build test test-deps lint unit crds check-crds validate-manifests images kind-up deploy undeploy bench fmt help
+.PHONY: build test test-deps lint unit e2e crds check-crds validate-manifests images kind-up deploy undeploy bench demo demo-up demo-down fmt help
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -28,8 +28,21 @@ lint: ## Formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: ## cargo test for the whole workspace (unit, golden and real-binary tests)
+unit: ## cargo test for the whole workspace (unit, golden, real-binary and kubesim e2e tests)
 	$(CARGO) test --workspace --locked
+
+e2e: test-deps ## Only the end-to-end tests (kubesim; E2E_KUBECONFIG=... runs them on another cluster)
+	$(CARGO) build --locked -p etcd-operator -p prometheus-operator
+	$(CARGO) test --locked -p e2e
+
+demo: ## kubesim with both operators and the examples; stays up until Ctrl-C
+	hack/demo.sh
+
+demo-up: ## The demo in the background (kubeconfig: .demo/kubeconfig)
+	hack/demo.sh up
+
+demo-down: ## Stop the background demo
+	hack/demo.sh down
 
 crds: ## Regenerate deploy/crds from the CRD types
 	hack/gen-crds.sh

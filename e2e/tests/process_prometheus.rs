@@ -100,22 +100,39 @@ spec:
     env.apply(&manifests).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "monitoring");
     wait_for("prometheus ready", Duration::from_secs(60), || async {
-        pods.get("prometheus").await.ok().is_some_and(|p| e2e::harness::pod_ready(&p))
+        pods.get("prometheus")
+            .await
+            .ok()
+            .is_some_and(|p| e2e::harness::pod_ready(&p))
     })
     .await
     .unwrap();
-    let ip = pods.get("prometheus").await.unwrap().status.unwrap().pod_ip.unwrap();
+    let ip = pods
+        .get("prometheus")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .pod_ip
+        .unwrap();
     let query = format!("http://{ip}:9090/api/v1/query?query=up%7Bservice%3D%22target%22%7D");
     let last = std::sync::Mutex::new(String::new());
     let found = wait_for("up{service=\"target\"} == 1", Duration::from_secs(60), || async {
-        let Ok(resp) = reqwest::get(&query).await else { return false };
+        let Ok(resp) = reqwest::get(&query).await else {
+            return false;
+        };
         let v: serde_json::Value = resp.json().await.unwrap_or_default();
         *last.lock().unwrap() = v.to_string();
-        v["data"]["result"].as_array().is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "1")
+        v["data"]["result"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "1")
     })
     .await;
     if found.is_err() {
-        let logs = pods.logs("prometheus", &Default::default()).await.unwrap_or_default();
+        let logs = pods
+            .logs("prometheus", &Default::default())
+            .await
+            .unwrap_or_default();
         panic!("last answer: {}\nprometheus log:\n{logs}", last.lock().unwrap());
     }
 }
