@@ -4,3 +4,4 @@
 pub mod bins;
 pub mod harness;
 pub mod kubesim;
+pub mod local_etcd;

@@ -2,6 +2,7 @@
 
 pub mod controller;
 pub mod crd;
+pub mod etcd;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.
 pub const OPERATOR_NAME: &str = "etcd-operator";

@@ -1,0 +1,131 @@
+//! Real etcd processes on loopback for tests of our etcd client layer and planner.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::bins::{self, Release};
+use crate::kubesim::pki::{Issued, Pki};
+
+/// TLS material for a loopback cluster: one CA, a server/peer certificate for 127.0.0.1,
+/// and a client certificate.
+#[derive(Debug)]
+pub struct LocalTls {
+    dir: PathBuf,
+    /// CA certificate PEM.
+    pub ca: String,
+    /// Client certificate.
+    pub client: Issued,
+}
+
+impl LocalTls {
+    /// Writes the CA and a server certificate into `dir`.
+    pub fn new(dir: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let pki = Pki::new()?;
+        let server = pki.issue("etcd", &["127.0.0.1".to_string(), "localhost".to_string()])?;
+        let client = pki.issue("root", &[])?;
+        std::fs::write(dir.join("ca.crt"), pki.ca_pem())?;
+        std::fs::write(dir.join("server.crt"), &server.cert_pem)?;
+        std::fs::write(dir.join("server.key"), &server.key_pem)?;
+        Ok(Self {
+            dir,
+            ca: pki.ca_pem(),
+            client,
+        })
+    }
+
+    fn args(&self) -> Vec<String> {
+        let f = |n: &str| self.dir.join(n).display().to_string();
+        vec![
+            format!("--cert-file={}", f("server.crt")),
+            format!("--key-file={}", f("server.key")),
+            format!("--trusted-ca-file={}", f("ca.crt")),
+            "--client-cert-auth".into(),
+            format!("--peer-cert-file={}", f("server.crt")),
+            format!("--peer-key-file={}", f("server.key")),
+            format!("--peer-trusted-ca-file={}", f("ca.crt")),
+            "--peer-client-cert-auth".into(),
+        ]
+    }
+}
+
+/// One etcd member process on 127.0.0.1; killed on drop.
+#[derive(Debug)]
+pub struct LocalEtcd {
+    /// Member name.
+    pub name: String,
+    /// Client URL.
+    pub client_url: String,
+    /// Peer URL.
+    pub peer_url: String,
+    child: Option<std::process::Child>,
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+impl LocalEtcd {
+    /// URLs for a member that is about to start (so they can go into `--initial-cluster`).
+    pub fn plan(name: &str, tls: bool) -> LocalEtcd {
+        let scheme = if tls { "https" } else { "http" };
+        LocalEtcd {
+            name: name.to_string(),
+            client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+            peer_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+            child: None,
+        }
+    }
+
+    /// Starts the member with `initial_cluster` (`a=url,b=url`) and state `new`/`existing`.
+    pub fn start(
+        &mut self,
+        release: Release,
+        data: &std::path::Path,
+        initial_cluster: &str,
+        state: &str,
+        tls: Option<&LocalTls>,
+    ) -> anyhow::Result<()> {
+        let mut cmd = std::process::Command::new(bins::etcd(release)?);
+        cmd.arg(format!("--name={}", self.name))
+            .arg(format!("--data-dir={}", data.join(&self.name).display()))
+            .arg(format!("--listen-client-urls={}", self.client_url))
+            .arg(format!("--advertise-client-urls={}", self.client_url))
+            .arg(format!("--listen-peer-urls={}", self.peer_url))
+            .arg(format!("--initial-advertise-peer-urls={}", self.peer_url))
+            .arg(format!("--initial-cluster={initial_cluster}"))
+            .arg(format!("--initial-cluster-state={state}"))
+            .arg("--initial-cluster-token=steward-test")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(data.join(format!("{}.log", self.name))).context("log file")?);
+        if let Some(t) = tls {
+            cmd.args(t.args());
+        }
+        self.child = Some(cmd.spawn().context("starting etcd")?);
+        Ok(())
+    }
+
+    /// `name=peer_url`.
+    pub fn initial(&self) -> String {
+        format!("{}={}", self.name, self.peer_url)
+    }
+
+    /// Kills the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for LocalEtcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
