@@ -244,8 +244,7 @@ pub fn plan(o: &Observed) -> Step {
             }
             Some(_) => {}
             None => {
-                let data_kept =
-                    o.storage == StorageKind::Persistent && o.volumes.iter().any(|v| *v == m.name);
+                let data_kept = o.storage == StorageKind::Persistent && o.volumes.contains(&m.name);
                 if !m.started || data_kept {
                     return Step::CreatePod {
                         member: m.name.clone(),
@@ -255,8 +254,8 @@ pub fn plan(o: &Observed) -> Step {
             }
         }
     }
-    // 3. Learners: promote when caught up; replace when stuck past the timeout.
-    for m in members.iter().filter(|m| m.is_learner) {
+    // 3. Learners (one at a time): promote when caught up; replace when stuck past the timeout.
+    if let Some(m) = members.iter().find(|m| m.is_learner) {
         if m.healthy {
             return Step::Promote {
                 id: m.id,
