@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
+pub mod duration;
 pub mod events;
 pub mod labels;
 pub mod leader;

@@ -1,18 +1,26 @@
-//! The EtcdCluster controller.
-//!
-//! This build registers the controller and runs its reconcile shape end to end — fetch,
-//! validate, status — so the operator really watches and reports on EtcdClusters. Building and
-//! applying member pods, Services and PVCs is the cluster-lifecycle work that follows.
+//! The EtcdCluster controller: observe (pods, claims, etcd membership and health) → plan one
+//! safe step (`crate::plan`) → execute it → report status, conditions, Events and metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use steward_core::apply::{Applier, ApplyError, Desired, OwnedKind};
 use steward_core::conditions::{self, NewCondition, Status};
-use steward_core::{ControllerRuntime, EventRecorder, ReconcileError};
+use steward_core::{ControllerRuntime, EventRecorder, MetricsBuilder, ReconcileError};
 
 use crate::crd::{EtcdCluster, EtcdClusterSpec, EtcdClusterStatus, TlsMode};
+use crate::etcd::{EtcdApi, EtcdError};
+use crate::plan::{MemberObs, Observed, PodObs, RemoveReason, Step, StorageKind, plan};
+use crate::resources;
 use crate::{FIELD_MANAGER, OPERATOR_NAME};
 
 /// Name of the controller in metrics and logs.
@@ -32,14 +40,77 @@ pub enum Error {
         /// Cause.
         source: kube::Error,
     },
+    /// Applying children failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// Another API call failed.
+    #[error("{0}: {1}")]
+    Kube(&'static str, Box<kube::Error>),
+    /// etcd refused or did not answer.
+    #[error(transparent)]
+    Etcd(EtcdError),
 }
 
 impl ReconcileError for Error {
     fn reason(&self) -> &'static str {
         match self {
             Error::NoNamespace(_) => "invalid_object",
-            Error::Status { .. } => "api",
+            Error::Status { .. } | Error::Kube(..) => "api",
+            Error::Apply(e) => e.reason(),
+            Error::Etcd(_) => "etcd",
         }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    namespace: String,
+    cluster: String,
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemberStateLabels {
+    namespace: String,
+    cluster: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    namespace: String,
+    cluster: String,
+}
+
+/// The etcd-specific metrics.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdMetrics {
+    members: Family<MemberStateLabels, Gauge>,
+    member_changes: Family<ChangeLabels, Counter>,
+    available: Family<ClusterLabels, Gauge>,
+}
+
+impl EtcdMetrics {
+    /// Registers the families on the operator's registry.
+    pub fn register(builder: &mut MetricsBuilder) -> Self {
+        let m = Self::default();
+        let r = builder.registry_mut();
+        r.register(
+            "steward_etcd_members",
+            "Members of each EtcdCluster by state (healthy, unhealthy, learner)",
+            m.members.clone(),
+        );
+        r.register(
+            "steward_etcd_member_changes",
+            "Membership changes made by the operator",
+            m.member_changes.clone(),
+        );
+        r.register(
+            "steward_etcd_cluster_available",
+            "1 when the cluster has a healthy quorum",
+            m.available.clone(),
+        );
+        m
     }
 }
 
@@ -47,6 +118,53 @@ impl ReconcileError for Error {
 pub struct Context {
     client: kube::Client,
     recorder: EventRecorder,
+    applier: Applier,
+    etcd: EtcdApi,
+    member_changes: Family<ChangeLabels, Counter>,
+    metrics: EtcdMetrics,
+}
+
+impl Context {
+    fn new(rt: &ControllerRuntime, metrics: EtcdMetrics) -> Self {
+        Context {
+            client: rt.client.clone(),
+            recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
+            applier: Applier::new(rt.client.clone(), FIELD_MANAGER),
+            etcd: EtcdApi::new(None, Duration::from_secs(3)),
+            member_changes: metrics.member_changes.clone(),
+            metrics,
+        }
+    }
+
+    fn metrics_for(&self, obj: &EtcdCluster, status: &EtcdClusterStatus) {
+        let ns = obj.namespace().unwrap_or_default();
+        let cluster = obj.name_any();
+        let count = |f: &dyn Fn(&crate::crd::EtcdMemberStatus) -> bool| {
+            status.members.iter().filter(|m| f(m)).count() as i64
+        };
+        for (state, n) in [
+            ("healthy", count(&|m| m.healthy && !m.is_learner)),
+            ("unhealthy", count(&|m| !m.healthy)),
+            ("learner", count(&|m| m.is_learner)),
+        ] {
+            self.metrics
+                .members
+                .get_or_create(&MemberStateLabels {
+                    namespace: ns.clone(),
+                    cluster: cluster.clone(),
+                    state: state.into(),
+                })
+                .set(n);
+        }
+        let available = conditions::is_true(&status.conditions, "Available");
+        self.metrics
+            .available
+            .get_or_create(&ClusterLabels {
+                namespace: ns,
+                cluster,
+            })
+            .set(i64::from(available));
+    }
 }
 
 /// A `major.minor.patch` etcd version.
@@ -113,11 +231,12 @@ pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
 /// Label selector of a cluster's member pods (used by the scale subresource).
 pub fn member_selector(cluster: &str) -> String {
     format!(
-        "app.kubernetes.io/name=etcd,app.kubernetes.io/instance={cluster},app.kubernetes.io/managed-by={OPERATOR_NAME}"
+        "app.kubernetes.io/instance={cluster},app.kubernetes.io/managed-by={OPERATOR_NAME},app.kubernetes.io/name=etcd,app.kubernetes.io/component=member"
     )
 }
 
-/// The status this reconcile reports, from the object and the validation result.
+/// The status a plan result leads to, from the object, validation problems and what was
+/// observed. Pure.
 pub fn desired_status(
     obj: &EtcdCluster,
     problems: &[String],
@@ -128,66 +247,628 @@ pub fn desired_status(
     status.observed_generation = generation;
     status.selector = Some(member_selector(&obj.name_any()));
     status.target_version = Some(obj.spec.version.clone());
-    let (cond_status, reason, message) = if !problems.is_empty() {
-        (Status::False, "InvalidSpec", problems.join("; "))
-    } else if obj.spec.paused {
-        (
-            Status::False,
+    if !problems.is_empty() {
+        conditions::set(
+            &mut status.conditions,
+            NewCondition {
+                type_: "Progressing",
+                status: Status::False,
+                reason: "InvalidSpec",
+                message: problems.join("; "),
+                observed_generation: generation,
+            },
+            now,
+        );
+    }
+    status
+}
+
+/// Status after observing the cluster and choosing `step`.
+pub fn observed_status(
+    obj: &EtcdCluster,
+    members: &[MemberView],
+    leader: Option<u64>,
+    step: &Step,
+    now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> EtcdClusterStatus {
+    let mut status = desired_status(obj, &[], now.clone());
+    let generation = obj.metadata.generation;
+    let voters: Vec<&MemberView> = members.iter().filter(|m| !m.is_learner).collect();
+    let healthy = voters.iter().filter(|m| m.healthy).count();
+    let quorum = voters.len() / 2 + 1;
+    status.size = voters.len() as i32;
+    status.ready_members = members.iter().filter(|m| m.healthy).count() as i32;
+    status.leader = members
+        .iter()
+        .find(|m| Some(m.id) == leader)
+        .map(|m| m.name.clone());
+    status.current_version = members
+        .iter()
+        .filter_map(|m| m.version)
+        .min()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.patch));
+    status.members = members
+        .iter()
+        .map(|m| crate::crd::EtcdMemberStatus {
+            name: m.name.clone(),
+            id: Some(crate::etcd::hex_id(m.id)),
+            version: m.version.map(|v| format!("{}.{}.{}", v.major, v.minor, v.patch)),
+            is_leader: Some(m.id) == leader,
+            is_learner: m.is_learner,
+            healthy: m.healthy,
+            client_url: Some(m.client_url.clone()),
+            unhealthy_since: m.unhealthy_since.clone(),
+        })
+        .collect();
+    let available = !voters.is_empty() && healthy >= quorum;
+    let (a_reason, a_msg) = match step {
+        Step::QuorumLost { reason } => ("QuorumLost", reason.clone()),
+        _ if available => (
+            "QuorumHealthy",
+            format!("{healthy} of {} voting members healthy", voters.len()),
+        ),
+        _ => ("NotReady", "no healthy quorum yet".to_string()),
+    };
+    let available = available && !matches!(step, Step::QuorumLost { .. });
+    let cond = |status: &mut EtcdClusterStatus, type_, ok: bool, reason: &str, message: String| {
+        conditions::set(
+            &mut status.conditions,
+            NewCondition {
+                type_,
+                status: ok.into(),
+                reason,
+                message,
+                observed_generation: generation,
+            },
+            now.clone(),
+        );
+    };
+    cond(&mut status, "Available", available, a_reason, a_msg);
+    let (progressing, p_reason, p_msg) = match step {
+        Step::Nothing => (
+            false,
+            "Stable",
+            "membership and versions match the spec".to_string(),
+        ),
+        Step::Paused => (
+            false,
             "Paused",
             "spec.paused is true: no changes are made".to_string(),
-        )
-    } else {
-        (
-            Status::Unknown,
-            "LifecycleNotImplemented",
-            "this operator build validates EtcdClusters but does not create members yet".to_string(),
-        )
+        ),
+        Step::Bootstrap { member } => (true, "Bootstrapping", format!("starting seed member {member}")),
+        Step::AddMember { member } | Step::CreatePod { member } | Step::Promote { member, .. } => {
+            (true, "Scaling", format!("adding member {member}"))
+        }
+        Step::RemoveMember {
+            member,
+            reason: RemoveReason::ScaleDown,
+            ..
+        } => (true, "Scaling", format!("removing member {member}")),
+        Step::RemoveMember {
+            member,
+            reason: RemoveReason::Replace,
+            ..
+        } => (
+            true,
+            "MemberReplaced",
+            format!("replacing failed member {member}"),
+        ),
+        Step::DeletePod { member } => (
+            true,
+            "Scaling",
+            format!("deleting the pod of removed member {member}"),
+        ),
+        Step::UpgradeMember { member, .. } => (true, "Upgrading", format!("upgrading member {member}")),
+        Step::MoveLeader { .. } => (
+            true,
+            "Upgrading",
+            "moving leadership before upgrading the leader".to_string(),
+        ),
+        Step::Wait { reason } => (true, "Waiting", reason.clone()),
+        Step::QuorumLost { reason } => (false, "QuorumLost", reason.clone()),
+        Step::UpgradeBlocked { reason } => (false, "UpgradeBlocked", reason.clone()),
     };
-    status.phase = Some(if obj.spec.paused { "Paused" } else { "Pending" }.to_string());
-    conditions::set(
-        &mut status.conditions,
-        NewCondition {
-            type_: "Progressing",
-            status: cond_status,
-            reason,
-            message,
-            observed_generation: generation,
-        },
-        now,
+    cond(&mut status, "Progressing", progressing, p_reason, p_msg);
+    let unhealthy = members.iter().filter(|m| !m.healthy).count();
+    let (degraded, d_reason, d_msg) = match step {
+        Step::QuorumLost { reason } => (true, "QuorumLost", reason.clone()),
+        Step::UpgradeBlocked { reason } => (true, "UpgradeBlocked", reason.clone()),
+        _ if unhealthy > 0 => (
+            true,
+            "MembersUnhealthy",
+            format!("{unhealthy} member(s) unhealthy"),
+        ),
+        _ => (false, "AllMembersHealthy", "every member is healthy".to_string()),
+    };
+    cond(&mut status, "Degraded", degraded, d_reason, d_msg);
+    status.phase = Some(
+        match step {
+            Step::Paused => "Paused",
+            Step::QuorumLost { .. } => "Degraded",
+            Step::Bootstrap { .. } => "Creating",
+            Step::UpgradeMember { .. } | Step::MoveLeader { .. } => "Upgrading",
+            Step::AddMember { .. }
+            | Step::CreatePod { .. }
+            | Step::Promote { .. }
+            | Step::RemoveMember { .. }
+            | Step::DeletePod { .. } => "Scaling",
+            _ if degraded => "Degraded",
+            _ if available => "Running",
+            _ => "Creating",
+        }
+        .to_string(),
     );
     status
+}
+
+/// One member as the controller saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    /// Member ID.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Started (etcd knows its name).
+    pub started: bool,
+    /// Learner.
+    pub is_learner: bool,
+    /// Healthy now.
+    pub healthy: bool,
+    /// Version it reports.
+    pub version: Option<Version>,
+    /// Client URL.
+    pub client_url: String,
+    /// RFC 3339 time it became unhealthy.
+    pub unhealthy_since: Option<String>,
+}
+
+fn ts(t: &str) -> Option<i64> {
+    t.parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// A fresh member name: the cluster name and five random characters.
+fn fresh_member_name(cluster: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[(rand::random::<u32>() as usize) % ALPHABET.len()] as char)
+        .collect();
+    format!("{cluster}-{suffix}")
+}
+
+async fn observe(ctx: &Context, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec<MemberView>>, Option<u64>) {
+    let endpoints: Vec<String> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| resources::client_url(obj, &p.name_any()))
+        .collect();
+    if endpoints.is_empty() {
+        return (None, None);
+    }
+    let Ok(list) = ctx.etcd.members(&endpoints).await else {
+        return (None, None);
+    };
+    let previous = obj.status.as_ref().map(|s| s.members.clone()).unwrap_or_default();
+    let now = conditions::now();
+    let checks = list.iter().map(|m| {
+        let name = if m.name.is_empty() {
+            m.peer_urls
+                .first()
+                .and_then(|u| resources::member_of_peer_url(u))
+                .unwrap_or_default()
+        } else {
+            m.name.clone()
+        };
+        let url = m
+            .client_urls
+            .first()
+            .cloned()
+            .unwrap_or_else(|| resources::client_url(obj, &name));
+        async move {
+            let healthy = ctx.etcd.healthy(&url).await;
+            let status = if healthy || m.is_learner {
+                ctx.etcd.status(&url).await.ok()
+            } else {
+                None
+            };
+            (m.clone(), name, url, healthy, status)
+        }
+    });
+    let mut leader = None;
+    let mut views = Vec::new();
+    for (m, name, url, healthy, status) in futures::future::join_all(checks).await {
+        if let Some(s) = &status
+            && s.leader != 0
+        {
+            leader = Some(s.leader);
+        }
+        let since = if healthy {
+            None
+        } else {
+            previous
+                .iter()
+                .find(|p| p.name == name)
+                .and_then(|p| p.unhealthy_since.clone())
+                .or_else(|| Some(now.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()))
+        };
+        views.push(MemberView {
+            id: m.id,
+            name,
+            started: !m.name.is_empty(),
+            is_learner: m.is_learner,
+            healthy,
+            version: status.as_ref().and_then(|s| Version::parse(&s.version)),
+            client_url: url,
+            unhealthy_since: since,
+        });
+    }
+    (Some(views), leader)
 }
 
 async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj.namespace().ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &ns);
     let problems = validate(&obj.spec);
-    let status = desired_status(&obj, &problems, conditions::now());
-    if !problems.is_empty()
-        && obj.status.as_ref().and_then(|s| s.observed_generation) != obj.metadata.generation
-    {
-        ctx.recorder
-            .warning(obj.as_ref(), "InvalidSpec", "Validate", problems.join("; "))
-            .await;
+    if !problems.is_empty() {
+        let status = desired_status(&obj, &problems, conditions::now());
+        if obj.status.as_ref().and_then(|s| s.observed_generation) != obj.metadata.generation {
+            ctx.recorder
+                .warning(obj.as_ref(), "InvalidSpec", "Validate", problems.join("; "))
+                .await;
+        }
+        write_status(&api, &obj, &status).await?;
+        return Ok(Action::requeue(Duration::from_secs(300)));
     }
-    if obj.status.as_ref() != Some(&status) {
-        let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &ns);
-        steward_core::apply::apply_status(&api, obj.as_ref(), FIELD_MANAGER, &status)
+    if obj.spec.tls.mode != TlsMode::Disabled {
+        let status = {
+            let mut s = desired_status(&obj, &[], conditions::now());
+            conditions::set(
+                &mut s.conditions,
+                NewCondition {
+                    type_: "Progressing",
+                    status: Status::False,
+                    reason: "TLSNotSupported",
+                    message: "this operator build runs only tls.mode: disabled clusters".into(),
+                    observed_generation: obj.metadata.generation,
+                },
+                conditions::now(),
+            );
+            s
+        };
+        write_status(&api, &obj, &status).await?;
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+
+    // Children that always exist.
+    let selector = steward_core::labels::owner_selector("etcd", &name, OPERATOR_NAME);
+    let desired = vec![
+        Desired::namespaced(&resources::client_service(&obj))?,
+        Desired::namespaced(&resources::peer_service(&obj))?,
+        Desired::namespaced(&resources::pod_disruption_budget(&obj))?,
+    ];
+    ctx.applier
+        .apply_owned(
+            obj.as_ref(),
+            &selector,
+            desired,
+            &[
+                OwnedKind::namespaced::<Service>(),
+                OwnedKind::namespaced::<PodDisruptionBudget>(),
+            ],
+        )
+        .await?;
+
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pvcs_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let lp = ListParams::default().labels(&member_selector(&name));
+    let pods = pods_api
+        .list(&lp)
+        .await
+        .map_err(|e| Error::Kube("list pods", Box::new(e)))?
+        .items;
+    let pvcs = pvcs_api
+        .list(&lp)
+        .await
+        .map_err(|e| Error::Kube("list claims", Box::new(e)))?
+        .items;
+    let (members, leader) = observe(&ctx, &obj, &pods).await;
+
+    let now = conditions::now();
+    let timeout =
+        steward_core::duration::parse(&obj.spec.member_failure_timeout).unwrap_or(Duration::from_secs(120));
+    let observed = Observed {
+        size: obj.spec.size.max(0) as usize,
+        version: Version::parse(&obj.spec.version).unwrap_or(Version {
+            major: 0,
+            minor: 0,
+            patch: 0,
+        }),
+        paused: obj.spec.paused,
+        storage: if obj.spec.storage.empty_dir.is_some() {
+            StorageKind::Ephemeral
+        } else {
+            StorageKind::Persistent
+        },
+        member_failure_timeout: timeout,
+        now: now.0.as_second(),
+        pods: pods
+            .iter()
+            .map(|p| PodObs {
+                name: p.name_any(),
+                version: p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers.first())
+                    .and_then(|c| c.image.as_deref())
+                    .and_then(|i| i.rsplit(':').next())
+                    .and_then(Version::parse)
+                    .unwrap_or(Version {
+                        major: 0,
+                        minor: 0,
+                        patch: 0,
+                    }),
+                terminating: p.metadata.deletion_timestamp.is_some(),
+            })
+            .collect(),
+        volumes: pvcs
+            .iter()
+            .filter_map(|c| c.labels().get(resources::MEMBER_LABEL).cloned())
+            .collect(),
+        members: members.as_ref().map(|ms| {
+            ms.iter()
+                .map(|m| MemberObs {
+                    id: m.id,
+                    name: m.name.clone(),
+                    started: m.started,
+                    is_learner: m.is_learner,
+                    healthy: m.healthy,
+                    unhealthy_since: m.unhealthy_since.as_deref().and_then(ts),
+                    version: m.version,
+                })
+                .collect()
+        }),
+        leader,
+        fresh_name: fresh_member_name(&name),
+    };
+    let step = plan(&observed);
+    execute(&ctx, &obj, &step, members.as_deref().unwrap_or_default(), &pods).await?;
+    let status = observed_status(&obj, members.as_deref().unwrap_or_default(), leader, &step, now);
+    ctx.metrics_for(&obj, &status);
+    write_status(&api, &obj, &status).await?;
+    Ok(match step {
+        Step::Nothing | Step::Paused => Action::requeue(Duration::from_secs(10)),
+        _ => Action::requeue(Duration::from_secs(2)),
+    })
+}
+
+async fn write_status(
+    api: &Api<EtcdCluster>,
+    obj: &EtcdCluster,
+    status: &EtcdClusterStatus,
+) -> Result<(), Error> {
+    if obj.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    steward_core::apply::apply_status(api, obj, FIELD_MANAGER, status)
+        .await
+        .map_err(|source| Error::Status {
+            name: obj.name_any(),
+            source,
+        })
+}
+
+async fn create_member_pod(
+    ctx: &Context,
+    obj: &EtcdCluster,
+    member: &str,
+    initial: &[(String, String)],
+    state: &str,
+) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let owner = obj
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    if obj.spec.storage.empty_dir.is_none() {
+        let mut pvc = resources::member_pvc(obj, member);
+        // With reclaimPolicy Delete the claims go with the cluster; with Retain they stay.
+        if obj.spec.storage.reclaim_policy == crate::crd::ReclaimPolicy::Delete {
+            pvc.metadata.owner_references = Some(vec![owner.clone()]);
+        }
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch(&resources::pvc_name(member), &params, &Patch::Apply(&pvc))
             .await
-            .map_err(|source| Error::Status {
-                name: name.clone(),
-                source,
-            })?;
+            .map_err(|e| Error::Kube("apply claim", Box::new(e)))?;
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    let mut pod = resources::member_pod(obj, member, initial, state);
+    pod.metadata.owner_references = Some(vec![owner]);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    api.patch(member, &params, &Patch::Apply(&pod))
+        .await
+        .map_err(|e| Error::Kube("apply pod", Box::new(e)))?;
+    Ok(())
+}
+
+async fn execute(
+    ctx: &Context,
+    obj: &EtcdCluster,
+    step: &Step,
+    members: &[MemberView],
+    pods: &[Pod],
+) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let endpoints: Vec<String> = members
+        .iter()
+        .filter(|m| m.healthy)
+        .map(|m| m.client_url.clone())
+        .collect();
+    let changed = |op: &str| {
+        ctx.member_changes
+            .get_or_create(&ChangeLabels {
+                namespace: ns.clone(),
+                cluster: obj.name_any(),
+                op: op.to_string(),
+            })
+            .inc()
+    };
+    match step {
+        Step::Bootstrap { member } => {
+            create_member_pod(
+                ctx,
+                obj,
+                member,
+                &[(member.clone(), resources::peer_url(obj, member))],
+                "new",
+            )
+            .await?;
+            changed("bootstrap");
+            ctx.recorder
+                .normal(
+                    obj,
+                    "MemberAdded",
+                    "Bootstrap",
+                    format!("started seed member {member}"),
+                )
+                .await;
+        }
+        Step::AddMember { member } => {
+            ctx.etcd
+                .add_learner(&endpoints, &resources::peer_url(obj, member))
+                .await
+                .map_err(Error::Etcd)?;
+            changed("add");
+            ctx.recorder
+                .normal(obj, "MemberAdded", "Scale", format!("added learner {member}"))
+                .await;
+        }
+        Step::CreatePod { member } => {
+            let initial: Vec<(String, String)> = members
+                .iter()
+                .map(|m| (m.name.clone(), resources::peer_url(obj, &m.name)))
+                .collect();
+            create_member_pod(ctx, obj, member, &initial, "existing").await?;
+            ctx.recorder
+                .normal(
+                    obj,
+                    "MemberPodCreated",
+                    "Scale",
+                    format!("created the pod of member {member}"),
+                )
+                .await;
+        }
+        Step::Promote { id, member } => {
+            ctx.etcd.promote(&endpoints, *id).await.map_err(Error::Etcd)?;
+            changed("promote");
+            ctx.recorder
+                .normal(
+                    obj,
+                    "MemberPromoted",
+                    "Scale",
+                    format!("promoted learner {member} to voter"),
+                )
+                .await;
+        }
+        Step::RemoveMember { id, member, reason } => {
+            let via: Vec<String> = members
+                .iter()
+                .filter(|m| m.healthy && m.id != *id)
+                .map(|m| m.client_url.clone())
+                .collect();
+            ctx.etcd.remove(&via, *id).await.map_err(Error::Etcd)?;
+            changed("remove");
+            let why = match reason {
+                RemoveReason::ScaleDown => "scaling down",
+                RemoveReason::Replace => "replacing a failed member",
+            };
+            ctx.recorder
+                .normal(
+                    obj,
+                    "MemberRemoved",
+                    "Scale",
+                    format!("removed member {member} ({why})"),
+                )
+                .await;
+        }
+        Step::DeletePod { member } => {
+            let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            match pods_api.delete(member, &DeleteParams::default()).await {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(e) => return Err(Error::Kube("delete pod", Box::new(e))),
+            }
+            // The member is gone for good: its data must never come back.
+            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+            let _ = pvcs
+                .delete(&resources::pvc_name(member), &DeleteParams::default())
+                .await;
+            ctx.recorder
+                .normal(
+                    obj,
+                    "MemberPodDeleted",
+                    "Scale",
+                    format!("deleted the pod of removed member {member}"),
+                )
+                .await;
+        }
+        Step::UpgradeMember { member, from } => {
+            let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            if pods.iter().any(|p| p.name_any() == *member) {
+                pods_api
+                    .delete(member, &DeleteParams::default())
+                    .await
+                    .map_err(|e| Error::Kube("delete pod", Box::new(e)))?;
+            }
+            changed("upgrade");
+            ctx.recorder
+                .normal(
+                    obj,
+                    "MemberUpgrading",
+                    "Upgrade",
+                    format!(
+                        "restarting {member} from {}.{}.{} at {}",
+                        from.major, from.minor, from.patch, obj.spec.version
+                    ),
+                )
+                .await;
+        }
+        Step::MoveLeader { from, to } => {
+            let leader_url = members
+                .iter()
+                .find(|m| m.id == *from)
+                .map(|m| m.client_url.clone())
+                .unwrap_or_default();
+            ctx.etcd
+                .move_leader(&leader_url, *to)
+                .await
+                .map_err(Error::Etcd)?;
+            ctx.recorder
+                .normal(
+                    obj,
+                    "LeaderMoved",
+                    "Upgrade",
+                    format!("moved leadership to {}", crate::etcd::hex_id(*to)),
+                )
+                .await;
+        }
+        Step::QuorumLost { reason } => {
+            ctx.recorder
+                .warning(obj, "QuorumLost", "Observe", reason.clone())
+                .await;
+        }
+        Step::UpgradeBlocked { reason } => {
+            ctx.recorder
+                .warning(obj, "UpgradeBlocked", "Upgrade", reason.clone())
+                .await;
+        }
+        Step::Nothing | Step::Paused | Step::Wait { .. } => {}
+    }
+    Ok(())
 }
 
 /// Runs the EtcdCluster controller until the runtime shuts down.
-pub async fn run(rt: ControllerRuntime) {
-    let ctx = Arc::new(Context {
-        client: rt.client.clone(),
-        recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
-    });
+pub async fn run(rt: ControllerRuntime, metrics: EtcdMetrics) {
+    let ctx = Arc::new(Context::new(&rt, metrics));
     steward_core::controller::run_namespaced::<EtcdCluster, _, _, _, _>(&rt, CONTROLLER, ctx, reconcile)
         .await;
 }

@@ -4,6 +4,7 @@ pub mod controller;
 pub mod crd;
 pub mod etcd;
 pub mod plan;
+pub mod resources;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.
 pub const OPERATOR_NAME: &str = "etcd-operator";

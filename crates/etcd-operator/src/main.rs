@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         version: env!("CARGO_PKG_VERSION"),
         field_manager: FIELD_MANAGER,
     };
-    let metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
-    steward_core::runtime::main(info, common, metrics, etcd_operator::controller::run)
+    let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
+    let etcd_metrics = etcd_operator::controller::EtcdMetrics::register(&mut metrics);
+    steward_core::runtime::main(info, common, metrics, move |rt| {
+        etcd_operator::controller::run(rt, etcd_metrics)
+    })
 }

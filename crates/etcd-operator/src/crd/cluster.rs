@@ -344,4 +344,8 @@ pub struct EtcdMemberStatus {
     /// The member's client URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_url: Option<String>,
+    /// Since when the member has failed its health checks (RFC 3339); it is replaced once
+    /// this is older than memberFailureTimeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_since: Option<String>,
 }

@@ -1,0 +1,461 @@
+//! Pure builders of every child object of an EtcdCluster.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use crate::OPERATOR_NAME;
+use crate::crd::{EtcdCluster, TlsMode};
+
+/// Label naming the member a pod or PVC belongs to.
+pub const MEMBER_LABEL: &str = "etcd.steward.dev/member";
+
+/// Client port.
+pub const CLIENT_PORT: i32 = 2379;
+/// Peer port.
+pub const PEER_PORT: i32 = 2380;
+/// Plain-HTTP metrics and health port.
+pub const METRICS_PORT: i32 = 2381;
+
+/// Labels shared by every child of `cluster` for one component.
+pub fn labels(cluster: &EtcdCluster, component: &str) -> BTreeMap<String, String> {
+    steward_core::labels::standard("etcd", &cluster.name_any(), component, OPERATOR_NAME)
+}
+
+/// Labels selecting the member pods of `cluster`.
+pub fn member_selector(cluster: &EtcdCluster) -> BTreeMap<String, String> {
+    let mut l = steward_core::labels::owner_selector("etcd", &cluster.name_any(), OPERATOR_NAME);
+    l.insert(steward_core::labels::COMPONENT.into(), "member".into());
+    l
+}
+
+fn scheme(cluster: &EtcdCluster) -> &'static str {
+    if cluster.spec.tls.mode == TlsMode::Disabled {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// Name of the headless peer Service.
+pub fn peer_service_name(cluster: &EtcdCluster) -> String {
+    format!("{}-peers", cluster.name_any())
+}
+
+/// A member's stable DNS name.
+pub fn member_host(cluster: &EtcdCluster, member: &str) -> String {
+    format!(
+        "{member}.{}.{}.svc",
+        peer_service_name(cluster),
+        cluster.namespace().unwrap_or_default()
+    )
+}
+
+/// A member's peer URL.
+pub fn peer_url(cluster: &EtcdCluster, member: &str) -> String {
+    format!(
+        "{}://{}:{PEER_PORT}",
+        scheme(cluster),
+        member_host(cluster, member)
+    )
+}
+
+/// A member's client URL.
+pub fn client_url(cluster: &EtcdCluster, member: &str) -> String {
+    format!(
+        "{}://{}:{CLIENT_PORT}",
+        scheme(cluster),
+        member_host(cluster, member)
+    )
+}
+
+/// The member name in a peer URL (`https://<member>.<cluster>-peers...`).
+pub fn member_of_peer_url(url: &str) -> Option<String> {
+    let host = url.split("://").nth(1)?.split([':', '/']).next()?;
+    host.split('.').next().map(String::from)
+}
+
+fn meta(cluster: &EtcdCluster, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: cluster.namespace(),
+        labels: Some(labels(cluster, component)),
+        ..Default::default()
+    }
+}
+
+/// The client Service `<name>`.
+pub fn client_service(cluster: &EtcdCluster) -> Service {
+    Service {
+        metadata: meta(cluster, cluster.name_any(), "client"),
+        spec: Some(ServiceSpec {
+            selector: Some(member_selector(cluster)),
+            ports: Some(vec![ServicePort {
+                name: Some("client".into()),
+                port: CLIENT_PORT,
+                target_port: Some(IntOrString::Int(CLIENT_PORT)),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The headless peer Service `<name>-peers`, publishing not-ready members so peers resolve
+/// while they join.
+pub fn peer_service(cluster: &EtcdCluster) -> Service {
+    Service {
+        metadata: meta(cluster, peer_service_name(cluster), "peers"),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(member_selector(cluster)),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("client".into()),
+                    port: CLIENT_PORT,
+                    ..Default::default()
+                },
+                ServicePort {
+                    name: Some("peer".into()),
+                    port: PEER_PORT,
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// At most one member down voluntarily.
+pub fn pod_disruption_budget(cluster: &EtcdCluster) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(cluster, cluster.name_any(), "member"),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(member_selector(cluster)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Name of a member's PVC.
+pub fn pvc_name(member: &str) -> String {
+    format!("{member}-data")
+}
+
+/// A member's data PVC.
+pub fn member_pvc(cluster: &EtcdCluster, member: &str) -> PersistentVolumeClaim {
+    let tpl = cluster
+        .spec
+        .storage
+        .volume_claim_template
+        .clone()
+        .unwrap_or_default();
+    let mut m = meta(cluster, pvc_name(member), "member");
+    if let Some(l) = m.labels.as_mut() {
+        l.insert(MEMBER_LABEL.into(), member.into());
+    }
+    PersistentVolumeClaim {
+        metadata: m,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: tpl.storage_class_name,
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(tpl.size.unwrap_or_else(|| "1Gi".into())),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// etcd flags from spec.options.
+fn option_args(cluster: &EtcdCluster) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(o) = &cluster.spec.options {
+        if let Some(q) = o.quota_backend_bytes {
+            args.push(format!("--quota-backend-bytes={q}"));
+        }
+        if let Some(a) = &o.auto_compaction {
+            let mode = match a.mode {
+                crate::crd::AutoCompactionMode::Periodic => "periodic",
+                crate::crd::AutoCompactionMode::Revision => "revision",
+            };
+            args.push(format!("--auto-compaction-mode={mode}"));
+            args.push(format!("--auto-compaction-retention={}", a.retention));
+        }
+        if let Some(n) = o.snapshot_count {
+            args.push(format!("--snapshot-count={n}"));
+        }
+        if let Some(h) = o.heartbeat_interval_ms {
+            args.push(format!("--heartbeat-interval={h}"));
+        }
+        if let Some(e) = o.election_timeout_ms {
+            args.push(format!("--election-timeout={e}"));
+        }
+        // Flags the operator manages win: user flags for the same name are dropped.
+        for extra in &o.extra_args {
+            let name = extra.split('=').next().unwrap_or_default();
+            if !MANAGED_FLAGS.contains(&name) {
+                args.push(extra.clone());
+            }
+        }
+    }
+    args
+}
+
+const MANAGED_FLAGS: &[&str] = &[
+    "--name",
+    "--data-dir",
+    "--listen-client-urls",
+    "--advertise-client-urls",
+    "--listen-peer-urls",
+    "--initial-advertise-peer-urls",
+    "--initial-cluster",
+    "--initial-cluster-state",
+    "--initial-cluster-token",
+    "--listen-metrics-urls",
+];
+
+/// A member pod. `initial_cluster` lists `name=peerURL` of every member including this one;
+/// `state` is `new` for the seed and `existing` afterwards.
+pub fn member_pod(
+    cluster: &EtcdCluster,
+    member: &str,
+    initial_cluster: &[(String, String)],
+    state: &str,
+) -> Pod {
+    let mut m = meta(cluster, member.to_string(), "member");
+    if let Some(l) = m.labels.as_mut() {
+        l.insert(MEMBER_LABEL.into(), member.into());
+        if let Some(t) = &cluster.spec.pod_template {
+            for (k, v) in &t.labels {
+                l.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    m.annotations = cluster
+        .spec
+        .pod_template
+        .as_ref()
+        .map(|t| t.annotations.clone())
+        .filter(|a| !a.is_empty());
+    let s = scheme(cluster);
+    let initial = initial_cluster
+        .iter()
+        .map(|(n, u)| format!("{n}={u}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args = vec![
+        format!("--name={member}"),
+        "--data-dir=/var/lib/etcd/data".to_string(),
+        format!("--listen-client-urls={s}://0.0.0.0:{CLIENT_PORT}"),
+        format!("--advertise-client-urls={}", client_url(cluster, member)),
+        format!("--listen-peer-urls={s}://0.0.0.0:{PEER_PORT}"),
+        format!("--initial-advertise-peer-urls={}", peer_url(cluster, member)),
+        format!("--initial-cluster={initial}"),
+        format!("--initial-cluster-state={state}"),
+        format!(
+            "--initial-cluster-token={}",
+            cluster.uid().unwrap_or_else(|| cluster.name_any())
+        ),
+        format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
+    ];
+    args.extend(option_args(cluster));
+    let volume = match &cluster.spec.storage.empty_dir {
+        Some(e) => Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: e.medium.clone(),
+                size_limit: e.size_limit.clone().map(Quantity),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        None => Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc_name(member),
+                read_only: None,
+            }),
+            ..Default::default()
+        },
+    };
+    let template = cluster.spec.pod_template.clone().unwrap_or_default();
+    Pod {
+        metadata: m,
+        spec: Some(PodSpec {
+            hostname: Some(member.to_string()),
+            subdomain: Some(peer_service_name(cluster)),
+            // Members are replaced by the operator, never restarted elsewhere by a controller.
+            restart_policy: Some("Always".into()),
+            containers: vec![Container {
+                name: "etcd".into(),
+                image: Some(format!("{}:v{}", cluster.spec.repository, cluster.spec.version)),
+                command: Some(vec!["/usr/local/bin/etcd".into()]),
+                args: Some(args),
+                env: Some(vec![EnvVar {
+                    name: "POD_IP".into(),
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "status.podIP".into(),
+                            api_version: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![
+                    ContainerPort {
+                        name: Some("client".into()),
+                        container_port: CLIENT_PORT,
+                        ..Default::default()
+                    },
+                    ContainerPort {
+                        name: Some("peer".into()),
+                        container_port: PEER_PORT,
+                        ..Default::default()
+                    },
+                    ContainerPort {
+                        name: Some("metrics".into()),
+                        container_port: METRICS_PORT,
+                        ..Default::default()
+                    },
+                ]),
+                readiness_probe: Some(Probe {
+                    http_get: Some(HTTPGetAction {
+                        path: Some("/health".into()),
+                        port: IntOrString::Int(METRICS_PORT),
+                        ..Default::default()
+                    }),
+                    period_seconds: Some(2),
+                    failure_threshold: Some(3),
+                    ..Default::default()
+                }),
+                resources: template.resources.clone(),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/var/lib/etcd".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }],
+            volumes: Some(vec![volume]),
+            node_selector: Some(template.node_selector.clone()).filter(|n| !n.is_empty()),
+            tolerations: Some(template.tolerations.clone()).filter(|t| !t.is_empty()),
+            priority_class_name: template.priority_class_name.clone(),
+            affinity: Some(
+                template
+                    .affinity
+                    .clone()
+                    .unwrap_or_else(|| default_affinity(cluster)),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Members prefer different hosts.
+fn default_affinity(cluster: &EtcdCluster) -> k8s_openapi::api::core::v1::Affinity {
+    use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity, WeightedPodAffinityTerm};
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: PodAffinityTerm {
+                    topology_key: "kubernetes.io/hostname".into(),
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(member_selector(cluster)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::EtcdClusterSpec;
+
+    fn cluster() -> EtcdCluster {
+        let spec: EtcdClusterSpec = serde_json::from_value(serde_json::json!({
+            "size": 3, "version": "3.5.16",
+            "tls": {"mode": "disabled"},
+            "storage": {"volumeClaimTemplate": {"size": "2Gi"}},
+            "options": {"quotaBackendBytes": 2147483648i64, "autoCompaction": {"mode": "periodic", "retention": "1h"}, "extraArgs": ["--log-level=debug", "--name=evil"]},
+        }))
+        .unwrap();
+        let mut c = EtcdCluster::new("main", spec);
+        c.metadata.namespace = Some("db".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    fn golden(name: &str, actual: &impl serde::Serialize) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name);
+        let text = serde_yaml_ng::to_string(actual).unwrap();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+        pretty_assertions::assert_eq!(want, text, "{name}");
+    }
+
+    #[test]
+    fn golden_children() {
+        let c = cluster();
+        golden("client-service.yaml", &client_service(&c));
+        golden("peer-service.yaml", &peer_service(&c));
+        golden("pdb.yaml", &pod_disruption_budget(&c));
+        golden("member-pvc.yaml", &member_pvc(&c, "main-abcde"));
+        let initial = vec![
+            ("main-abcde".to_string(), peer_url(&c, "main-abcde")),
+            ("main-fghij".to_string(), peer_url(&c, "main-fghij")),
+        ];
+        golden(
+            "member-pod.yaml",
+            &member_pod(&c, "main-fghij", &initial, "existing"),
+        );
+    }
+
+    #[test]
+    fn urls_and_names() {
+        let c = cluster();
+        assert_eq!(peer_url(&c, "main-x"), "http://main-x.main-peers.db.svc:2380");
+        assert_eq!(
+            member_of_peer_url("https://main-x.main-peers.db.svc:2380").as_deref(),
+            Some("main-x")
+        );
+        assert_eq!(member_of_peer_url("http://10.0.0.1:2380").as_deref(), Some("10"));
+    }
+}
