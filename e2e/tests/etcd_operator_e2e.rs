@@ -24,6 +24,37 @@ fn etcdctl(args: &[&str]) -> (bool, String) {
     )
 }
 
+async fn deploy_cluster(env: &Env, name: &str, version: &str, extra: &str) -> Api<DynamicObject> {
+    env.deploy_default().await.unwrap();
+    deployment_ready(
+        &env.client,
+        "steward-system",
+        "etcd-operator",
+        2,
+        Duration::from_secs(90),
+    )
+    .await
+    .unwrap();
+    env.apply(&format!(
+        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: disabled}}\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n{extra}"
+    ))
+    .await
+    .unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
+        "etcdclusters",
+    );
+    Api::namespaced_with(env.client.clone(), "default", &ar)
+}
+
+async fn status(clusters: &Api<DynamicObject>, name: &str) -> serde_json::Value {
+    clusters
+        .get(name)
+        .await
+        .map(|c| c.data["status"].clone())
+        .unwrap_or_default()
+}
+
 async fn member_ips(env: &Env) -> Vec<String> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), "default");
     pods.list(
@@ -125,5 +156,195 @@ async fn bootstrap_write_and_scale() {
             "fields",
         ]);
         assert!(ok && out.contains("\"Count\" : 1000"), "{out}");
+    }
+}
+
+fn count_keys(eps: &str) -> String {
+    etcdctl(&[
+        "--endpoints",
+        eps,
+        "get",
+        "key-",
+        "--prefix",
+        "--count-only",
+        "-w",
+        "fields",
+    ])
+    .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healing_keeps_data_and_replaces_lost_members() {
+    let env = Env::start().await.unwrap();
+    let Some(cluster) = env.kubesim() else { return };
+    let version = bins::version("ETCD_CURRENT").unwrap();
+    let clusters = deploy_cluster(&env, "demo", &version, "  memberFailureTimeout: 15s\n").await;
+    wait_size(&env, &clusters, 3).await;
+    let eps = member_ips(&env).await.join(",");
+    for i in 0..100 {
+        assert!(etcdctl(&["--endpoints", &eps, "put", &format!("key-{i:04}"), "v"]).0);
+    }
+    let members = |st: &serde_json::Value| -> Vec<(String, String)> {
+        st["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or_default().to_string(),
+                    m["id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let before = members(&status(&clusters, "demo").await);
+
+    // Kill one member's process repeatedly: it restarts on its PVC with the same identity.
+    let (victim, victim_id) = before[0].clone();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), "default");
+    for n in 1..=3 {
+        cluster.kill_container("default", &victim, "etcd").unwrap();
+        wait_for("the member restarted", Duration::from_secs(60), || async {
+            pods.get(&victim).await.ok().is_some_and(|p| {
+                e2e::harness::pod_ready(&p)
+                    && p.status
+                        .and_then(|s| s.container_statuses)
+                        .is_some_and(|cs| cs[0].restart_count == n)
+            })
+        })
+        .await
+        .unwrap();
+        wait_size(&env, &clusters, 3).await;
+    }
+    let after_kills = members(&status(&clusters, "demo").await);
+    assert!(
+        after_kills.contains(&(victim.clone(), victim_id.clone())),
+        "same member after restarts: {after_kills:?}"
+    );
+    assert!(count_keys(&member_ips(&env).await.join(",")).contains("\"Count\" : 100"));
+
+    // Cut another member off longer than memberFailureTimeout: replaced by a fresh member.
+    let (cut, _) = before[1].clone();
+    cluster.cut_pod_network("default", &cut).unwrap();
+    wait_for("the cut member replaced", Duration::from_secs(180), || async {
+        let st = status(&clusters, "demo").await;
+        let ms = members(&st);
+        ms.len() == 3 && !ms.iter().any(|(n, _)| *n == cut) && st["readyMembers"] == 3
+    })
+    .await
+    .unwrap();
+    assert!(count_keys(&member_ips(&env).await.join(",")).contains("\"Count\" : 100"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_one_member_at_a_time_and_blocks_bad_versions() {
+    let env = Env::start().await.unwrap();
+    let old = bins::version("ETCD_OLD").unwrap();
+    let current = bins::version("ETCD_CURRENT").unwrap();
+    let newest = bins::version("ETCD_NEWEST").unwrap();
+    let clusters = deploy_cluster(&env, "demo", &old, "").await;
+    wait_size(&env, &clusters, 3).await;
+    assert_eq!(status(&clusters, "demo").await["currentVersion"], old.as_str());
+
+    // Writes keep going during the upgrade; every acknowledged write must survive.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let eps = member_ips(&env).await.join(",");
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if etcdctl(&[
+                    "--endpoints",
+                    &eps,
+                    "--command-timeout=2s",
+                    "put",
+                    &format!("key-{i:05}"),
+                    "v",
+                ])
+                .0
+                {
+                    acked.push(format!("key-{i:05}"));
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            acked
+        })
+    };
+    for target in [&current, &newest] {
+        env.kubectl(&[
+            "patch",
+            "etcdcluster",
+            "demo",
+            "--type=merge",
+            "-p",
+            &format!("{{\"spec\":{{\"version\":\"{target}\"}}}}"),
+        ])
+        .await
+        .unwrap();
+        wait_for(
+            &format!("all members at {target}"),
+            Duration::from_secs(300),
+            || async {
+                let st = status(&clusters, "demo").await;
+                st["currentVersion"] == target.as_str()
+                    && st["readyMembers"] == 3
+                    && st["members"]
+                        .as_array()
+                        .is_some_and(|ms| ms.iter().all(|m| m["version"] == target.as_str()))
+            },
+        )
+        .await
+        .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked = writer.join().unwrap();
+    assert!(acked.len() > 20, "writes kept flowing: {}", acked.len());
+    let eps = member_ips(&env).await.join(",");
+    let (ok, out) = etcdctl(&["--endpoints", &eps, "get", "key-", "--prefix", "--keys-only"]);
+    assert!(ok);
+    for k in &acked {
+        assert!(out.contains(k.as_str()), "acknowledged write {k} lost");
+    }
+    // Leadership was moved away before the leader restarted.
+    let events = env
+        .kubectl(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .await
+        .unwrap();
+    assert!(
+        events.contains("LeaderMoved") && events.contains("MemberUpgrading"),
+        "{events}"
+    );
+
+    // A downgrade or a skipped minor version is refused without touching anything.
+    for bad in [old.as_str(), "3.7.0"] {
+        env.kubectl(&[
+            "patch",
+            "etcdcluster",
+            "demo",
+            "--type=merge",
+            "-p",
+            &format!("{{\"spec\":{{\"version\":\"{bad}\"}}}}"),
+        ])
+        .await
+        .unwrap();
+        wait_for("UpgradeBlocked", Duration::from_secs(30), || async {
+            status(&clusters, "demo").await["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "UpgradeBlocked"))
+        })
+        .await
+        .unwrap();
+        assert_eq!(status(&clusters, "demo").await["currentVersion"], newest.as_str());
     }
 }
