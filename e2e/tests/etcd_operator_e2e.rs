@@ -348,3 +348,180 @@ async fn upgrades_one_member_at_a_time_and_blocks_bad_versions() {
         assert_eq!(status(&clusters, "demo").await["currentVersion"], newest.as_str());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_clusters_are_rejected_at_admission() {
+    let c = e2e::kubesim::Cluster::start_temp().await.unwrap();
+    let env = Env {
+        kubeconfig: c.kubeconfig().to_path_buf(),
+        client: c.client().await.unwrap(),
+        cluster: None,
+    };
+    env.kubectl(&[
+        "apply",
+        "--server-side",
+        "-k",
+        bins::repo_root().join("deploy/crds").to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let base = "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {name: bad, namespace: default}\n";
+    let cases = [
+        (
+            "spec: {size: 10, version: 3.5.16}",
+            "spec.size: Invalid value: 10: spec.size in body should be less than or equal to 9",
+        ),
+        (
+            "spec: {size: 0, version: 3.5.16}",
+            "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1",
+        ),
+        (
+            "spec: {size: 3, version: v3.5}",
+            "spec.version: Invalid value: \"v3.5\": spec.version in body should match",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, storage: {emptyDir: {}, volumeClaimTemplate: {size: 1Gi}}}",
+            "set at most one of volumeClaimTemplate and emptyDir",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, tls: {mode: secrets}}",
+            "tls.secrets is required when tls.mode is secrets",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, options: {heartbeatIntervalMs: 100, electionTimeoutMs: 200}}",
+            "electionTimeoutMs must be at least 5 times heartbeatIntervalMs",
+        ),
+    ];
+    for (spec, message) in cases {
+        let err = env
+            .kubectl_with_input(&["create", "-f", "-"], Some(&format!("{base}{spec}\n")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{spec}: {err}");
+    }
+    // Transition rules: the storage kind and TLS off->on cannot change after creation.
+    env.kubectl_with_input(
+        &["create", "-f", "-"],
+        Some(&format!(
+            "{base}spec: {{size: 3, version: 3.5.16, tls: {{mode: disabled}}}}\n"
+        )),
+    )
+    .await
+    .unwrap();
+    let err = env
+        .kubectl(&[
+            "patch",
+            "etcd",
+            "bad",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"tls":{"mode":"auto"}}}"#,
+        ])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TLS cannot be turned on for a running cluster"),
+        "{err}"
+    );
+    let err = env
+        .kubectl(&[
+            "patch",
+            "etcd",
+            "bad",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"storage":{"emptyDir":{}}}}"#,
+        ])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot change after creation"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_when_the_operator_is_killed_during_scaling() {
+    let env = Env::start().await.unwrap();
+    let Some(cluster) = env.kubesim() else { return };
+    // Short leases so each kill hands over quickly.
+    env.deploy_default().await.unwrap();
+    let patch = r#"[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--lease-duration-seconds=4"}]"#;
+    env.kubectl(&[
+        "-n",
+        "steward-system",
+        "patch",
+        "deployment",
+        "etcd-operator",
+        "--type=json",
+        "-p",
+        patch,
+    ])
+    .await
+    .unwrap();
+    let version = bins::version("ETCD_CURRENT").unwrap();
+    let clusters = deploy_cluster(&env, "demo", &version, "").await;
+    wait_size(&env, &clusters, 3).await;
+    let eps = member_ips(&env).await.join(",");
+    for i in 0..50 {
+        assert!(etcdctl(&["--endpoints", &eps, "put", &format!("key-{i:04}"), "v"]).0);
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), "steward-system");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), "steward-system");
+    for size in [5, 3] {
+        env.kubectl(&["scale", "etcdcluster", "demo", &format!("--replicas={size}")])
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            let pause = 300 + u64::from(rand::random::<u16>() % 2000);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            let holder = leases
+                .get("etcd-operator-leader")
+                .await
+                .ok()
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity);
+            if let Some(h) = holder
+                && let Some((pod, _)) = h.rsplit_once('_')
+                && pods.get_opt(pod).await.ok().flatten().is_some()
+            {
+                let _ = cluster.kill_container("steward-system", pod, "operator");
+            }
+        }
+        wait_size(&env, &clusters, size).await;
+        // No orphans: one pod and one claim per member, nothing else.
+        let member_pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(env.client.clone(), "default");
+        let sel = kube::api::ListParams::default()
+            .labels("app.kubernetes.io/instance=demo,app.kubernetes.io/component=member");
+        wait_for(
+            "exactly the members' pods and claims",
+            Duration::from_secs(60),
+            || async {
+                let n_pods = member_pods
+                    .list(&sel)
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .count();
+                let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+                    Api::namespaced(env.client.clone(), "default");
+                let n_claims = claims
+                    .list(&sel)
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .count();
+                n_pods as i64 == size && n_claims as i64 == size
+            },
+        )
+        .await
+        .unwrap();
+        assert!(count_keys(&member_ips(&env).await.join(",")).contains("\"Count\" : 50"));
+    }
+}
