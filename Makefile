@@ -70,5 +70,6 @@ deploy: kind-up images ## Install CRDs and both operators on kind
 undeploy: ## Remove both operators and the CRDs from kind
 	$(KUBECTL) --context kind-$(KIND_CLUSTER) delete -k deploy/default --ignore-not-found
 
-bench: ## Benchmarks (figures go into the issue notes)
+bench: test-deps ## Benchmarks (figures go into the issue notes; the etcd one needs root)
+	$(CARGO) build --release --locked -p etcd-operator -p prometheus-operator
 	$(CARGO) bench --workspace --locked

@@ -639,6 +639,10 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     write_status(&api, &obj, &status).await?;
     Ok(match step {
         Step::Nothing | Step::Paused => Action::requeue(Duration::from_secs(10)),
+        // Nothing to do until etcd or the pods change: do not crowd out other clusters.
+        Step::Wait { .. } | Step::QuorumLost { .. } | Step::UpgradeBlocked { .. } => {
+            Action::requeue(Duration::from_secs(5))
+        }
         _ => Action::requeue(Duration::from_secs(2)),
     })
 }

@@ -1,0 +1,164 @@
+//! etcd-operator figures: time from apply to 3 Ready members and from a member's failure to
+//! its healthy replacement (kubesim process mode, operator from deploy/), and the operator's
+//! memory managing 50 EtcdClusters (kubesim instant mode). Run with `make bench` (root).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use e2e::bins;
+use e2e::harness::{Env, deployment_ready, wait_for};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+
+fn ar() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
+        "etcdclusters",
+    )
+}
+
+fn cluster(name: &str, version: &str, timeout: &str) -> DynamicObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "etcd.steward.dev/v1alpha1", "kind": "EtcdCluster", "metadata": {"name": name},
+        "spec": {"size": 3, "version": version, "tls": {"mode": "disabled"}, "memberFailureTimeout": timeout},
+    }))
+    .unwrap()
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn lifecycle_times(version: &str) {
+    let env = Env::start().await.unwrap();
+    let cluster_handle = env.kubesim().unwrap();
+    env.deploy_default().await.unwrap();
+    deployment_ready(
+        &env.client,
+        "steward-system",
+        "etcd-operator",
+        2,
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+    let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar());
+    let started = Instant::now();
+    clusters
+        .create(&PostParams::default(), &cluster("bench", version, "20s"))
+        .await
+        .unwrap();
+    let ready = || async {
+        let st = clusters
+            .get("bench")
+            .await
+            .map(|c| c.data["status"].clone())
+            .unwrap_or_default();
+        st["readyMembers"] == 3 && st["size"] == 3 && st["members"].as_array().is_some_and(|m| m.len() == 3)
+    };
+    wait_for("3 ready", Duration::from_secs(300), ready)
+        .await
+        .unwrap();
+    let to_ready = started.elapsed();
+    let st = clusters.get("bench").await.unwrap().data["status"].clone();
+    let victim = st["members"][1]["name"].as_str().unwrap().to_string();
+    let failed = Instant::now();
+    cluster_handle.cut_pod_network("default", &victim).unwrap();
+    wait_for("replacement healthy", Duration::from_secs(300), || async {
+        let st = clusters
+            .get("bench")
+            .await
+            .map(|c| c.data["status"].clone())
+            .unwrap_or_default();
+        let names: Vec<&str> = st["members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|x| x["name"].as_str()).collect())
+            .unwrap_or_default();
+        st["readyMembers"] == 3 && names.len() == 3 && !names.contains(&victim.as_str())
+    })
+    .await
+    .unwrap();
+    let to_replaced = failed.elapsed();
+    println!(
+        "  apply -> 3 Ready members          {:>7.1} s",
+        to_ready.as_secs_f64()
+    );
+    println!(
+        "  member failure -> healthy replacement {:>5.1} s (memberFailureTimeout 20 s; target < 40 s)",
+        to_replaced.as_secs_f64()
+    );
+}
+
+async fn operator_memory(version: &str) {
+    let c = e2e::kubesim::Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let env = Env {
+        kubeconfig: c.kubeconfig().to_path_buf(),
+        client: client.clone(),
+        cluster: None,
+    };
+    env.kubectl(&[
+        "apply",
+        "--server-side",
+        "-k",
+        bins::repo_root().join("deploy/crds").to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let mut op = tokio::process::Command::new(bins::own_binary("etcd-operator").unwrap())
+        .args([
+            "run",
+            "--leader-elect=false",
+            "--metrics-addr=127.0.0.1:0",
+            "--log-level=warn",
+        ])
+        .env("KUBECONFIG", c.kubeconfig())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = op.id().unwrap();
+    let clusters: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar());
+    for i in 0..50 {
+        clusters
+            .create(
+                &PostParams::default(),
+                &cluster(&format!("c{i:02}"), version, "2m"),
+            )
+            .await
+            .unwrap();
+    }
+    wait_for("50 clusters reconciled", Duration::from_secs(600), || async {
+        clusters
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|c| c.data["status"]["observedGeneration"] == 1)
+            .count()
+            == 50
+    })
+    .await
+    .unwrap();
+    // Let a few requeue rounds pass.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    println!(
+        "  operator RSS with 50 EtcdClusters  {:>7.1} MiB (peak {:.1} MiB; target < 20 MiB)",
+        rss_kib(pid, "VmRSS:") as f64 / 1024.0,
+        rss_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
+    op.kill().await.ok();
+}
+
+#[tokio::main]
+async fn main() {
+    let version = bins::version("ETCD_CURRENT").unwrap();
+    println!("etcd-operator benchmark (etcd {version})");
+    lifecycle_times(&version).await;
+    operator_memory(&version).await;
+}
