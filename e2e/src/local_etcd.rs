@@ -129,3 +129,22 @@ impl Drop for LocalEtcd {
         self.kill();
     }
 }
+
+/// Runs the `release` etcdctl with `args`: whether it succeeded, and stdout plus stderr.
+pub fn etcdctl(release: Release, args: &[&str]) -> (bool, String) {
+    let bin = match bins::etcdctl(release) {
+        Ok(b) => b,
+        Err(e) => return (false, e.to_string()),
+    };
+    match std::process::Command::new(bin).args(args).output() {
+        Ok(out) => (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}

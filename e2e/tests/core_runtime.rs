@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::bins;
+use e2e::harness::wait_for;
 use e2e::kubesim::Cluster;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -14,21 +15,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use steward_core::apply::{Applier, Desired, OwnedKind};
 use steward_core::leader::{Election, Leadership, LeaseConfig};
-
-async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn child(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap()
@@ -167,7 +153,11 @@ async fn exactly_one_leader_and_takeover_after_release() {
         .await
         .unwrap();
     let leading = |e: &Election| *e.state.borrow() == Leadership::Leading;
-    eventually("a leader", 10, || async { leading(&a) || leading(&b) }).await;
+    wait_for("a leader", Duration::from_secs(10), || async {
+        leading(&a) || leading(&b)
+    })
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(leading(&a) ^ leading(&b), "exactly one leads");
     let leases: Api<Lease> = Api::namespaced(c.client().await.unwrap(), "default");
@@ -182,7 +172,11 @@ async fn exactly_one_leader_and_takeover_after_release() {
     let (leader, standby, leader_id) = if leading(&a) { (a, b, "a") } else { (b, a, "b") };
     assert_eq!(holder, leader_id, "the Lease names the leader");
     leader.release().await;
-    eventually("the standby takes over", 15, || async { leading(&standby) }).await;
+    wait_for("the standby takes over", Duration::from_secs(15), || async {
+        leading(&standby)
+    })
+    .await
+    .unwrap();
     standby.release().await;
 }
 
@@ -238,10 +232,11 @@ async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
                 .ok()
         }
     };
-    eventually("/readyz", 30, || async {
+    wait_for("/readyz", Duration::from_secs(30), || async {
         get("/readyz").await.is_some_and(|r| r.status() == 200)
     })
-    .await;
+    .await
+    .unwrap();
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let lease = leases.get("etcd-operator-leader").await.unwrap();
@@ -262,10 +257,11 @@ async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
     let clusters: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     let obj: kube::api::DynamicObject = serde_json::from_value(json!({"apiVersion": "etcd.steward.dev/v1alpha1", "kind": "EtcdCluster", "metadata": {"name": "main"}, "spec": {"size": 3, "version": "3.3.9"}})).unwrap();
     clusters.create(&PostParams::default(), &obj).await.unwrap();
-    eventually("status written", 20, || async {
+    wait_for("status written", Duration::from_secs(20), || async {
         clusters.get("main").await.unwrap().data["status"]["observedGeneration"] == 1
     })
-    .await;
+    .await
+    .unwrap();
     let st = clusters.get("main").await.unwrap().data["status"].clone();
     let cond = st["conditions"]
         .as_array()
@@ -280,7 +276,7 @@ async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
     );
     assert!(cond["lastTransitionTime"].is_string());
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    eventually("warning event", 10, || async {
+    wait_for("warning event", Duration::from_secs(10), || async {
         events
             .list(&ListParams::default())
             .await
@@ -289,7 +285,8 @@ async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
             .iter()
             .any(|e| e.reason.as_deref() == Some("InvalidSpec"))
     })
-    .await;
+    .await
+    .unwrap();
 
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(

@@ -10,18 +10,7 @@ use e2e::harness::{Env, deployment_ready, wait_for};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 
 fn etcdctl(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(bins::etcdctl(Release::Current).unwrap())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    e2e::local_etcd::etcdctl(Release::Current, args)
 }
 
 async fn deploy_cluster(env: &Env, name: &str, version: &str, extra: &str) -> Api<DynamicObject> {

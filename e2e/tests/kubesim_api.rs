@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use e2e::harness::wait_for;
 use e2e::kubesim::Cluster;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
@@ -12,20 +13,6 @@ use serde_json::json;
 
 fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]
@@ -136,10 +123,11 @@ async fn crud_conflicts_generate_name_and_selectors() {
     .await
     .unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
-    eventually("default service account", || async {
+    wait_for("default service account", Duration::from_secs(15), || async {
         sas.get_opt("default").await.unwrap().is_some()
     })
-    .await;
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -284,10 +272,11 @@ async fn finalizers_and_garbage_collection_in_all_propagation_modes() {
     family(&cms, &secrets, "bg").await;
     cms.delete("bg", &DeleteParams::background()).await.unwrap();
     assert!(cms.get_opt("bg").await.unwrap().is_none());
-    eventually("background GC", || async {
+    wait_for("background GC", Duration::from_secs(15), || async {
         secrets.get_opt("bg-child").await.unwrap().is_none()
     })
-    .await;
+    .await
+    .unwrap();
 
     // Foreground: the owner stays (with a foregroundDeletion finalizer) until dependents go.
     family(&cms, &secrets, "fg").await;
@@ -301,18 +290,20 @@ async fn finalizers_and_garbage_collection_in_all_propagation_modes() {
                 .contains(&"foregroundDeletion".to_string())
         );
     }
-    eventually("foreground GC", || async {
+    wait_for("foreground GC", Duration::from_secs(15), || async {
         secrets.get_opt("fg-child").await.unwrap().is_none() && cms.get_opt("fg").await.unwrap().is_none()
     })
-    .await;
+    .await
+    .unwrap();
 
     // Orphan: the dependent survives without its owner reference.
     family(&cms, &secrets, "or").await;
     cms.delete("or", &DeleteParams::orphan()).await.unwrap();
-    eventually("orphaning", || async {
+    wait_for("orphaning", Duration::from_secs(15), || async {
         cms.get_opt("or").await.unwrap().is_none()
     })
-    .await;
+    .await
+    .unwrap();
     let child = secrets.get("or-child").await.unwrap();
     assert!(child.metadata.owner_references.unwrap_or_default().is_empty());
 }
@@ -327,7 +318,7 @@ async fn instant_mode_runs_pods_and_explains_missing_logs() {
     )
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    eventually("pod running", || async {
+    wait_for("pod running", Duration::from_secs(15), || async {
         pods.get("p")
             .await
             .unwrap()
@@ -336,7 +327,8 @@ async fn instant_mode_runs_pods_and_explains_missing_logs() {
             .as_deref()
             == Some("Running")
     })
-    .await;
+    .await
+    .unwrap();
     let p = pods.get("p").await.unwrap();
     assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("kubesim-node"));
     let err = pods.logs("p", &Default::default()).await.unwrap_err();

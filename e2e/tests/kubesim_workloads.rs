@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use e2e::harness::wait_for;
 use e2e::kubesim::Cluster;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -11,20 +12,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, PersistentVolu
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..150 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn sts(replicas: i32, policy: &str) -> StatefulSet {
     serde_json::from_value(json!({
@@ -49,7 +36,7 @@ async fn statefulset_pods_keep_their_claims() {
     sets.create(&PostParams::default(), &sts(3, "OrderedReady"))
         .await
         .unwrap();
-    eventually("3 ready replicas", || async {
+    wait_for("3 ready replicas", Duration::from_secs(15), || async {
         sets.get("db")
             .await
             .unwrap()
@@ -57,7 +44,8 @@ async fn statefulset_pods_keep_their_claims() {
             .and_then(|s| s.ready_replicas)
             == Some(3)
     })
-    .await;
+    .await
+    .unwrap();
     for i in 0..3 {
         let p = pods.get(&format!("db-{i}")).await.unwrap();
         let spec = p.spec.unwrap();
@@ -80,13 +68,14 @@ async fn statefulset_pods_keep_their_claims() {
     let old_uid = pods.get("db-1").await.unwrap().metadata.uid.unwrap();
     let pvc_uid = pvcs.get("data-db-1").await.unwrap().metadata.uid.unwrap();
     pods.delete("db-1", &DeleteParams::default()).await.unwrap();
-    eventually("db-1 recreated", || async {
+    wait_for("db-1 recreated", Duration::from_secs(15), || async {
         pods.get_opt("db-1")
             .await
             .unwrap()
             .is_some_and(|p| p.metadata.uid.as_deref() != Some(old_uid.as_str()))
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(
         pvcs.get("data-db-1").await.unwrap().metadata.uid.unwrap(),
         pvc_uid,
@@ -100,10 +89,11 @@ async fn statefulset_pods_keep_their_claims() {
     )
     .await
     .unwrap();
-    eventually("scaled to 1", || async {
+    wait_for("scaled to 1", Duration::from_secs(15), || async {
         pods.list(&ListParams::default()).await.unwrap().items.len() == 1
     })
-    .await;
+    .await
+    .unwrap();
     assert!(
         pvcs.get_opt("data-db-2").await.unwrap().is_some(),
         "claims are retained"
@@ -121,7 +111,7 @@ async fn statefulset_rolling_update_respects_partition() {
     sets.create(&PostParams::default(), &sts(3, "Parallel"))
         .await
         .unwrap();
-    eventually("3 ready", || async {
+    wait_for("3 ready", Duration::from_secs(15), || async {
         sets.get("db")
             .await
             .unwrap()
@@ -129,7 +119,8 @@ async fn statefulset_rolling_update_respects_partition() {
             .and_then(|s| s.ready_replicas)
             == Some(3)
     })
-    .await;
+    .await
+    .unwrap();
     let image = |p: Pod| p.spec.unwrap().containers[0].image.clone().unwrap();
     sets.patch(
         "db",
@@ -138,10 +129,11 @@ async fn statefulset_rolling_update_respects_partition() {
     )
     .await
     .unwrap();
-    eventually("ordinals >= 1 updated", || async {
+    wait_for("ordinals >= 1 updated", Duration::from_secs(15), || async {
         image(pods.get("db-1").await.unwrap()) == "db:2" && image(pods.get("db-2").await.unwrap()) == "db:2"
     })
-    .await;
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         image(pods.get("db-0").await.unwrap()),
@@ -163,7 +155,7 @@ async fn deployment_rolls_pods_on_template_change() {
         "selector": {"matchLabels": {"app": "web"}},
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}})).unwrap();
     deps.create(&PostParams::default(), &dep).await.unwrap();
-    eventually("2 available", || async {
+    wait_for("2 available", Duration::from_secs(15), || async {
         deps.get("web")
             .await
             .unwrap()
@@ -171,7 +163,8 @@ async fn deployment_rolls_pods_on_template_change() {
             .and_then(|s| s.available_replicas)
             == Some(2)
     })
-    .await;
+    .await
+    .unwrap();
     deps.patch(
         "web",
         &PatchParams::default(),
@@ -181,7 +174,7 @@ async fn deployment_rolls_pods_on_template_change() {
     )
     .await
     .unwrap();
-    eventually("pods rolled to web:2", || async {
+    wait_for("pods rolled to web:2", Duration::from_secs(15), || async {
         let ps = pods
             .list(&ListParams::default().labels("app=web"))
             .await
@@ -196,7 +189,8 @@ async fn deployment_rolls_pods_on_template_change() {
                 .iter()
                 .all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("web:2"))
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(
         rss.list(&ListParams::default()).await.unwrap().items.len(),
         2,
@@ -211,10 +205,11 @@ async fn jobs_complete_and_services_get_endpoints() {
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let job: Job = serde_json::from_value(json!({"metadata": {"name": "once"}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1"}]}}}})).unwrap();
     jobs.create(&PostParams::default(), &job).await.unwrap();
-    eventually("job complete", || async {
+    wait_for("job complete", Duration::from_secs(15), || async {
         jobs.get("once").await.unwrap().status.and_then(|s| s.succeeded) == Some(1)
     })
-    .await;
+    .await
+    .unwrap();
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     for i in 0..2 {
@@ -228,7 +223,7 @@ async fn jobs_complete_and_services_get_endpoints() {
     assert!(created.spec.unwrap().cluster_ip.unwrap().starts_with("10.96."));
     let eps: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    eventually("two ready endpoints", || async {
+    wait_for("two ready endpoints", Duration::from_secs(15), || async {
         eps.get_opt("web")
             .await
             .unwrap()
@@ -238,7 +233,8 @@ async fn jobs_complete_and_services_get_endpoints() {
                     && s[0].ports.as_ref().unwrap()[0].port == 8080
             })
     })
-    .await;
+    .await
+    .unwrap();
     let slice = slices
         .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
         .await
@@ -259,13 +255,14 @@ async fn jobs_complete_and_services_get_endpoints() {
     )
     .await
     .unwrap();
-    eventually("web-0 not ready", || async {
+    wait_for("web-0 not ready", Duration::from_secs(15), || async {
         eps.get("web").await.unwrap().subsets.is_some_and(|s| {
             s[0].addresses.as_ref().map_or(0, Vec::len) == 1
                 && s[0].not_ready_addresses.as_ref().map_or(0, Vec::len) == 1
         })
     })
-    .await;
+    .await
+    .unwrap();
     // publishNotReadyAddresses lists it anyway.
     svcs.patch(
         "web",
@@ -274,14 +271,15 @@ async fn jobs_complete_and_services_get_endpoints() {
     )
     .await
     .unwrap();
-    eventually("published", || async {
+    wait_for("published", Duration::from_secs(15), || async {
         eps.get("web")
             .await
             .unwrap()
             .subsets
             .is_some_and(|s| s[0].addresses.as_ref().map_or(0, Vec::len) == 2)
     })
-    .await;
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -306,10 +304,11 @@ async fn namespace_deletion_empties_the_namespace() {
     if let Some(ns) = nss.get_opt("gone").await.unwrap() {
         assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
     }
-    eventually("namespace gone", || async {
+    wait_for("namespace gone", Duration::from_secs(15), || async {
         nss.get_opt("gone").await.unwrap().is_none()
     })
-    .await;
+    .await
+    .unwrap();
     assert!(
         cms.list(&ListParams::default()).await.unwrap().items.is_empty(),
         "its objects went first"

@@ -3,28 +3,14 @@
 //! recreated pod comes back on the same data directory with the same member identity.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::bins::{self, Release};
+use e2e::harness::wait_for;
 use e2e::kubesim::{Cluster, NodeMode};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, PostParams};
-
-async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn manifests(version: &str) -> (Service, StatefulSet) {
     let peers: Vec<String> = (0..3)
@@ -68,19 +54,7 @@ fn manifests(version: &str) -> (Service, StatefulSet) {
 }
 
 fn etcdctl(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(bins::etcdctl(Release::Current).unwrap())
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    e2e::local_etcd::etcdctl(Release::Current, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +70,7 @@ async fn etcd_statefulset_forms_a_cluster_and_keeps_data() {
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
     sets.create(&PostParams::default(), &sts).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    eventually("3 ready etcd members", 120, || async {
+    wait_for("3 ready etcd members", Duration::from_secs(120), || async {
         sets.get("etcd")
             .await
             .unwrap()
@@ -104,7 +78,8 @@ async fn etcd_statefulset_forms_a_cluster_and_keeps_data() {
             .and_then(|s| s.ready_replicas)
             == Some(3)
     })
-    .await;
+    .await
+    .unwrap();
     let ip = |p: Pod| p.status.unwrap().pod_ip.unwrap();
     let mut endpoints = Vec::new();
     for i in 0..3 {
@@ -124,7 +99,7 @@ async fn etcd_statefulset_forms_a_cluster_and_keeps_data() {
     // Delete one member's pod: it comes back with the same claim, data and member ID.
     let old_uid = pods.get("etcd-1").await.unwrap().metadata.uid.unwrap();
     pods.delete("etcd-1", &DeleteParams::default()).await.unwrap();
-    eventually("etcd-1 back and ready", 120, || async {
+    wait_for("etcd-1 back and ready", Duration::from_secs(120), || async {
         pods.get_opt("etcd-1").await.unwrap().is_some_and(|p| {
             p.metadata.uid.as_deref() != Some(old_uid.as_str())
                 && p.status
@@ -132,7 +107,8 @@ async fn etcd_statefulset_forms_a_cluster_and_keeps_data() {
                     .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
     })
-    .await;
+    .await
+    .unwrap();
     let new_ep = format!("http://{}:2379", ip(pods.get("etcd-1").await.unwrap()));
     // A serializable read is answered from etcd-1's own data.
     let (ok, out) = etcdctl(&[
