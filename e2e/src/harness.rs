@@ -107,6 +107,34 @@ impl Env {
         .await
         .map(|_| ())
     }
+
+    /// What a failing test wants to see: objects of `kinds` in `namespace` as YAML, and the
+    /// last log lines of every pod there and of the operators.
+    pub async fn diagnostics(&self, namespace: &str, kinds: &str) -> String {
+        let mut out = String::new();
+        for args in [
+            vec!["get", kinds, "-n", namespace, "-o", "yaml"],
+            vec!["get", "pods", "-A", "-o", "wide"],
+        ] {
+            out.push_str(&format!("$ kubectl {}\n", args.join(" ")));
+            out.push_str(&self.kubectl(&args).await.unwrap_or_else(|e| e.to_string()));
+        }
+        for ns in [namespace, "steward-system"] {
+            let names = self
+                .kubectl(&["get", "pods", "-n", ns, "-o", "name"])
+                .await
+                .unwrap_or_default();
+            for pod in names.lines() {
+                out.push_str(&format!("--- logs {ns}/{pod}\n"));
+                let logs = self
+                    .kubectl(&["logs", "-n", ns, pod, "--tail=30"])
+                    .await
+                    .unwrap_or_else(|e| e.to_string());
+                out.push_str(&logs);
+            }
+        }
+        out
+    }
 }
 
 /// Polls `check` until it is true or `timeout` passes.

@@ -148,3 +148,43 @@ pub fn etcdctl(release: Release, args: &[&str]) -> (bool, String) {
         Err(e) => (false, e.to_string()),
     }
 }
+
+/// Runs etcdctl like [`etcdctl`], but in a private mount namespace whose `/etc/hosts` maps
+/// the given names, so TLS clients can use the DNS names in a cluster's certificates from
+/// the host. Needs root.
+pub fn etcdctl_with_hosts(release: Release, hosts: &[(String, String)], args: &[&str]) -> (bool, String) {
+    let bin = match bins::etcdctl(release) {
+        Ok(b) => b,
+        Err(e) => return (false, e.to_string()),
+    };
+    let file = match tempfile::NamedTempFile::new() {
+        Ok(f) => f,
+        Err(e) => return (false, e.to_string()),
+    };
+    let text: String = std::iter::once("127.0.0.1 localhost\n".to_string())
+        .chain(hosts.iter().map(|(ip, name)| format!("{ip} {name}\n")))
+        .collect();
+    if let Err(e) = std::fs::write(file.path(), text) {
+        return (false, e.to_string());
+    }
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        file.path().display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(bin)
+        .args(args)
+        .output();
+    match out {
+        Ok(out) => (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}

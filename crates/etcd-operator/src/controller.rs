@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -18,7 +20,7 @@ use steward_core::conditions::{self, NewCondition, Status};
 use steward_core::{ControllerRuntime, EventRecorder, MetricsBuilder, ReconcileError};
 
 use crate::crd::{EtcdCluster, EtcdClusterSpec, EtcdClusterStatus, TlsMode};
-use crate::etcd::{EtcdApi, EtcdError};
+use crate::etcd::{ClientTls, EtcdApi, EtcdError};
 use crate::plan::{MemberObs, Observed, PodObs, RemoveReason, Step, StorageKind, plan};
 use crate::resources;
 use crate::{FIELD_MANAGER, OPERATOR_NAME};
@@ -49,6 +51,9 @@ pub enum Error {
     /// etcd refused or did not answer.
     #[error(transparent)]
     Etcd(EtcdError),
+    /// A certificate could not be issued.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl ReconcileError for Error {
@@ -58,6 +63,7 @@ impl ReconcileError for Error {
             Error::Status { .. } | Error::Kube(..) => "api",
             Error::Apply(e) => e.reason(),
             Error::Etcd(_) => "etcd",
+            Error::Tls(_) => "tls",
         }
     }
 }
@@ -119,7 +125,6 @@ pub struct Context {
     client: kube::Client,
     recorder: EventRecorder,
     applier: Applier,
-    etcd: EtcdApi,
     member_changes: Family<ChangeLabels, Counter>,
     metrics: EtcdMetrics,
 }
@@ -130,7 +135,6 @@ impl Context {
             client: rt.client.clone(),
             recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
             applier: Applier::new(rt.client.clone(), FIELD_MANAGER),
-            etcd: EtcdApi::new(None, Duration::from_secs(3)),
             member_changes: metrics.member_changes.clone(),
             metrics,
         }
@@ -225,7 +229,27 @@ pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
             }
         }
     }
+    if let Some(v) = &spec.tls.certificate_validity {
+        match steward_core::duration::parse(v) {
+            Err(e) => problems.push(format!("spec.tls.certificateValidity: {e}")),
+            Ok(d) if (d.as_secs() as i64) < crate::tls::MIN_VALIDITY_SECS => problems.push(format!(
+                "spec.tls.certificateValidity {v} is too short: at least {}s",
+                crate::tls::MIN_VALIDITY_SECS
+            )),
+            Ok(_) => {}
+        }
+    }
     problems
+}
+
+/// Lifetime of issued certificates in seconds.
+fn certificate_validity(spec: &EtcdClusterSpec) -> i64 {
+    spec.tls
+        .certificate_validity
+        .as_deref()
+        .and_then(|v| steward_core::duration::parse(v).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(crate::tls::DEFAULT_VALIDITY_SECS)
 }
 
 /// Label selector of a cluster's member pods (used by the scale subresource).
@@ -437,7 +461,7 @@ fn fresh_member_name(cluster: &str) -> String {
     format!("{cluster}-{suffix}")
 }
 
-async fn observe(ctx: &Context, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec<MemberView>>, Option<u64>) {
+async fn observe(etcd: &EtcdApi, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec<MemberView>>, Option<u64>) {
     let endpoints: Vec<String> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -446,7 +470,7 @@ async fn observe(ctx: &Context, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec<
     if endpoints.is_empty() {
         return (None, None);
     }
-    let Ok(list) = ctx.etcd.members(&endpoints).await else {
+    let Ok(list) = etcd.members(&endpoints).await else {
         return (None, None);
     };
     let previous = obj.status.as_ref().map(|s| s.members.clone()).unwrap_or_default();
@@ -466,9 +490,9 @@ async fn observe(ctx: &Context, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec<
             .cloned()
             .unwrap_or_else(|| resources::client_url(obj, &name));
         async move {
-            let healthy = ctx.etcd.healthy(&url).await;
+            let healthy = etcd.healthy(&url).await;
             let status = if healthy || m.is_learner {
-                ctx.etcd.status(&url).await.ok()
+                etcd.status(&url).await.ok()
             } else {
                 None
             };
@@ -521,25 +545,38 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         write_status(&api, &obj, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
-    if obj.spec.tls.mode != TlsMode::Disabled {
-        let status = {
-            let mut s = desired_status(&obj, &[], conditions::now());
+    // TLS material: issued here in mode auto, read from the user's Secrets in mode secrets.
+    let tls = match tls_material(&ctx, &obj, &ns).await? {
+        Ok(t) => t,
+        Err(problem) => {
+            let mut status = desired_status(&obj, &[], conditions::now());
+            status.observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
             conditions::set(
-                &mut s.conditions,
+                &mut status.conditions,
                 NewCondition {
                     type_: "Progressing",
                     status: Status::False,
-                    reason: "TLSNotSupported",
-                    message: "this operator build runs only tls.mode: disabled clusters".into(),
+                    reason: "TLSSecretsMissing",
+                    message: problem.clone(),
                     observed_generation: obj.metadata.generation,
                 },
                 conditions::now(),
             );
-            s
-        };
-        write_status(&api, &obj, &status).await?;
-        return Ok(Action::requeue(Duration::from_secs(300)));
+            if obj.status.as_ref() != Some(&status) {
+                ctx.recorder
+                    .warning(obj.as_ref(), "TLSSecretsMissing", "ReadSecrets", problem)
+                    .await;
+            }
+            write_status(&api, &obj, &status).await?;
+            return Ok(Action::requeue(Duration::from_secs(15)));
+        }
+    };
+    for issued in &tls.issued {
+        ctx.recorder
+            .normal(obj.as_ref(), "CertificateIssued", "IssueCertificate", format!("issued Secret {issued}"))
+            .await;
     }
+    let etcd = EtcdApi::new(tls.client.clone(), Duration::from_secs(3));
 
     // Children that always exist.
     let selector = steward_core::labels::owner_selector("etcd", &name, OPERATOR_NAME);
@@ -548,6 +585,10 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         Desired::namespaced(&resources::peer_service(&obj))?,
         Desired::namespaced(&resources::pod_disruption_budget(&obj))?,
     ];
+    let desired = desired
+        .into_iter()
+        .chain(tls.secrets.iter().map(Desired::namespaced).collect::<Result<Vec<_>, _>>()?)
+        .collect();
     ctx.applier
         .apply_owned(
             obj.as_ref(),
@@ -556,6 +597,7 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
             &[
                 OwnedKind::namespaced::<Service>(),
                 OwnedKind::namespaced::<PodDisruptionBudget>(),
+                OwnedKind::namespaced::<Secret>(),
             ],
         )
         .await?;
@@ -573,7 +615,7 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         .await
         .map_err(|e| Error::Kube("list claims", Box::new(e)))?
         .items;
-    let (members, leader) = observe(&ctx, &obj, &pods).await;
+    let (members, leader) = observe(&etcd, &obj, &pods).await;
 
     let now = conditions::now();
     let timeout =
@@ -633,18 +675,95 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         fresh_name: fresh_member_name(&name),
     };
     let step = plan(&observed);
-    execute(&ctx, &obj, &step, members.as_deref().unwrap_or_default(), &pods).await?;
+    execute(&ctx, &etcd, &obj, &step, members.as_deref().unwrap_or_default(), &pods).await?;
+    let now_secs = now.0.as_second();
     let status = observed_status(&obj, members.as_deref().unwrap_or_default(), leader, &step, now);
     ctx.metrics_for(&obj, &status);
     write_status(&api, &obj, &status).await?;
+    // Come back in time to renew the next certificate.
+    let renew_in = crate::tls::next_renewal(tls.secrets.get(1..).unwrap_or_default())
+        .map(|at| Duration::from_secs((at - now_secs).clamp(1, 3600) as u64 + 1));
+    let settle = |d: Duration| Action::requeue(renew_in.map_or(d, |r| r.min(d)));
     Ok(match step {
-        Step::Nothing | Step::Paused => Action::requeue(Duration::from_secs(10)),
+        Step::Nothing | Step::Paused => settle(Duration::from_secs(10)),
         // Nothing to do until etcd or the pods change: do not crowd out other clusters.
         Step::Wait { .. } | Step::QuorumLost { .. } | Step::UpgradeBlocked { .. } => {
-            Action::requeue(Duration::from_secs(5))
+            settle(Duration::from_secs(5))
         }
-        _ => Action::requeue(Duration::from_secs(2)),
+        _ => settle(Duration::from_secs(2)),
     })
+}
+
+/// TLS Secrets to apply and the operator's client material.
+struct TlsMaterial {
+    secrets: Vec<Secret>,
+    client: Option<ClientTls>,
+    issued: Vec<String>,
+}
+
+/// Mode auto: the Secrets as they should be now (issuing or renewing certificates). Mode
+/// secrets: the user's client Secret, after checking that every named Secret exists. The inner
+/// `Err` is a problem for the user, reported in status.
+async fn tls_material(ctx: &Context, obj: &EtcdCluster, ns: &str) -> Result<Result<TlsMaterial, String>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let get = |name: String| {
+        let api = api.clone();
+        async move {
+            api.get_opt(&name)
+                .await
+                .map_err(|e| Error::Kube("get secret", Box::new(e)))
+                .map(|s| (name, s))
+        }
+    };
+    match obj.spec.tls.mode {
+        TlsMode::Disabled => Ok(Ok(TlsMaterial {
+            secrets: Vec::new(),
+            client: None,
+            issued: Vec::new(),
+        })),
+        TlsMode::Auto => {
+            let names = std::iter::once(crate::tls::ca_secret_name(obj))
+                .chain(crate::tls::Role::ALL.map(|r| crate::tls::secret_name(obj, r)));
+            let mut existing = BTreeMap::new();
+            for name in names {
+                if let (name, Some(secret)) = get(name).await? {
+                    existing.insert(name, secret);
+                }
+            }
+            let now = conditions::now().0.as_second();
+            let t = crate::tls::desired_secrets(obj, &existing, now, certificate_validity(&obj.spec))?;
+            Ok(Ok(TlsMaterial {
+                secrets: t.secrets,
+                client: Some(t.client),
+                issued: t.issued,
+            }))
+        }
+        TlsMode::Secrets => {
+            let Some(names) = &obj.spec.tls.secrets else {
+                return Ok(Err("spec.tls.secrets is required when spec.tls.mode is secrets".into()));
+            };
+            let mut missing = Vec::new();
+            let mut client = None;
+            for (role, name) in [("server", &names.server), ("peer", &names.peer), ("client", &names.client)] {
+                match get(name.clone()).await? {
+                    (_, None) => missing.push(format!("Secret {name} ({role}) not found")),
+                    (_, Some(secret)) => match crate::tls::client_from_secret(&secret) {
+                        None => missing.push(format!("Secret {name} ({role}) lacks tls.crt, tls.key or ca.crt")),
+                        Some(c) if role == "client" => client = Some(c),
+                        Some(_) => {}
+                    },
+                }
+            }
+            if !missing.is_empty() {
+                return Ok(Err(missing.join("; ")));
+            }
+            Ok(Ok(TlsMaterial {
+                secrets: Vec::new(),
+                client,
+                issued: Vec::new(),
+            }))
+        }
+    }
 }
 
 async fn write_status(
@@ -697,6 +816,7 @@ async fn create_member_pod(
 
 async fn execute(
     ctx: &Context,
+    etcd: &EtcdApi,
     obj: &EtcdCluster,
     step: &Step,
     members: &[MemberView],
@@ -738,7 +858,7 @@ async fn execute(
                 .await;
         }
         Step::AddMember { member } => {
-            ctx.etcd
+            etcd
                 .add_learner(&endpoints, &resources::peer_url(obj, member))
                 .await
                 .map_err(Error::Etcd)?;
@@ -763,7 +883,7 @@ async fn execute(
                 .await;
         }
         Step::Promote { id, member } => {
-            ctx.etcd.promote(&endpoints, *id).await.map_err(Error::Etcd)?;
+            etcd.promote(&endpoints, *id).await.map_err(Error::Etcd)?;
             changed("promote");
             ctx.recorder
                 .normal(
@@ -780,7 +900,7 @@ async fn execute(
                 .filter(|m| m.healthy && m.id != *id)
                 .map(|m| m.client_url.clone())
                 .collect();
-            ctx.etcd.remove(&via, *id).await.map_err(Error::Etcd)?;
+            etcd.remove(&via, *id).await.map_err(Error::Etcd)?;
             changed("remove");
             let why = match reason {
                 RemoveReason::ScaleDown => "scaling down",
@@ -842,7 +962,7 @@ async fn execute(
                 .find(|m| m.id == *from)
                 .map(|m| m.client_url.clone())
                 .unwrap_or_default();
-            ctx.etcd
+            etcd
                 .move_leader(&leader_url, *to)
                 .await
                 .map_err(Error::Etcd)?;
@@ -933,6 +1053,7 @@ mod tests {
         s.tls = EtcdTls {
             mode: TlsMode::Secrets,
             secrets: None,
+            certificate_validity: None,
         };
         assert_eq!(validate(&s).len(), 1);
         s.tls.secrets = Some(EtcdTlsSecrets {
@@ -941,6 +1062,14 @@ mod tests {
             client: "c".into(),
         });
         assert_eq!(validate(&s), vec!["spec.tls.secrets.peer must name a Secret"]);
+        let mut s = spec("3.5.16");
+        s.tls.certificate_validity = Some("10s".into());
+        assert_eq!(
+            validate(&s),
+            vec!["spec.tls.certificateValidity 10s is too short: at least 30s"]
+        );
+        s.tls.certificate_validity = Some("1h".into());
+        assert!(validate(&s).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod crd;
 pub mod etcd;
 pub mod plan;
 pub mod resources;
+pub mod tls;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.
 pub const OPERATOR_NAME: &str = "etcd-operator";

@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod crd;
+pub mod reloader;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.
 pub const OPERATOR_NAME: &str = "prometheus-operator";

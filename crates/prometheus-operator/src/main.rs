@@ -21,10 +21,16 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Sidecar next to Prometheus: render its config (gunzip, `$(VAR)` expansion) into a shared
+    /// directory and call `/-/reload` when the config or a rule file changes.
+    ConfigReloader(prometheus_operator::reloader::Args),
 }
 
 fn main() -> ExitCode {
-    let Command::Run { common } = Cli::parse().command;
+    let common = match Cli::parse().command {
+        Command::Run { common } => common,
+        Command::ConfigReloader(args) => return prometheus_operator::reloader::main(args),
+    };
     let info = OperatorInfo {
         name: OPERATOR_NAME,
         version: env!("CARGO_PKG_VERSION"),

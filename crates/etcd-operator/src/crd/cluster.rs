@@ -191,6 +191,7 @@ pub enum TlsMode {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.mode != 'secrets' || has(self.secrets)").message("tls.secrets is required when tls.mode is secrets"))]
 #[x_kube(validation = Rule::new("!(oldSelf.mode == 'disabled' && self.mode != 'disabled')").message("TLS cannot be turned on for a running cluster; create a new cluster and restore a backup into it"))]
+#[x_kube(validation = Rule::new("self.mode == oldSelf.mode").message("tls.mode cannot change after creation; create a new cluster and restore a backup into it"))]
 pub struct EtcdTls {
     /// `auto` (default), `secrets` or `disabled`.
     #[serde(default)]
@@ -198,6 +199,12 @@ pub struct EtcdTls {
     /// Secret names for mode `secrets`; each holds `tls.crt`, `tls.key` and `ca.crt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<EtcdTlsSecrets>,
+    /// Lifetime of the server, peer and client certificates issued in mode `auto`, as a
+    /// duration such as `2160h` (90 days, the default). Each is renewed once two thirds of
+    /// its lifetime have passed; members pick the new files up without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub certificate_validity: Option<String>,
 }
 
 /// User-provided certificate Secrets.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -235,7 +235,64 @@ const MANAGED_FLAGS: &[&str] = &[
     "--initial-cluster-state",
     "--initial-cluster-token",
     "--listen-metrics-urls",
+    "--cert-file",
+    "--key-file",
+    "--trusted-ca-file",
+    "--client-cert-auth",
+    "--peer-cert-file",
+    "--peer-key-file",
+    "--peer-trusted-ca-file",
+    "--peer-client-cert-auth",
+    "--peer-cert-allowed-cn",
+    "--experimental-peer-skip-client-san-verification",
 ];
+
+/// Where the server and peer Secrets are mounted in member pods.
+const SERVER_TLS_DIR: &str = "/etc/etcd/tls/server";
+const PEER_TLS_DIR: &str = "/etc/etcd/tls/peer";
+
+/// The Secrets member pods mount, `(server, peer)`; `None` without TLS.
+pub fn member_tls_secrets(cluster: &EtcdCluster) -> Option<(String, String)> {
+    match cluster.spec.tls.mode {
+        TlsMode::Disabled => None,
+        TlsMode::Auto => Some((
+            crate::tls::secret_name(cluster, crate::tls::Role::Server),
+            crate::tls::secret_name(cluster, crate::tls::Role::Peer),
+        )),
+        TlsMode::Secrets => cluster
+            .spec
+            .tls
+            .secrets
+            .as_ref()
+            .map(|s| (s.server.clone(), s.peer.clone())),
+    }
+}
+
+/// etcd flags for TLS: mutual TLS on both ports. See `crate::tls` for why peers skip the
+/// client SAN check.
+fn tls_args(cluster: &EtcdCluster) -> Vec<String> {
+    if member_tls_secrets(cluster).is_none() {
+        return Vec::new();
+    }
+    let mut args = vec![
+        format!("--cert-file={SERVER_TLS_DIR}/tls.crt"),
+        format!("--key-file={SERVER_TLS_DIR}/tls.key"),
+        format!("--trusted-ca-file={SERVER_TLS_DIR}/ca.crt"),
+        "--client-cert-auth=true".to_string(),
+        format!("--peer-cert-file={PEER_TLS_DIR}/tls.crt"),
+        format!("--peer-key-file={PEER_TLS_DIR}/tls.key"),
+        format!("--peer-trusted-ca-file={PEER_TLS_DIR}/ca.crt"),
+        "--peer-client-cert-auth=true".to_string(),
+        "--experimental-peer-skip-client-san-verification=true".to_string(),
+    ];
+    if cluster.spec.tls.mode == TlsMode::Auto {
+        args.push(format!(
+            "--peer-cert-allowed-cn={}",
+            crate::tls::common_name(cluster, crate::tls::Role::Peer)
+        ));
+    }
+    args
+}
 
 /// A member pod. `initial_cluster` lists `name=peerURL` of every member including this one;
 /// `state` is `new` for the seed and `existing` afterwards.
@@ -281,6 +338,7 @@ pub fn member_pod(
         ),
         format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
     ];
+    args.extend(tls_args(cluster));
     args.extend(option_args(cluster));
     let volume = match &cluster.spec.storage.empty_dir {
         Some(e) => Volume {
@@ -301,6 +359,31 @@ pub fn member_pod(
             ..Default::default()
         },
     };
+    let mut volumes = vec![volume];
+    let mut mounts = vec![VolumeMount {
+        name: "data".into(),
+        mount_path: "/var/lib/etcd".into(),
+        ..Default::default()
+    }];
+    if let Some((server, peer)) = member_tls_secrets(cluster) {
+        for (name, secret, dir) in [("server-tls", server, SERVER_TLS_DIR), ("peer-tls", peer, PEER_TLS_DIR)] {
+            volumes.push(Volume {
+                name: name.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret),
+                    default_mode: Some(0o400),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            mounts.push(VolumeMount {
+                name: name.into(),
+                mount_path: dir.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+    }
     let template = cluster.spec.pod_template.clone().unwrap_or_default();
     Pod {
         metadata: m,
@@ -353,14 +436,10 @@ pub fn member_pod(
                     ..Default::default()
                 }),
                 resources: template.resources.clone(),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: "data".into(),
-                    mount_path: "/var/lib/etcd".into(),
-                    ..Default::default()
-                }]),
+                volume_mounts: Some(mounts),
                 ..Default::default()
             }],
-            volumes: Some(vec![volume]),
+            volumes: Some(volumes),
             node_selector: Some(template.node_selector.clone()).filter(|n| !n.is_empty()),
             tolerations: Some(template.tolerations.clone()).filter(|t| !t.is_empty()),
             priority_class_name: template.priority_class_name.clone(),
@@ -445,6 +524,12 @@ mod tests {
         golden(
             "member-pod.yaml",
             &member_pod(&c, "main-fghij", &initial, "existing"),
+        );
+        let mut tls = c.clone();
+        tls.spec.tls.mode = TlsMode::Auto;
+        golden(
+            "member-pod-tls.yaml",
+            &member_pod(&tls, "main-fghij", &initial, "existing"),
         );
     }
 
