@@ -24,7 +24,10 @@ struct Members {
 async fn members(env: &Env) -> Members {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let list = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/instance=secure,app.kubernetes.io/component=member"))
+        .list(
+            &ListParams::default()
+                .labels("app.kubernetes.io/instance=secure,app.kubernetes.io/component=member"),
+        )
         .await
         .unwrap()
         .items;
@@ -33,7 +36,10 @@ async fn members(env: &Env) -> Members {
         ips: Vec::new(),
         pods: Vec::new(),
     };
-    for p in list.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+    for p in list
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         let name = p.metadata.name.clone().unwrap();
         let status = p.status.clone().unwrap_or_default();
         let Some(ip) = status.pod_ip.clone() else { continue };
@@ -47,7 +53,8 @@ async fn members(env: &Env) -> Members {
             // The client Service name, as a pod would resolve it.
             m.hosts.push((ip.clone(), "secure.default.svc".into()));
         }
-        m.hosts.push((ip.clone(), format!("{name}.secure-peers.default.svc")));
+        m.hosts
+            .push((ip.clone(), format!("{name}.secure-peers.default.svc")));
         m.ips.push(ip);
         m.pods.push((name, p.metadata.uid.clone().unwrap(), restarts));
     }
@@ -75,7 +82,11 @@ fn tls_args(dir: &std::path::Path) -> Vec<String> {
 }
 
 fn run(m: &Members, dir: &std::path::Path, endpoints: &str, rest: &[&str]) -> (bool, String) {
-    let mut args: Vec<String> = vec!["--endpoints".into(), endpoints.into(), "--command-timeout=5s".into()];
+    let mut args: Vec<String> = vec![
+        "--endpoints".into(),
+        endpoints.into(),
+        "--command-timeout=5s".into(),
+    ];
     args.extend(tls_args(dir));
     args.extend(rest.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -106,9 +117,15 @@ async fn secret_cert(env: &Env, name: &str) -> Vec<u8> {
 async fn auto_tls_refuses_plain_clients_and_renews_without_downtime() {
     let env = Env::start().await.unwrap();
     env.deploy_default().await.unwrap();
-    deployment_ready(&env.client, "steward-system", "etcd-operator", 2, Duration::from_secs(90))
-        .await
-        .unwrap();
+    deployment_ready(
+        &env.client,
+        "steward-system",
+        "etcd-operator",
+        2,
+        Duration::from_secs(90),
+    )
+    .await
+    .unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
     env.apply(&format!(
         "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: secure, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: auto, certificateValidity: {VALIDITY_SECS}s}}\n  storage: {{emptyDir: {{}}}}\n"
@@ -136,7 +153,10 @@ async fn auto_tls_refuses_plain_clients_and_renews_without_downtime() {
             })
     };
     if let Err(e) = wait_for("3 ready TLS members", Duration::from_secs(180), ready).await {
-        panic!("{e}\n{}", env.diagnostics("default", "etcdclusters,secrets").await);
+        panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdclusters,secrets").await
+        );
     }
     let first_server_cert = secret_cert(&env, "secure-server-tls").await;
     let first_peer_cert = secret_cert(&env, "secure-peer-tls").await;
@@ -151,43 +171,55 @@ async fn auto_tls_refuses_plain_clients_and_renews_without_downtime() {
 
     // Keys through the client Service name with the published client certificate.
     for i in 0..200 {
-        let (ok, out) = run(&m, dir.path(), "https://secure.default.svc:2379", &[
-            "put",
-            &format!("key-{i:04}"),
-            "v",
-        ]);
+        let (ok, out) = run(
+            &m,
+            dir.path(),
+            "https://secure.default.svc:2379",
+            &["put", &format!("key-{i:04}"), "v"],
+        );
         assert!(ok, "write with the client certificate: {out}");
     }
 
     // Plain HTTP is refused, and so is TLS without a client certificate.
-    let (ok, out) = etcdctl(Release::Current, &[
-        "--endpoints",
-        &format!("http://{}:2379", m.ips[0]),
-        "--command-timeout=3s",
-        "--dial-timeout=3s",
-        "get",
-        "key-0000",
-    ]);
+    let (ok, out) = etcdctl(
+        Release::Current,
+        &[
+            "--endpoints",
+            &format!("http://{}:2379", m.ips[0]),
+            "--command-timeout=3s",
+            "--dial-timeout=3s",
+            "get",
+            "key-0000",
+        ],
+    );
     assert!(!ok, "plain HTTP must be refused: {out}");
     let ca = format!("--cacert={}", dir.path().join("ca.crt").display());
-    let (ok, out) = etcdctl_with_hosts(Release::Current, &m.hosts, &[
-        "--endpoints",
-        "https://secure.default.svc:2379",
-        &ca,
-        "--command-timeout=3s",
-        "--dial-timeout=3s",
-        "get",
-        "key-0000",
-    ]);
+    let (ok, out) = etcdctl_with_hosts(
+        Release::Current,
+        &m.hosts,
+        &[
+            "--endpoints",
+            "https://secure.default.svc:2379",
+            &ca,
+            "--command-timeout=3s",
+            "--dial-timeout=3s",
+            "get",
+            "key-0000",
+        ],
+    );
     assert!(!ok, "a client without a certificate must be refused: {out}");
 
     // Renewal: the operator replaces server, peer and client certificates after two thirds
     // of their lifetime.
-    wait_for("renewed certificates", Duration::from_secs(VALIDITY_SECS * 2), || async {
-        let server = secret_cert(&env, "secure-server-tls").await;
-        let peer = secret_cert(&env, "secure-peer-tls").await;
-        !server.is_empty() && server != first_server_cert && !peer.is_empty() && peer != first_peer_cert
-    })
+    wait_for(
+        "renewed certificates",
+        Duration::from_secs(VALIDITY_SECS * 2),
+        || async {
+            let server = secret_cert(&env, "secure-server-tls").await;
+            let peer = secret_cert(&env, "secure-peer-tls").await;
+            !server.is_empty() && server != first_server_cert && !peer.is_empty() && peer != first_peer_cert
+        },
+    )
     .await
     .unwrap();
     let renewed_after = issued_at.elapsed();
@@ -202,19 +234,27 @@ async fn auto_tls_refuses_plain_clients_and_renews_without_downtime() {
         tokio::time::sleep(left).await;
     }
     client_files(&env, dir.path()).await;
-    let (ok, out) = run(&m, dir.path(), &member_endpoints(&m), &["endpoint", "health", "--cluster"]);
+    let (ok, out) = run(
+        &m,
+        dir.path(),
+        &member_endpoints(&m),
+        &["endpoint", "health", "--cluster"],
+    );
     assert!(ok && out.matches("is healthy").count() == 3, "{out}");
-    let (ok, out) = run(&m, dir.path(), "https://secure.default.svc:2379", &[
-        "get",
-        "key-",
-        "--prefix",
-        "--count-only",
-        "-w",
-        "fields",
-    ]);
+    let (ok, out) = run(
+        &m,
+        dir.path(),
+        "https://secure.default.svc:2379",
+        &["get", "key-", "--prefix", "--count-only", "-w", "fields"],
+    );
     assert!(ok && out.contains("\"Count\" : 200"), "{out}");
     // The first client certificate has expired, so the renewed one above is what worked.
-    let (ok, out) = run(&m, old_client.path(), "https://secure.default.svc:2379", &["get", "key-0000"]);
+    let (ok, out) = run(
+        &m,
+        old_client.path(),
+        "https://secure.default.svc:2379",
+        &["get", "key-0000"],
+    );
     assert!(!ok, "an expired client certificate must be refused: {out}");
     wait_for("status healthy after renewal", Duration::from_secs(30), ready)
         .await

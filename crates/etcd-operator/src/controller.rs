@@ -573,7 +573,12 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     };
     for issued in &tls.issued {
         ctx.recorder
-            .normal(obj.as_ref(), "CertificateIssued", "IssueCertificate", format!("issued Secret {issued}"))
+            .normal(
+                obj.as_ref(),
+                "CertificateIssued",
+                "IssueCertificate",
+                format!("issued Secret {issued}"),
+            )
             .await;
     }
     let etcd = EtcdApi::new(tls.client.clone(), Duration::from_secs(3));
@@ -587,7 +592,12 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     ];
     let desired = desired
         .into_iter()
-        .chain(tls.secrets.iter().map(Desired::namespaced).collect::<Result<Vec<_>, _>>()?)
+        .chain(
+            tls.secrets
+                .iter()
+                .map(Desired::namespaced)
+                .collect::<Result<Vec<_>, _>>()?,
+        )
         .collect();
     ctx.applier
         .apply_owned(
@@ -675,7 +685,15 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         fresh_name: fresh_member_name(&name),
     };
     let step = plan(&observed);
-    execute(&ctx, &etcd, &obj, &step, members.as_deref().unwrap_or_default(), &pods).await?;
+    execute(
+        &ctx,
+        &etcd,
+        &obj,
+        &step,
+        members.as_deref().unwrap_or_default(),
+        &pods,
+    )
+    .await?;
     let now_secs = now.0.as_second();
     let status = observed_status(&obj, members.as_deref().unwrap_or_default(), leader, &step, now);
     ctx.metrics_for(&obj, &status);
@@ -704,7 +722,11 @@ struct TlsMaterial {
 /// Mode auto: the Secrets as they should be now (issuing or renewing certificates). Mode
 /// secrets: the user's client Secret, after checking that every named Secret exists. The inner
 /// `Err` is a problem for the user, reported in status.
-async fn tls_material(ctx: &Context, obj: &EtcdCluster, ns: &str) -> Result<Result<TlsMaterial, String>, Error> {
+async fn tls_material(
+    ctx: &Context,
+    obj: &EtcdCluster,
+    ns: &str,
+) -> Result<Result<TlsMaterial, String>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let get = |name: String| {
         let api = api.clone();
@@ -740,15 +762,23 @@ async fn tls_material(ctx: &Context, obj: &EtcdCluster, ns: &str) -> Result<Resu
         }
         TlsMode::Secrets => {
             let Some(names) = &obj.spec.tls.secrets else {
-                return Ok(Err("spec.tls.secrets is required when spec.tls.mode is secrets".into()));
+                return Ok(Err(
+                    "spec.tls.secrets is required when spec.tls.mode is secrets".into()
+                ));
             };
             let mut missing = Vec::new();
             let mut client = None;
-            for (role, name) in [("server", &names.server), ("peer", &names.peer), ("client", &names.client)] {
+            for (role, name) in [
+                ("server", &names.server),
+                ("peer", &names.peer),
+                ("client", &names.client),
+            ] {
                 match get(name.clone()).await? {
                     (_, None) => missing.push(format!("Secret {name} ({role}) not found")),
                     (_, Some(secret)) => match crate::tls::client_from_secret(&secret) {
-                        None => missing.push(format!("Secret {name} ({role}) lacks tls.crt, tls.key or ca.crt")),
+                        None => {
+                            missing.push(format!("Secret {name} ({role}) lacks tls.crt, tls.key or ca.crt"))
+                        }
                         Some(c) if role == "client" => client = Some(c),
                         Some(_) => {}
                     },
@@ -858,8 +888,7 @@ async fn execute(
                 .await;
         }
         Step::AddMember { member } => {
-            etcd
-                .add_learner(&endpoints, &resources::peer_url(obj, member))
+            etcd.add_learner(&endpoints, &resources::peer_url(obj, member))
                 .await
                 .map_err(Error::Etcd)?;
             changed("add");
@@ -962,10 +991,7 @@ async fn execute(
                 .find(|m| m.id == *from)
                 .map(|m| m.client_url.clone())
                 .unwrap_or_default();
-            etcd
-                .move_leader(&leader_url, *to)
-                .await
-                .map_err(Error::Etcd)?;
+            etcd.move_leader(&leader_url, *to).await.map_err(Error::Etcd)?;
             ctx.recorder
                 .normal(
                     obj,

@@ -27,8 +27,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SerialNumber,
 };
 
 use crate::crd::EtcdCluster;
@@ -232,7 +232,9 @@ pub fn new_ca(cluster: &EtcdCluster, now: i64) -> Result<KeyedCert, TlsError> {
             rand::random::<u32>()
         ),
     );
-    params.distinguished_name.push(DnType::OrganizationName, "steward.dev");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "steward.dev");
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -267,12 +269,20 @@ pub fn issue(
     params
         .distinguished_name
         .push(DnType::CommonName, common_name(cluster, role));
-    params.distinguished_name.push(DnType::OrganizationName, "steward.dev");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "steward.dev");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = match role {
         // The server certificate is also the identity etcd's gRPC gateway presents to its
         // own client port, so it needs client auth too.
-        Role::Server | Role::Peer => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        Role::Server | Role::Peer => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
         Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
     };
     params.not_before = odt(now - backdate(validity_secs))?;
@@ -413,7 +423,8 @@ mod tests {
     use crate::crd::EtcdClusterSpec;
 
     fn cluster() -> EtcdCluster {
-        let spec: EtcdClusterSpec = serde_json::from_value(serde_json::json!({"size": 3, "version": "3.5.16"})).unwrap();
+        let spec: EtcdClusterSpec =
+            serde_json::from_value(serde_json::json!({"size": 3, "version": "3.5.16"})).unwrap();
         let mut c = EtcdCluster::new("main", spec);
         c.metadata.namespace = Some("db".into());
         c
@@ -430,7 +441,10 @@ mod tests {
         let c = cluster();
         let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3600).unwrap();
         let names: Vec<_> = first.secrets.iter().map(|s| s.name_any()).collect();
-        assert_eq!(names, ["main-ca", "main-server-tls", "main-peer-tls", "main-client-tls"]);
+        assert_eq!(
+            names,
+            ["main-ca", "main-server-tls", "main-peer-tls", "main-client-tls"]
+        );
         assert_eq!(first.issued.len(), 4);
         let again = desired_secrets(&c, &by_name(&first), NOW + 60, 3600).unwrap();
         assert!(again.issued.is_empty());
@@ -450,7 +464,10 @@ mod tests {
         assert!(server.sans.contains(&"*.main-peers.db.svc".to_string()));
         assert!(server.sans.contains(&"main.db.svc".to_string()));
         assert!(server.sans.contains(&"127.0.0.1".to_string()));
-        assert_eq!(peer.sans, ["*.main-peers.db.svc", "*.main-peers.db.svc.cluster.local"]);
+        assert_eq!(
+            peer.sans,
+            ["*.main-peers.db.svc", "*.main-peers.db.svc.cluster.local"]
+        );
         assert!(client.sans.is_empty());
         assert!(peer.subject.contains("CN=main-peer"));
         for leaf in [&server, &peer, &client] {
@@ -475,7 +492,10 @@ mod tests {
         let before = desired_secrets(&c, &by_name(&first), NOW + 1979, 3000).unwrap();
         assert!(before.issued.is_empty());
         let due = desired_secrets(&c, &by_name(&first), NOW + 1981, 3000).unwrap();
-        assert_eq!(due.issued, ["main-server-tls", "main-peer-tls", "main-client-tls"]);
+        assert_eq!(
+            due.issued,
+            ["main-server-tls", "main-peer-tls", "main-client-tls"]
+        );
         assert_eq!(due.secrets[0], first.secrets[0], "the CA is kept");
         assert_ne!(due.client.cert, first.client.cert);
         assert_eq!(
@@ -507,7 +527,10 @@ mod tests {
     fn client_material_reads_back_from_a_secret() {
         let c = cluster();
         let s = desired_secrets(&c, &BTreeMap::new(), NOW, 3600).unwrap();
-        assert_eq!(client_from_secret(&by_name(&s)["main-client-tls"]), Some(s.client.clone()));
+        assert_eq!(
+            client_from_secret(&by_name(&s)["main-client-tls"]),
+            Some(s.client.clone())
+        );
         assert_eq!(client_from_secret(&Secret::default()), None);
     }
 }

@@ -366,7 +366,10 @@ pub fn member_pod(
         ..Default::default()
     }];
     if let Some((server, peer)) = member_tls_secrets(cluster) {
-        for (name, secret, dir) in [("server-tls", server, SERVER_TLS_DIR), ("peer-tls", peer, PEER_TLS_DIR)] {
+        for (name, secret, dir) in [
+            ("server-tls", server, SERVER_TLS_DIR),
+            ("peer-tls", peer, PEER_TLS_DIR),
+        ] {
             volumes.push(Volume {
                 name: name.into(),
                 secret: Some(SecretVolumeSource {
