@@ -186,3 +186,61 @@ async fn plain_clients_are_refused_by_tls_members() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn defragment_returns_freed_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = LocalEtcd::plan("a", false);
+    a.start(Release::Current, dir.path(), &a.initial(), "new", None)
+        .unwrap();
+    let api = EtcdApi::new(None, Duration::from_secs(5));
+    eventually("member healthy", || async {
+        api.healthy(&a.client_url).await.then_some(())
+    })
+    .await;
+    let ctl = |args: &[&str]| {
+        let mut all = vec!["--endpoints", a.client_url.as_str()];
+        all.extend_from_slice(args);
+        let (ok, out) = e2e::local_etcd::etcdctl(Release::Current, &all);
+        assert!(ok, "etcdctl {args:?}: {out}");
+        out
+    };
+    // About 6 MB of values, then deleted and compacted: the space is free inside the file.
+    let value = "x".repeat(100 * 1024);
+    for i in 0..60 {
+        ctl(&["put", &format!("big-{i:03}"), &value]);
+    }
+    let full = api.status(&a.client_url).await.unwrap();
+    assert!(full.db_size > 6_000_000, "{full:?}");
+    ctl(&["del", "big-", "--prefix"]);
+    let out = ctl(&["endpoint", "status", "-w", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let revision = json[0]["Status"]["header"]["revision"].as_i64().unwrap();
+    ctl(&["compaction", "--physical", &revision.to_string()]);
+    let before = api.status(&a.client_url).await.unwrap();
+    assert!(
+        before.db_size >= full.db_size && before.db_size_in_use < before.db_size / 4,
+        "compaction frees space inside the file only: {before:?}"
+    );
+
+    api.defragment(&a.client_url).await.unwrap();
+    let after = api.status(&a.client_url).await.unwrap();
+    assert!(
+        after.db_size < before.db_size / 4,
+        "the file shrank: {} -> {} bytes",
+        before.db_size,
+        after.db_size
+    );
+    assert!(after.db_size_in_use <= after.db_size);
+    // Still serving, nothing lost but what was deleted.
+    ctl(&["put", "after", "defrag"]);
+    assert!(ctl(&["get", "after"]).contains("defrag"));
+    assert!(api.healthy(&a.client_url).await);
+
+    // A member that is down: an error, not a hang.
+    a.kill();
+    let quick = EtcdApi::new(None, Duration::from_secs(2));
+    let started = Instant::now();
+    assert!(quick.defragment(&a.client_url).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -1,16 +1,27 @@
 //! The etcd-operator deployed from deploy/ into kubesim process mode runs real etcd
-//! clusters: bootstrap to 3 Ready members, keys written, `kubectl scale` to 5 and back to 3
-//! with membership matching at every step and the keys intact.
+//! clusters: bootstrap to 3 Ready members with TLS (mode auto), 1,000 keys written through the
+//! client Service with the published client certificate, `kubectl scale` to 5 and back to 3
+//! with membership matching at every step and the keys intact; healing, upgrades, admission
+//! and convergence under operator kills (these with TLS disabled).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use e2e::bins::{self, Release};
 use e2e::harness::{Env, deployment_ready, wait_for};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 
 fn etcdctl(args: &[&str]) -> (bool, String) {
     e2e::local_etcd::etcdctl(Release::Current, args)
+}
+
+fn clusters_api(env: &Env) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
+        "etcdclusters",
+    );
+    Api::namespaced_with(env.client.clone(), "default", &ar)
 }
 
 async fn deploy_cluster(env: &Env, name: &str, version: &str, extra: &str) -> Api<DynamicObject> {
@@ -29,11 +40,7 @@ async fn deploy_cluster(env: &Env, name: &str, version: &str, extra: &str) -> Ap
     ))
     .await
     .unwrap();
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    Api::namespaced_with(env.client.clone(), "default", &ar)
+    clusters_api(env)
 }
 
 async fn status(clusters: &Api<DynamicObject>, name: &str) -> serde_json::Value {
@@ -44,49 +51,187 @@ async fn status(clusters: &Api<DynamicObject>, name: &str) -> serde_json::Value 
         .unwrap_or_default()
 }
 
-async fn member_ips(env: &Env) -> Vec<String> {
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), "default");
-    pods.list(
-        &kube::api::ListParams::default()
-            .labels("app.kubernetes.io/instance=demo,app.kubernetes.io/component=member"),
-    )
-    .await
-    .unwrap()
-    .items
-    .into_iter()
-    .filter(|p| p.metadata.deletion_timestamp.is_none())
-    .filter_map(|p| p.status.and_then(|s| s.pod_ip))
-    .map(|ip| format!("http://{ip}:2379"))
-    .collect()
+/// etcdctl against one cluster's members, whatever its `tls.mode`: plain HTTP to the pod IPs
+/// when TLS is disabled; otherwise mutual TLS with the published `<name>-client-tls` Secret to
+/// the DNS names in the server certificate (`<member>.<name>-peers.default.svc` and the client
+/// Service `<name>.default.svc`), mapped to the pods' IPs in a private /etc/hosts.
+struct Etcdctl {
+    /// The client Secret's files, with TLS.
+    tls: Option<tempfile::TempDir>,
+    /// (ip, name) pairs for the private /etc/hosts.
+    hosts: Vec<(String, String)>,
+    /// Every live member's client URL.
+    members: Vec<String>,
+    /// The client Service's URL.
+    service: String,
 }
 
+impl Etcdctl {
+    /// Looks the members up as they are now (connect again after membership changes).
+    async fn connect(env: &Env, name: &str) -> Etcdctl {
+        let spec = clusters_api(env).get(name).await.unwrap().data["spec"].clone();
+        let tls = spec["tls"]["mode"] != "disabled";
+        let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+        let list = pods
+            .list(&ListParams::default().labels(&format!(
+                "app.kubernetes.io/instance={name},app.kubernetes.io/component=member"
+            )))
+            .await
+            .unwrap()
+            .items;
+        let mut members = Vec::new();
+        let mut hosts = Vec::new();
+        let mut ips = Vec::new();
+        for p in list
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            let Some(ip) = p.status.and_then(|s| s.pod_ip) else {
+                continue;
+            };
+            ips.push(ip.clone());
+            let pod = p.metadata.name.unwrap();
+            if tls {
+                let host = format!("{pod}.{name}-peers.default.svc");
+                members.push(format!("https://{host}:2379"));
+                hosts.push((ip, host));
+            } else {
+                members.push(format!("http://{ip}:2379"));
+            }
+        }
+        // The client Service resolves (as in a pod's /etc/hosts) to one of its ready endpoints.
+        let endpoints: Api<Endpoints> = Api::namespaced(env.client.clone(), "default");
+        let service_ip = endpoints
+            .get_opt(name)
+            .await
+            .unwrap()
+            .and_then(|e| e.subsets)
+            .and_then(|s| {
+                s.into_iter()
+                    .flat_map(|s| s.addresses.unwrap_or_default())
+                    .map(|a| a.ip)
+                    .find(|ip| ips.contains(ip))
+            });
+        let service = match (&service_ip, tls) {
+            (Some(ip), true) => {
+                hosts.push((ip.clone(), format!("{name}.default.svc")));
+                format!("https://{name}.default.svc:2379")
+            }
+            (Some(ip), false) => format!("http://{ip}:2379"),
+            (None, _) => String::new(),
+        };
+        let dir = if tls {
+            let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
+            let data = secrets
+                .get(&format!("{name}-client-tls"))
+                .await
+                .unwrap()
+                .data
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            for key in ["ca.crt", "tls.crt", "tls.key"] {
+                std::fs::write(dir.path().join(key), &data[key].0).unwrap();
+            }
+            Some(dir)
+        } else {
+            None
+        };
+        Etcdctl {
+            tls: dir,
+            hosts,
+            members,
+            service,
+        }
+    }
+
+    /// Every member's client URL, comma-separated.
+    fn members(&self) -> String {
+        self.members.join(",")
+    }
+
+    /// Runs etcdctl against `endpoints` with the client certificate when TLS is on.
+    fn run(&self, endpoints: &str, rest: &[&str]) -> (bool, String) {
+        let mut args = vec![
+            "--endpoints".to_string(),
+            endpoints.to_string(),
+            "--command-timeout=10s".to_string(),
+        ];
+        if let Some(dir) = &self.tls {
+            let file = |n: &str| dir.path().join(n).display().to_string();
+            args.push(format!("--cacert={}", file("ca.crt")));
+            args.push(format!("--cert={}", file("tls.crt")));
+            args.push(format!("--key={}", file("tls.key")));
+        }
+        args.extend(rest.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        if self.tls.is_some() {
+            e2e::local_etcd::etcdctl_with_hosts(Release::Current, &self.hosts, &refs)
+        } else {
+            etcdctl(&refs)
+        }
+    }
+}
+
+/// Plain HTTP URLs of the `demo` cluster's members (for the clusters with TLS disabled).
+async fn member_ips(env: &Env) -> Vec<String> {
+    Etcdctl::connect(env, "demo").await.members
+}
+
+/// Waits until the `demo` cluster reports `size` healthy voting members and Available, then
+/// checks that etcd's own member list (over TLS when the cluster uses it) agrees.
 async fn wait_size(env: &Env, clusters: &Api<DynamicObject>, size: i64) {
-    wait_for(
+    let waited = wait_for(
         &format!("{size} ready members"),
         Duration::from_secs(240),
         || async {
             let Ok(c) = clusters.get("demo").await else {
                 return false;
             };
+            let scheme = if c.data["spec"]["tls"]["mode"] == "disabled" {
+                "http://"
+            } else {
+                "https://"
+            };
             let st = &c.data["status"];
             let members = st["members"].as_array().cloned().unwrap_or_default();
             st["size"] == size
                 && st["readyMembers"] == size
                 && members.len() as i64 == size
-                && members.iter().all(|m| m["isLearner"] == false)
+                && members.iter().all(|m| {
+                    m["isLearner"] == false && m["clientUrl"].as_str().is_some_and(|u| u.starts_with(scheme))
+                })
                 && st["conditions"].as_array().is_some_and(|cs| {
                     cs.iter()
                         .any(|c| c["type"] == "Available" && c["status"] == "True")
                 })
         },
     )
+    .await;
+    if let Err(e) = waited {
+        panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdclusters,secrets").await
+        );
+    }
+    // Exactly the members' pods (a removed member's pod goes one step after its removal), and
+    // the client Service has a ready endpoint.
+    wait_for("one pod per member", Duration::from_secs(60), || async {
+        let ctl = Etcdctl::connect(env, "demo").await;
+        ctl.members.len() as i64 == size && !ctl.service.is_empty()
+    })
     .await
     .unwrap();
-    // etcd's own view agrees.
-    let eps = member_ips(env).await.join(",");
-    let (ok, out) = etcdctl(&["--endpoints", &eps, "member", "list"]);
+    // etcd's own view agrees: as many started voters, each advertising the right scheme.
+    let ctl = Etcdctl::connect(env, "demo").await;
+    let (ok, out) = ctl.run(&ctl.members(), &["member", "list"]);
     assert!(ok, "{out}");
     assert_eq!(out.lines().count() as i64, size, "{out}");
+    let scheme = if ctl.tls.is_some() { "https://" } else { "http://" };
+    assert!(
+        out.lines()
+            .all(|l| l.contains(", started, ") && l.contains(scheme) && l.ends_with(", false")),
+        "every member started, a voter, on {scheme}: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,48 +248,52 @@ async fn bootstrap_write_and_scale() {
     .await
     .unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
+    // No tls field: the default, mode auto.
     env.apply(&format!(
-        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: demo, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: disabled}}\n  memberFailureTimeout: 2m\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n"
+        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: demo, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  memberFailureTimeout: 2m\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n"
     ))
     .await
     .unwrap();
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar);
+    let clusters = clusters_api(&env);
     wait_size(&env, &clusters, 3).await;
+    assert_eq!(
+        clusters.get("demo").await.unwrap().data["spec"]["tls"]["mode"],
+        "auto",
+        "TLS defaults to auto"
+    );
 
-    // 1,000 keys through the cluster's members.
-    let eps = member_ips(&env).await.join(",");
-    for i in 0..1000 {
-        let (ok, out) = etcdctl(&[
-            "--endpoints",
-            &eps,
-            "put",
-            &format!("key-{i:04}"),
-            &format!("value-{i}"),
-        ]);
-        assert!(ok, "{out}");
-    }
+    // 1,000 keys through the client Service name with the published client certificate,
+    // one etcdctl process per key, a few at a time.
+    let ctl = Etcdctl::connect(&env, "demo").await;
+    assert_eq!(ctl.service, "https://demo.default.svc:2379");
+    std::thread::scope(|scope| {
+        for worker in 0..8 {
+            let ctl = &ctl;
+            scope.spawn(move || {
+                for i in (worker..1000).step_by(8) {
+                    let (ok, out) = ctl.run(
+                        &ctl.service,
+                        &["put", &format!("key-{i:04}"), &format!("value-{i}")],
+                    );
+                    assert!(ok, "put key-{i:04} through the Service: {out}");
+                }
+            });
+        }
+    });
 
     for size in [5, 3] {
         env.kubectl(&["scale", "etcdcluster", "demo", &format!("--replicas={size}")])
             .await
             .unwrap();
         wait_size(&env, &clusters, size).await;
-        let eps = member_ips(&env).await.join(",");
-        let (ok, out) = etcdctl(&[
-            "--endpoints",
-            &eps,
-            "get",
-            "key-",
-            "--prefix",
-            "--count-only",
-            "-w",
-            "fields",
-        ]);
+        let ctl = Etcdctl::connect(&env, "demo").await;
+        let (ok, out) = ctl.run(
+            &ctl.service,
+            &["get", "key-", "--prefix", "--count-only", "-w", "fields"],
+        );
         assert!(ok && out.contains("\"Count\" : 1000"), "{out}");
+        let (ok, out) = ctl.run(&ctl.service, &["get", "key-0999", "--print-value-only"]);
+        assert!(ok && out.trim() == "value-999", "{out}");
     }
 }
 
@@ -191,7 +340,7 @@ async fn healing_keeps_data_and_replaces_lost_members() {
 
     // Kill one member's process repeatedly: it restarts on its PVC with the same identity.
     let (victim, victim_id) = before[0].clone();
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     for n in 1..=3 {
         cluster.kill_container("default", &victim, "etcd").unwrap();
         wait_for("the member restarted", Duration::from_secs(60), || async {
@@ -379,6 +528,14 @@ async fn invalid_clusters_are_rejected_at_admission() {
         (
             "spec: {size: 3, version: 3.5.16, options: {heartbeatIntervalMs: 100, electionTimeoutMs: 200}}",
             "electionTimeoutMs must be at least 5 times heartbeatIntervalMs",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, maintenance: {defrag: {schedule: '0 0 3 * * *'}}}",
+            "spec.maintenance.defrag.schedule in body should match",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, maintenance: {defrag: {schedule: '0 3 * * *', dbSizeThresholdPercent: 101}}}",
+            "spec.maintenance.defrag.dbSizeThresholdPercent in body should be less than or equal to 100",
         ),
     ];
     for (spec, message) in cases {

@@ -21,7 +21,7 @@ use steward_core::{ControllerRuntime, EventRecorder, MetricsBuilder, ReconcileEr
 
 use crate::crd::{EtcdCluster, EtcdClusterSpec, EtcdClusterStatus, TlsMode};
 use crate::etcd::{ClientTls, EtcdApi, EtcdError};
-use crate::plan::{MemberObs, Observed, PodObs, RemoveReason, Step, StorageKind, plan};
+use crate::plan::{DefragObs, MemberObs, Observed, PodObs, RemoveReason, Step, StorageKind, plan};
 use crate::resources;
 use crate::{FIELD_MANAGER, OPERATOR_NAME};
 
@@ -108,7 +108,7 @@ impl EtcdMetrics {
         );
         r.register(
             "steward_etcd_member_changes",
-            "Membership changes made by the operator",
+            "Changes the operator made to members, by op: bootstrap, add, promote, remove, upgrade, defrag",
             m.member_changes.clone(),
         );
         r.register(
@@ -124,6 +124,10 @@ impl EtcdMetrics {
 pub struct Context {
     client: kube::Client,
     recorder: EventRecorder,
+    /// Events about one member (regarding the cluster, related to the member's pod). The
+    /// recorder folds Events with the same reason, action and objects into one series, so
+    /// naming the member's pod keeps one Event per member.
+    member_events: kube::runtime::events::Recorder,
     applier: Applier,
     member_changes: Family<ChangeLabels, Counter>,
     metrics: EtcdMetrics,
@@ -134,9 +138,37 @@ impl Context {
         Context {
             client: rt.client.clone(),
             recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
+            member_events: kube::runtime::events::Recorder::new(
+                rt.client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: FIELD_MANAGER.to_string(),
+                    instance: std::env::var("POD_NAME").ok(),
+                },
+            ),
             applier: Applier::new(rt.client.clone(), FIELD_MANAGER),
             member_changes: metrics.member_changes.clone(),
             metrics,
+        }
+    }
+
+    /// A Normal Event on `obj` related to member pod `member`; best effort.
+    async fn member_event(&self, obj: &EtcdCluster, member: &str, reason: &str, action: &str, note: String) {
+        let related = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(member.to_string()),
+            namespace: obj.namespace(),
+            ..Default::default()
+        };
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Normal,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: Some(related),
+        };
+        if let Err(e) = self.member_events.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(cluster = %obj.name_any(), member, reason, error = %e, "could not publish event");
         }
     }
 
@@ -228,6 +260,15 @@ pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
                 }
             }
         }
+    }
+    if let Some(schedule) = spec
+        .maintenance
+        .as_ref()
+        .and_then(|m| m.defrag.as_ref())
+        .and_then(|d| d.schedule.as_deref())
+        && let Err(e) = crate::plan::parse_schedule(schedule)
+    {
+        problems.push(format!("spec.maintenance.defrag.schedule: {e}"));
     }
     if let Some(v) = &spec.tls.certificate_validity {
         match steward_core::duration::parse(v) {
@@ -322,8 +363,14 @@ pub fn observed_status(
             healthy: m.healthy,
             client_url: Some(m.client_url.clone()),
             unhealthy_since: m.unhealthy_since.clone(),
+            last_defrag_time: m.last_defrag.clone(),
         })
         .collect();
+    status.last_defrag_time = members
+        .iter()
+        .filter_map(|m| m.last_defrag.clone())
+        .chain(status.last_defrag_time.take())
+        .max();
     let available = !voters.is_empty() && healthy >= quorum;
     let (a_reason, a_msg) = match step {
         Step::QuorumLost { reason } => ("QuorumLost", reason.clone()),
@@ -383,6 +430,7 @@ pub fn observed_status(
             format!("deleting the pod of removed member {member}"),
         ),
         Step::UpgradeMember { member, .. } => (true, "Upgrading", format!("upgrading member {member}")),
+        Step::Defrag { member, .. } => (true, "Defragmenting", format!("defragmented member {member}")),
         Step::MoveLeader { .. } => (
             true,
             "Upgrading",
@@ -444,6 +492,10 @@ pub struct MemberView {
     pub client_url: String,
     /// RFC 3339 time it became unhealthy.
     pub unhealthy_since: Option<String>,
+    /// Backend size and the part in use, in bytes, when it answered.
+    pub db_size: Option<(i64, i64)>,
+    /// RFC 3339 time the operator last defragmented it.
+    pub last_defrag: Option<String>,
 }
 
 fn ts(t: &str) -> Option<i64> {
@@ -516,6 +568,10 @@ async fn observe(etcd: &EtcdApi, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec
                 .and_then(|p| p.unhealthy_since.clone())
                 .or_else(|| Some(now.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()))
         };
+        let last_defrag = previous
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.last_defrag_time.clone());
         views.push(MemberView {
             id: m.id,
             name,
@@ -525,6 +581,8 @@ async fn observe(etcd: &EtcdApi, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec
             version: status.as_ref().and_then(|s| Version::parse(&s.version)),
             client_url: url,
             unhealthy_since: since,
+            db_size: status.as_ref().map(|s| (s.db_size, s.db_size_in_use)),
+            last_defrag,
         });
     }
     (Some(views), leader)
@@ -678,11 +736,29 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                     healthy: m.healthy,
                     unhealthy_since: m.unhealthy_since.as_deref().and_then(ts),
                     version: m.version,
+                    db_size: m.db_size,
+                    last_defrag: m.last_defrag.as_deref().and_then(ts),
                 })
                 .collect()
         }),
         leader,
         fresh_name: fresh_member_name(&name),
+        defrag: obj
+            .spec
+            .maintenance
+            .as_ref()
+            .and_then(|m| m.defrag.as_ref())
+            .and_then(|d| {
+                Some(DefragObs {
+                    schedule: d.schedule.clone()?,
+                    threshold_percent: i64::from(d.db_size_threshold_percent.unwrap_or(0)),
+                    created: obj
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map_or(now.0.as_second(), |t| t.0.as_second()),
+                })
+            }),
     };
     let step = plan(&observed);
     execute(
@@ -694,8 +770,15 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         &pods,
     )
     .await?;
+    let mut members = members.unwrap_or_default();
+    if let Step::Defrag { id, .. } = &step
+        && let Some(m) = members.iter_mut().find(|m| m.id == *id)
+    {
+        // Recorded so this schedule window does not defragment the member again.
+        m.last_defrag = Some(conditions::now().0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
     let now_secs = now.0.as_second();
-    let status = observed_status(&obj, members.as_deref().unwrap_or_default(), leader, &step, now);
+    let status = observed_status(&obj, &members, leader, &step, now);
     ctx.metrics_for(&obj, &status);
     write_status(&api, &obj, &status).await?;
     // Come back in time to renew the next certificate.
@@ -985,6 +1068,30 @@ async fn execute(
                 )
                 .await;
         }
+        Step::Defrag { id, member } => {
+            let Some(m) = members.iter().find(|m| m.id == *id) else {
+                return Ok(());
+            };
+            etcd.defragment(&m.client_url).await.map_err(Error::Etcd)?;
+            changed("defrag");
+            let before = m
+                .db_size
+                .map(|(size, in_use)| format!("; database {size} bytes, {in_use} in use before"))
+                .unwrap_or_default();
+            let after = etcd
+                .status(&m.client_url)
+                .await
+                .map(|s| format!(", {} bytes after", s.db_size))
+                .unwrap_or_default();
+            ctx.member_event(
+                obj,
+                member,
+                "MemberDefragmented",
+                "Defragment",
+                format!("defragmented member {member}{before}{after}"),
+            )
+            .await;
+        }
         Step::MoveLeader { from, to } => {
             let leader_url = members
                 .iter()
@@ -1096,6 +1203,75 @@ mod tests {
         );
         s.tls.certificate_validity = Some("1h".into());
         assert!(validate(&s).is_empty());
+        s.maintenance = Some(crate::crd::EtcdMaintenance {
+            defrag: Some(crate::crd::DefragPolicy {
+                schedule: Some("0 3 * * *".into()),
+                db_size_threshold_percent: Some(20),
+            }),
+        });
+        assert!(validate(&s).is_empty());
+        if let Some(d) = s.maintenance.as_mut().and_then(|m| m.defrag.as_mut()) {
+            d.schedule = Some("0 0 3 * * *".into());
+        }
+        let problems = validate(&s);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].starts_with(
+                "spec.maintenance.defrag.schedule: \"0 0 3 * * *\" is not a 5-field cron schedule"
+            ),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn defrag_status_keeps_per_member_times() {
+        let obj = EtcdCluster::new("main", spec("3.5.16"));
+        let view = |id: u64, name: &str, last: Option<&str>| MemberView {
+            id,
+            name: name.into(),
+            started: true,
+            is_learner: false,
+            healthy: true,
+            version: Version::parse("3.5.16"),
+            client_url: format!("http://{name}:2379"),
+            unhealthy_since: None,
+            db_size: Some((1000, 500)),
+            last_defrag: last.map(String::from),
+        };
+        let members = [
+            view(1, "a", None),
+            view(2, "b", Some("2025-01-01T13:30:05Z")),
+            view(3, "c", Some("2025-01-01T12:30:05Z")),
+        ];
+        let now = Time(Timestamp::from_second(1_735_738_220).unwrap());
+        let step = Step::Defrag {
+            id: 2,
+            member: "b".into(),
+        };
+        let st = observed_status(&obj, &members, Some(1), &step, now);
+        let times: Vec<Option<&str>> = st.members.iter().map(|m| m.last_defrag_time.as_deref()).collect();
+        assert_eq!(
+            times,
+            [None, Some("2025-01-01T13:30:05Z"), Some("2025-01-01T12:30:05Z")]
+        );
+        assert_eq!(st.last_defrag_time.as_deref(), Some("2025-01-01T13:30:05Z"));
+        let c = conditions::find(&st.conditions, "Progressing").unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Defragmenting"));
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        // The cluster-wide time survives members that are gone.
+        let mut obj = obj;
+        obj.status = Some(EtcdClusterStatus {
+            last_defrag_time: Some("2025-01-01T14:00:00Z".into()),
+            ..Default::default()
+        });
+        let st = observed_status(
+            &obj,
+            &members,
+            Some(1),
+            &Step::Nothing,
+            Time(Timestamp::from_second(1_735_738_220).unwrap()),
+        );
+        assert_eq!(st.last_defrag_time.as_deref(), Some("2025-01-01T14:00:00Z"));
     }
 
     #[test]

@@ -46,6 +46,21 @@ pub struct MemberObs {
     pub unhealthy_since: Option<i64>,
     /// Version the member itself reports, when reachable.
     pub version: Option<Version>,
+    /// Backend size in bytes and the part of it in use, when reachable.
+    pub db_size: Option<(i64, i64)>,
+    /// Seconds (caller's clock) when the operator last defragmented it.
+    pub last_defrag: Option<i64>,
+}
+
+/// `spec.maintenance.defrag`, as the planner needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefragObs {
+    /// Standard 5-field cron schedule, UTC.
+    pub schedule: String,
+    /// Minimum unused share of a member's backend, in percent.
+    pub threshold_percent: i64,
+    /// When the cluster was created (seconds): windows that opened before are ignored.
+    pub created: i64,
 }
 
 /// Everything the planner looks at.
@@ -73,6 +88,8 @@ pub struct Observed {
     pub leader: Option<u64>,
     /// A fresh member name to use if the step adds one.
     pub fresh_name: String,
+    /// Scheduled defragmentation, if configured.
+    pub defrag: Option<DefragObs>,
 }
 
 /// Why a member is removed.
@@ -142,6 +159,13 @@ pub enum Step {
         /// New leader.
         to: u64,
     },
+    /// Defragment one member (maintenance; only when nothing else is pending).
+    Defrag {
+        /// Member ID.
+        id: u64,
+        /// Member name.
+        member: String,
+    },
     /// Nothing safe to do now; try again soon.
     Wait {
         /// Why.
@@ -185,6 +209,47 @@ pub fn upgrade_allowed(from: Version, to: Version) -> Result<(), String> {
 
 fn fmt(v: Version) -> String {
     format!("{}.{}.{}", v.major, v.minor, v.patch)
+}
+
+/// Parses a standard 5-field cron expression (minute hour day-of-month month day-of-week) or
+/// a nickname such as `@daily`; seconds and years are refused.
+pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
+    use croner::parser::{CronParser, Seconds, Year};
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(schedule)
+        .map_err(|e| format!("{schedule:?} is not a 5-field cron schedule: {e}"))
+}
+
+/// Whether `schedule` (UTC) fired after `since` and no later than `now` (both in seconds).
+pub fn schedule_fired(schedule: &croner::Cron, since: i64, now: i64) -> bool {
+    use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
+    let Ok(since) = Timestamp::from_second(since) else {
+        return false;
+    };
+    schedule
+        .find_next_occurrence(&since.to_zoned(TimeZone::UTC), false)
+        .is_ok_and(|next| next.timestamp().as_second() <= now)
+}
+
+/// Members with less than this to reclaim are never defragmented: a small backend keeps
+/// unused pages that defragmentation cannot remove (a fresh etcd 3.5 has 8 KiB of its 20 KiB
+/// unused, 40 %, before and after), so a percentage alone would defragment it in every window.
+pub const MIN_DEFRAG_RECLAIM_BYTES: i64 = 1 << 20;
+
+/// Whether member `m` is due for defragmentation: a window opened since its last
+/// defragmentation (or since the cluster was created), its unused share of the backend
+/// reaches the threshold and at least [`MIN_DEFRAG_RECLAIM_BYTES`] are unused.
+fn defrag_due(d: &DefragObs, schedule: &croner::Cron, m: &MemberObs, now: i64) -> bool {
+    let Some((size, in_use)) = m.db_size else {
+        return false;
+    };
+    size > 0
+        && size - in_use >= MIN_DEFRAG_RECLAIM_BYTES
+        && (size - in_use).saturating_mul(100) >= d.threshold_percent.saturating_mul(size)
+        && schedule_fired(schedule, m.last_defrag.unwrap_or(d.created).max(d.created), now)
 }
 
 /// The single next step.
@@ -339,6 +404,26 @@ pub fn plan(o: &Observed) -> Step {
             }
         }
     }
+    // 8. Maintenance, only in a whole, healthy, stable cluster: defragment one member per
+    //    step, followers first, the leader last.
+    if let Some(d) = &o.defrag
+        && voters.len() == o.size
+        && voters.len() == members.len()
+        && members.iter().all(|m| m.healthy)
+        && let Ok(schedule) = parse_schedule(&d.schedule)
+    {
+        let followers = members.iter().filter(|m| Some(m.id) != o.leader);
+        let leader = members.iter().filter(|m| Some(m.id) == o.leader);
+        if let Some(m) = followers
+            .chain(leader)
+            .find(|m| defrag_due(d, &schedule, m, o.now))
+        {
+            return Step::Defrag {
+                id: m.id,
+                member: m.name.clone(),
+            };
+        }
+    }
     Step::Nothing
 }
 
@@ -379,6 +464,8 @@ mod tests {
             healthy: true,
             unhealthy_since: None,
             version: Some(v("3.5.16")),
+            db_size: Some((1000, 950)),
+            last_defrag: None,
         }
     }
 
@@ -410,7 +497,35 @@ mod tests {
             ),
             leader: Some(1),
             fresh_name: "fresh".into(),
+            defrag: None,
         }
+    }
+
+    /// 13:30:20 UTC on 2025-01-01, and the same day's 13:00:00.
+    const T1330: i64 = 1_735_738_220;
+    const T1300: i64 = 1_735_736_400;
+
+    /// Backend sizes in MiB.
+    fn mib(size: i64, in_use: i64) -> Option<(i64, i64)> {
+        Some((size << 20, in_use << 20))
+    }
+
+    /// `cluster` with an hourly defrag at minute 30 and a 10 % threshold, created at 13:00,
+    /// observed at 13:30:20; every member 20 % (20 MiB) unused.
+    fn defrag_cluster(names: &[&str]) -> Observed {
+        let mut o = Observed {
+            now: T1330,
+            defrag: Some(DefragObs {
+                schedule: "30 * * * *".into(),
+                threshold_percent: 10,
+                created: T1300,
+            }),
+            ..cluster(names.len(), names)
+        };
+        for x in o.members.as_mut().unwrap() {
+            x.db_size = mib(100, 80);
+        }
+        o
     }
 
     fn member<'a>(o: &'a mut Observed, name: &str) -> &'a mut MemberObs {
@@ -651,10 +766,189 @@ mod tests {
                 }),
                 Step::UpgradeBlocked { reason: "upgrade from 3.4.23 to 3.6.0 skips a minor version; upgrade one minor version at a time".into() },
             ),
+            (
+                "defrag window open: a follower first",
+                Box::new(|| defrag_cluster(&["a", "b", "c"])),
+                Step::Defrag { id: 2, member: "b".into() },
+            ),
+            (
+                "defrag: followers done in this window, the leader last",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    member(&mut o, "b").last_defrag = Some(T1330 - 10);
+                    member(&mut o, "c").last_defrag = Some(T1330 - 5);
+                    o
+                }),
+                Step::Defrag { id: 1, member: "a".into() },
+            ),
+            (
+                "defrag: every member done in this window: nothing",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    for x in o.members.as_mut().unwrap() {
+                        x.last_defrag = Some(T1330 - 10);
+                    }
+                    o
+                }),
+                Step::Nothing,
+            ),
+            (
+                "defrag: a new window after the previous run: again",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    for x in o.members.as_mut().unwrap() {
+                        x.last_defrag = Some(T1300 - 29 * 60);
+                    }
+                    o
+                }),
+                Step::Defrag { id: 2, member: "b".into() },
+            ),
+            (
+                "defrag: a member below the threshold is skipped",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    member(&mut o, "b").db_size = mib(1000, 901);
+                    o
+                }),
+                Step::Defrag { id: 3, member: "c".into() },
+            ),
+            (
+                "defrag: exactly at the threshold counts",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    member(&mut o, "b").db_size = mib(1000, 900);
+                    o
+                }),
+                Step::Defrag { id: 2, member: "b".into() },
+            ),
+            (
+                "defrag: threshold 0 takes any member with 1 MiB to reclaim",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    o.defrag.as_mut().unwrap().threshold_percent = 0;
+                    member(&mut o, "b").db_size = mib(1000, 999);
+                    o
+                }),
+                Step::Defrag { id: 2, member: "b".into() },
+            ),
+            (
+                "defrag: small databases are never worth it, whatever their unused share",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    for x in o.members.as_mut().unwrap() {
+                        x.db_size = Some((20_480, 12_288));
+                    }
+                    o
+                }),
+                Step::Nothing,
+            ),
+            (
+                "defrag: no window since the cluster was created: nothing",
+                Box::new(|| Observed { now: T1300 + 29 * 60, ..defrag_cluster(&["a", "b", "c"]) }),
+                Step::Nothing,
+            ),
+            (
+                "defrag: a window before the cluster existed does not count",
+                Box::new(|| {
+                    let mut o = Observed { now: T1330 + 10 * 60, ..defrag_cluster(&["a", "b", "c"]) };
+                    o.defrag.as_mut().unwrap().created = T1330 + 60;
+                    o
+                }),
+                Step::Nothing,
+            ),
+            (
+                "defrag: an unparsable schedule never fires",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    o.defrag.as_mut().unwrap().schedule = "every day".into();
+                    o
+                }),
+                Step::Nothing,
+            ),
+            (
+                "defrag: db size unknown: skipped",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    member(&mut o, "b").db_size = None;
+                    o
+                }),
+                Step::Defrag { id: 3, member: "c".into() },
+            ),
+            (
+                "defrag waits for every member to be healthy",
+                Box::new(|| {
+                    let mut o = defrag_cluster(&["a", "b", "c"]);
+                    unhealthy(&mut o, "c", T1330 - 10);
+                    o
+                }),
+                Step::Nothing,
+            ),
+            (
+                "defrag never preempts scaling",
+                Box::new(|| Observed { size: 5, ..defrag_cluster(&["a", "b", "c"]) }),
+                Step::AddMember { member: "fresh".into() },
+            ),
+            (
+                "defrag never preempts a learner's promotion",
+                Box::new(|| {
+                    let mut o = Observed { size: 3, ..defrag_cluster(&["a", "b", "c", "d"]) };
+                    member(&mut o, "d").is_learner = true;
+                    o
+                }),
+                Step::Promote { id: 4, member: "d".into() },
+            ),
+            (
+                "defrag never preempts an upgrade",
+                Box::new(|| Observed { version: v("3.5.30"), ..defrag_cluster(&["a", "b", "c"]) }),
+                Step::UpgradeMember { member: "b".into(), from: v("3.5.16") },
+            ),
+            (
+                "defrag: paused clusters are left alone",
+                Box::new(|| Observed { paused: true, ..defrag_cluster(&["a", "b", "c"]) }),
+                Step::Paused,
+            ),
+            (
+                "defrag: a single member is its own leader",
+                Box::new(|| defrag_cluster(&["a"])),
+                Step::Defrag { id: 1, member: "a".into() },
+            ),
         ];
         for (name, observed, expected) in cases {
             assert_eq!(plan(&observed()), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn schedules() {
+        for ok in [
+            "* * * * *",
+            "0 3 * * *",
+            "*/15 2-4 * * MON-FRI",
+            "@daily",
+            "30 1 1 JAN *",
+        ] {
+            assert!(parse_schedule(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "* * * *", "0 * * * * *", "61 * * * *", "every day"] {
+            assert!(parse_schedule(bad).is_err(), "{bad:?}");
+        }
+        let hourly_30 = parse_schedule("30 * * * *").unwrap();
+        assert!(schedule_fired(&hourly_30, T1300, T1330));
+        assert!(
+            schedule_fired(&hourly_30, T1300, T1300 + 30 * 60),
+            "the firing second itself"
+        );
+        assert!(!schedule_fired(&hourly_30, T1300, T1300 + 30 * 60 - 1));
+        assert!(
+            !schedule_fired(&hourly_30, T1300 + 30 * 60, T1330),
+            "fired at the start, not after"
+        );
+        let daily_3 = parse_schedule("0 3 * * *").unwrap();
+        assert!(
+            !schedule_fired(&daily_3, T1300, T1300 + 13 * 3600),
+            "next at 03:00 tomorrow"
+        );
+        assert!(schedule_fired(&daily_3, T1300, T1300 + 14 * 3600));
     }
 
     #[test]

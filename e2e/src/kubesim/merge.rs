@@ -753,10 +753,20 @@ pub fn json_patch_with_code(obj: &Value, patch: &Value) -> Result<Value, PatchFa
         message: format!("invalid JSON patch: {e}"),
     })?;
     let mut doc = obj.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| PatchFailure {
-        code: 422,
-        message: format!("JSON patch failed: {e}"),
-    })?;
+    for (i, op) in ops.0.iter().enumerate() {
+        // Like the API server (evanphx/json-patch), a `test` for null passes when the path is
+        // missing; kube-runtime's finalizer helper relies on it.
+        if let json_patch::PatchOperation::Test(t) = op
+            && t.value.is_null()
+            && doc.pointer(t.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|e| PatchFailure {
+            code: 422,
+            message: format!("JSON patch failed: operation '/{i}': {e}"),
+        })?;
+    }
     Ok(doc)
 }
 
@@ -2379,6 +2389,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("did not match"), "{e}");
+        // A null test on a missing path passes (the finalizer pattern), on a present one fails.
+        let added = json_patch(
+            &obj,
+            &json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata", "value": {"finalizers": ["f"]}}]),
+        )
+        .unwrap();
+        assert_eq!(added["metadata"]["finalizers"], json!(["f"]));
+        assert!(
+            json_patch(
+                &added,
+                &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}])
+            )
+            .is_err()
+        );
         assert_eq!(
             merge_patch(&obj, &json!({"spec": {"replicas": null, "paused": true}})),
             json!({"spec": {"paused": true}})

@@ -272,20 +272,32 @@ pub struct AutoCompaction {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdMaintenance {
-    /// Defragmentation, one member at a time, followers first.
+    /// Scheduled defragmentation. Each time the schedule fires a window opens: once the
+    /// cluster is healthy and has nothing else to do, every member whose unused space reaches
+    /// the threshold (and is at least 1 MiB) is defragmented, one member at a time, followers
+    /// first and the leader last, each at most once per window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defrag: Option<DefragPolicy>,
 }
 
-/// When to defragment.
+/// When to defragment. Each time the schedule fires a defragmentation window opens: once
+/// the cluster is healthy and has nothing else to do, the operator defragments every member
+/// whose unused space reaches the threshold (and is at least 1 MiB), one member per step,
+/// followers first and the leader last. A member is defragmented at most once per window (see
+/// `status.members[].lastDefragTime`); a window that opens while the cluster is busy
+/// (scaling, upgrading, unhealthy) is honoured once it is stable again.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DefragPolicy {
-    /// Cron schedule, e.g. `0 3 * * *`.
+    /// Standard 5-field cron schedule (minute hour day-of-month month day-of-week) in UTC,
+    /// e.g. `0 3 * * *`, or a nickname such as `@daily`. Without a schedule nothing is
+    /// defragmented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(@[a-zA-Z]+|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"))]
     pub schedule: Option<String>,
-    /// Defragment a member only when its unused space exceeds this percentage of its
-    /// database size.
+    /// Defragment a member only when its unused space, `(dbSize - dbSizeInUse) / dbSize`,
+    /// is at least this percentage. When unset (0), any member with at least 1 MiB unused is
+    /// defragmented in each window; below 1 MiB there is nothing worth reclaiming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub db_size_threshold_percent: Option<i32>,
@@ -325,6 +337,9 @@ pub struct EtcdClusterStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// When the operator last defragmented any member (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_defrag_time: Option<String>,
 }
 
 /// One member as etcd and the operator see it.
@@ -355,4 +370,8 @@ pub struct EtcdMemberStatus {
     /// this is older than memberFailureTimeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unhealthy_since: Option<String>,
+    /// When the operator last defragmented this member (RFC 3339); a member is defragmented
+    /// at most once per window of `spec.maintenance.defrag.schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_defrag_time: Option<String>,
 }

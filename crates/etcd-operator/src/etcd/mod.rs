@@ -1,5 +1,5 @@
-//! Talking to etcd: membership (learners, promotion, removal), leadership moves, and
-//! per-member status and health, with or without TLS.
+//! Talking to etcd: membership (learners, promotion, removal), leadership moves,
+//! per-member status and health, and defragmentation, with or without TLS.
 
 use std::time::Duration;
 
@@ -76,6 +76,9 @@ pub struct MemberStatus {
     pub errors: Vec<String>,
 }
 
+/// How long one member's defragmentation may take before the call gives up.
+pub const DEFRAG_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Formats a member ID the way etcdctl prints it.
 pub fn hex_id(id: u64) -> String {
     format!("{id:x}")
@@ -95,9 +98,19 @@ impl EtcdApi {
     }
 
     async fn connect(&self, endpoints: &[String]) -> Result<Client, EtcdError> {
+        self.connect_with(endpoints, self.timeout).await
+    }
+
+    /// Connects with `request_timeout` for each request (the connection itself still has
+    /// the handle's timeout).
+    async fn connect_with(
+        &self,
+        endpoints: &[String],
+        request_timeout: Duration,
+    ) -> Result<Client, EtcdError> {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(self.timeout)
-            .with_timeout(self.timeout);
+            .with_timeout(request_timeout);
         if let Some(t) = &self.tls {
             opts = opts.with_tls(
                 TlsOptions::new()
@@ -181,6 +194,23 @@ impl EtcdApi {
             is_learner: s.is_learner(),
             errors: s.errors().to_vec(),
         })
+    }
+
+    /// Defragments one member's backend, returning the space its deleted and compacted
+    /// revisions left behind to the file system. The member serves neither reads nor writes
+    /// while this runs, so callers go one member at a time. Requests get up to
+    /// [`DEFRAG_TIMEOUT`] (a large database takes a while); if that passes, etcd still
+    /// finishes the defragmentation on its own.
+    pub async fn defragment(&self, endpoint: &str) -> Result<(), EtcdError> {
+        let mut c = self.connect_with(&[endpoint.to_string()], DEFRAG_TIMEOUT).await?;
+        match tokio::time::timeout(DEFRAG_TIMEOUT, c.defragment()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(EtcdError::Request {
+                op: "defragment",
+                source,
+            }),
+            Err(_) => Err(EtcdError::Timeout("defragment")),
+        }
     }
 
     /// Whether a member serves a linearizable read, as `etcdctl endpoint health` checks.
