@@ -784,15 +784,33 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     // Come back in time to renew the next certificate.
     let renew_in = crate::tls::next_renewal(tls.secrets.get(1..).unwrap_or_default())
         .map(|at| Duration::from_secs((at - now_secs).clamp(1, 3600) as u64 + 1));
-    let settle = |d: Duration| Action::requeue(renew_in.map_or(d, |r| r.min(d)));
+    // And in time to replace a member whose failure timeout runs out.
+    let failure_due = observed_failure_deadline(&status, timeout, now_secs);
+    let settle = |d: Duration| {
+        let d = renew_in.map_or(d, |r| r.min(d));
+        Action::requeue(failure_due.map_or(d, |f| f.min(d)))
+    };
     Ok(match step {
-        Step::Nothing | Step::Paused => settle(Duration::from_secs(10)),
+        // Health is polled: a member that stops answering is noticed within this period.
+        Step::Nothing | Step::Paused => settle(Duration::from_secs(5)),
         // Nothing to do until etcd or the pods change: do not crowd out other clusters.
         Step::Wait { .. } | Step::QuorumLost { .. } | Step::UpgradeBlocked { .. } => {
             settle(Duration::from_secs(5))
         }
-        _ => settle(Duration::from_secs(2)),
+        // A membership change was made: look again soon (pod changes also wake us).
+        _ => settle(Duration::from_secs(1)),
     })
+}
+
+/// Time until the first unhealthy member's failure timeout runs out, if any.
+fn observed_failure_deadline(status: &EtcdClusterStatus, timeout: Duration, now: i64) -> Option<Duration> {
+    status
+        .members
+        .iter()
+        .filter_map(|m| m.unhealthy_since.as_deref().and_then(ts))
+        .map(|since| since + timeout.as_secs() as i64 - now)
+        .min()
+        .map(|left| Duration::from_secs(left.clamp(0, 3600) as u64 + 1))
 }
 
 /// TLS Secrets to apply and the operator's client material.
@@ -1126,8 +1144,21 @@ async fn execute(
 /// Runs the EtcdCluster controller until the runtime shuts down.
 pub async fn run(rt: ControllerRuntime, metrics: EtcdMetrics) {
     let ctx = Arc::new(Context::new(&rt, metrics));
-    steward_core::controller::run_namespaced::<EtcdCluster, _, _, _, _>(&rt, CONTROLLER, ctx, reconcile)
-        .await;
+    // Member pods wake their cluster: a pod turning ready or not ready (its etcd stopped
+    // answering /health) is what the next step usually waits for.
+    let pods_config = kube::runtime::watcher::Config::default()
+        .labels(&format!("{}={OPERATOR_NAME}", steward_core::labels::MANAGED_BY))
+        .any_semantic();
+    let runs = rt.apis::<EtcdCluster>().into_iter().map(|api| {
+        let pods: Api<Pod> = match api.namespace() {
+            Some(ns) => Api::namespaced(rt.client.clone(), ns),
+            None => Api::all(rt.client.clone()),
+        };
+        let controller = kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default().any_semantic())
+            .owns(pods, pods_config.clone());
+        steward_core::controller::run(&rt, CONTROLLER, controller, ctx.clone(), reconcile)
+    });
+    futures::future::join_all(runs).await;
 }
 
 #[cfg(test)]
