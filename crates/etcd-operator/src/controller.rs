@@ -1154,8 +1154,9 @@ pub async fn run(rt: ControllerRuntime, metrics: EtcdMetrics) {
             Some(ns) => Api::namespaced(rt.client.clone(), ns),
             None => Api::all(rt.client.clone()),
         };
-        let controller = kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default().any_semantic())
-            .owns(pods, pods_config.clone());
+        let controller =
+            kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default().any_semantic())
+                .owns(pods, pods_config.clone());
         steward_core::controller::run(&rt, CONTROLLER, controller, ctx.clone(), reconcile)
     });
     futures::future::join_all(runs).await;
