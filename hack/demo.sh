@@ -43,8 +43,9 @@ up() {
     "$kubectl" kustomize deploy/default | "$kubectl" apply --server-side -f - > /dev/null
     "$kubectl" -n steward-system rollout status deployment/etcd-operator deployment/prometheus-operator --timeout=120s
     "$kubectl" apply --server-side -f deploy/examples/ > /dev/null
-    "$kubectl" wait --for=jsonpath='{.status.observedGeneration}'=1 etcdcluster/example --timeout=60s > /dev/null
-    "$kubectl" -n steward-system wait --for=jsonpath='{.status.observedGeneration}'=1 prometheus/team-a --timeout=60s > /dev/null
+    # Both examples really run: etcd members and a Prometheus pod, Available.
+    "$kubectl" wait --for=condition=Available etcdcluster/example --timeout=240s > /dev/null
+    "$kubectl" -n steward-system wait --for=condition=Available prometheus/team-a --timeout=120s > /dev/null
     echo
     echo "export KUBECONFIG=$KUBECONFIG"
     echo

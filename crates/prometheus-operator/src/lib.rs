@@ -1,9 +1,11 @@
 //! Steward's Prometheus operator: the `monitoring.steward.dev` API and the controllers that
 //! run Prometheus stacks.
 
+pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod reloader;
+pub mod resources;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.
 pub const OPERATOR_NAME: &str = "prometheus-operator";

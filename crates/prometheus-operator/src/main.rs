@@ -20,6 +20,10 @@ enum Command {
     Run {
         #[command(flatten)]
         common: CommonArgs,
+        /// Image of the config-reloader sidecar next to each Prometheus: this operator's own
+        /// image, which also runs `prometheus-operator config-reloader`.
+        #[arg(long, env = "STEWARD_CONFIG_RELOADER_IMAGE", default_value = concat!("steward/prometheus-operator:v", env!("CARGO_PKG_VERSION")))]
+        config_reloader_image: String,
     },
     /// Sidecar next to Prometheus: render its config (gunzip, `$(VAR)` expansion) into a shared
     /// directory and call `/-/reload` when the config or a rule file changes.
@@ -27,8 +31,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let common = match Cli::parse().command {
-        Command::Run { common } => common,
+    let (common, reloader_image) = match Cli::parse().command {
+        Command::Run {
+            common,
+            config_reloader_image,
+        } => (common, config_reloader_image),
         Command::ConfigReloader(args) => return prometheus_operator::reloader::main(args),
     };
     let info = OperatorInfo {
@@ -36,6 +43,9 @@ fn main() -> ExitCode {
         version: env!("CARGO_PKG_VERSION"),
         field_manager: FIELD_MANAGER,
     };
-    let metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
-    steward_core::runtime::main(info, common, metrics, prometheus_operator::controller::run)
+    let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
+    let prom_metrics = prometheus_operator::controller::PrometheusMetrics::register(&mut metrics);
+    steward_core::runtime::main(info, common, metrics, move |rt| {
+        prometheus_operator::controller::run(rt, prom_metrics, reloader_image)
+    })
 }

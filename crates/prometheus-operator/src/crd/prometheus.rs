@@ -243,6 +243,13 @@ pub struct PrometheusStatus {
     /// Selected and rejected objects per kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selected_resources: Vec<SelectedResources>,
+    /// The `--storage.tsdb.retention.size` in effect: `spec.retentionSize`, or a fraction of
+    /// the volume size worked out by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_size: Option<String>,
+    /// The `GOMEMLIMIT` (bytes) given to Prometheus: a fraction of its memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_mem_limit: Option<String>,
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

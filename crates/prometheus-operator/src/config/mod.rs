@@ -1,0 +1,801 @@
+//! Pure generation of a Prometheus' configuration: which monitors, scrape configs and rules it
+//! uses ([`select`]), whether each is valid, and the `prometheus.yaml` and rule files built from
+//! the valid ones ([`generate`]). Nothing here talks to the API or logs; the same inputs always
+//! give byte-identical outputs, so the controller never churns.
+//!
+//! # Semantics
+//!
+//! The output follows upstream prometheus-operator:
+//!
+//! - a ServiceMonitor gives one job per endpoint, `serviceMonitor/<ns>/<name>/<i>`, with
+//!   `endpointslice` discovery; a PodMonitor gives `podMonitor/<ns>/<name>/<i>` with `pod`
+//!   discovery; a ScrapeConfig gives `scrapeConfig/<ns>/<name>`. Discovery is limited to the
+//!   namespaces of the monitor's `namespaceSelector` (`any` → all, `matchNames` → those,
+//!   neither → the monitor's own namespace);
+//! - relabelings keep the targets matching the monitor's selector (`matchLabels` and every
+//!   `matchExpressions` operator, on `__meta_kubernetes_{service,pod}_label_*` and
+//!   `..._labelpresent_*`) and port, then set `namespace`, `service`, `pod`, `container`,
+//!   `node`, `job` (the Service name, or `jobLabel`'s value; `<ns>/<name>` for PodMonitors) and
+//!   `endpoint`, copy `targetLabels`/`podTargetLabels`, and only then apply the user's
+//!   relabelings;
+//! - with `enforcedNamespaceLabel`, a relabeling setting that label to the object's namespace
+//!   is the last relabeling *and* the last metric relabeling of every job, every rule gets the
+//!   label, and every selector in every rule expression is restricted to
+//!   `label="<namespace>"` (replacing any matcher on that label), as upstream does with
+//!   prom-label-proxy;
+//! - `global` has `scrape_interval` (default 30s), `scrape_timeout` (when set),
+//!   `evaluation_interval` (default 30s) and `external_labels` with
+//!   `prometheus: <ns>/<name>` and `prometheus_replica: $(POD_NAME)` (expanded by the reloader
+//!   sidecar); user external labels with those two names are ignored, as upstream does;
+//! - `rule_files` lists `/etc/prometheus/rules/prometheus-<name>-rulefiles-<i>/*.yaml` for each
+//!   rule ConfigMap `i` (Prometheus allows a glob only in the last path element); the ConfigMaps
+//!   ([`Generated::rule_configmaps`], named with [`rule_configmap_name`]) must be mounted at
+//!   `/etc/prometheus/rules/<configmap name>/`.
+//!
+//! Where we differ from upstream: selector values are regex-quoted (upstream lets a `.` in a
+//! label value match any character); rule expressions are written in the canonical form printed
+//! from their syntax tree, so syntax only one Prometheus version accepts (like `[300]` for
+//! `[5m]`) never reaches a rule file; Alertmanager ports given as numbers are matched on the
+//! EndpointSlice port.
+//!
+//! # Credentials
+//!
+//! Secret values (basic auth, authorization credentials, TLS CA/cert/key, EC2 keys) are written
+//! inline into `prometheus.yaml`, which the controller keeps in a Secret. TLS material is inline
+//! too (`ca`, `cert`, `key`; supported by Prometheus 2.53 and 3.x), so no extra volume has to
+//! be mounted and kept in sync. Secret values never appear in rule files, rejection messages or
+//! `Debug` output.
+//!
+//! # Validation
+//!
+//! Every selected object is validated; an invalid one is left out and reported in
+//! [`Generated::rejected`] with a machine-friendly [`Reason`] and a message, while every valid
+//! one keeps working. An invalid Prometheus (its own selectors, global intervals, external
+//! labels, remote write, alerting) fails the whole generation with a [`Problem`]. The aim is
+//! that whatever is accepted loads in Prometheus 2.53 and 3.x (`promtool check config` passes).
+
+mod duration;
+mod names;
+mod promql;
+mod regex_compat;
+mod relabel;
+mod rules;
+mod scrape;
+mod secrets;
+mod select;
+mod template;
+pub mod tuning;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use serde::Serialize;
+
+pub use rules::rule_file_name;
+pub use secrets::Store;
+pub use select::{Selection, select, selector_matches};
+
+use self::scrape::Ctx;
+use self::yaml::Node;
+use crate::crd::{
+    AlertmanagerEndpoint, PodMonitor, Prometheus, PrometheusRule, RemoteWriteSpec, ScrapeConfig,
+    SelectedResources, ServiceMonitor,
+};
+
+/// Where the rule ConfigMaps are mounted, one sub-directory per ConfigMap.
+pub const RULES_DIR: &str = "/etc/prometheus/rules";
+/// Most bytes (keys plus values) put into one rule ConfigMap; the API limit is 1 MiB.
+pub const CONFIGMAP_BUDGET: usize = 512 * 1024;
+/// Global scrape interval when the Prometheus does not set one (upstream's default).
+pub const DEFAULT_SCRAPE_INTERVAL: &str = "30s";
+/// Rule evaluation interval when the Prometheus does not set one (upstream's default).
+pub const DEFAULT_EVALUATION_INTERVAL: &str = "30s";
+/// Value of the `prometheus_replica` external label; the reloader replaces it with the pod
+/// name.
+pub const REPLICA_PLACEHOLDER: &str = "$(POD_NAME)";
+
+/// Name of the `index`-th rule ConfigMap of the Prometheus `prometheus`.
+pub fn rule_configmap_name(prometheus: &str, index: usize) -> String {
+    format!("prometheus-{prometheus}-rulefiles-{index}")
+}
+
+/// The kind of a configuration object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    /// A ServiceMonitor.
+    ServiceMonitor,
+    /// A PodMonitor.
+    PodMonitor,
+    /// A ScrapeConfig.
+    ScrapeConfig,
+    /// A PrometheusRule.
+    PrometheusRule,
+}
+
+impl Kind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ServiceMonitor => "ServiceMonitor",
+            Kind::PodMonitor => "PodMonitor",
+            Kind::ScrapeConfig => "ScrapeConfig",
+            Kind::PrometheusRule => "PrometheusRule",
+        }
+    }
+}
+
+/// One configuration object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    fn of<K: kube::Resource>(kind: Kind, obj: &K) -> ObjectRef {
+        ObjectRef {
+            kind,
+            namespace: obj.meta().namespace.clone().unwrap_or_default(),
+            name: obj.meta().name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// Why an object (or the Prometheus) was refused; stable names for conditions and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Reason {
+    /// A label selector is malformed (operator, keys, values).
+    InvalidSelector,
+    /// A duration is not in Prometheus' syntax (`1h30m`, `15s`, `0`).
+    InvalidDuration,
+    /// A scrape timeout is longer than the scrape interval that applies.
+    InvalidScrapeTimeout,
+    /// A relabeling has an unknown action, a bad regex or a field its action forbids.
+    InvalidRelabeling,
+    /// A label, annotation or target-label name is not a valid Prometheus label name.
+    InvalidLabelName,
+    /// A rule expression does not parse, or uses PromQL not every supported version has.
+    InvalidPromQL,
+    /// A rule or rule group breaks Prometheus' rule-file rules.
+    InvalidRule,
+    /// An alert label or annotation is not a template Prometheus can parse.
+    InvalidTemplate,
+    /// A referenced Secret, ConfigMap or key does not exist.
+    SecretNotFound,
+    /// A referenced Secret value cannot be used (not UTF-8).
+    InvalidSecret,
+    /// TLS settings are incomplete or hold no valid PEM data.
+    InvalidTLSConfig,
+    /// Authentication settings conflict or are incomplete.
+    InvalidAuth,
+    /// Another field is out of range or malformed (scheme, path, URL, port, target).
+    InvalidField,
+    /// The object's rule file is larger than a rule ConfigMap may hold.
+    RuleFileTooLarge,
+    /// Another object of the same kind has the same namespace and name.
+    Duplicate,
+}
+
+impl Reason {
+    /// The name, e.g. `InvalidPromQL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidSelector => "InvalidSelector",
+            Reason::InvalidDuration => "InvalidDuration",
+            Reason::InvalidScrapeTimeout => "InvalidScrapeTimeout",
+            Reason::InvalidRelabeling => "InvalidRelabeling",
+            Reason::InvalidLabelName => "InvalidLabelName",
+            Reason::InvalidPromQL => "InvalidPromQL",
+            Reason::InvalidRule => "InvalidRule",
+            Reason::InvalidTemplate => "InvalidTemplate",
+            Reason::SecretNotFound => "SecretNotFound",
+            Reason::InvalidSecret => "InvalidSecret",
+            Reason::InvalidTLSConfig => "InvalidTLSConfig",
+            Reason::InvalidAuth => "InvalidAuth",
+            Reason::InvalidField => "InvalidField",
+            Reason::RuleFileTooLarge => "RuleFileTooLarge",
+            Reason::Duplicate => "Duplicate",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validation failure: a reason and a human message (never holding secret values).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct Problem {
+    /// Machine-friendly reason.
+    pub reason: Reason,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(reason: Reason, message: String) -> Problem {
+        Problem { reason, message }
+    }
+}
+
+/// A selected object left out of the configuration, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// The object.
+    pub object: ObjectRef,
+    /// Machine-friendly reason.
+    pub reason: Reason,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+/// Everything the generator reads. Objects may come in any order and from any namespace;
+/// [`select`] decides which are used.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    /// The Prometheus being configured.
+    pub prometheus: &'a Prometheus,
+    /// Every namespace, for the namespace selectors.
+    pub namespaces: &'a [Namespace],
+    /// Every ServiceMonitor.
+    pub service_monitors: &'a [ServiceMonitor],
+    /// Every PodMonitor.
+    pub pod_monitors: &'a [PodMonitor],
+    /// Every ScrapeConfig.
+    pub scrape_configs: &'a [ScrapeConfig],
+    /// Every PrometheusRule.
+    pub rules: &'a [PrometheusRule],
+    /// The Secret and ConfigMap values the objects may reference.
+    pub store: &'a Store,
+}
+
+/// The generated configuration.
+#[derive(Clone, PartialEq)]
+pub struct Generated {
+    /// `prometheus.yaml`; holds credentials, so keep it in a Secret.
+    pub prometheus_yaml: String,
+    /// Rule files by file name (see [`rule_file_name`]).
+    pub rule_files: BTreeMap<String, String>,
+    /// The rule files split into ConfigMap data maps of at most [`CONFIGMAP_BUDGET`] bytes; the
+    /// `i`-th is the ConfigMap [`rule_configmap_name`]`(name, i)`. Always at least one.
+    pub rule_configmaps: Vec<BTreeMap<String, String>>,
+    /// Selected objects that are in the configuration, in output order.
+    pub accepted: Vec<ObjectRef>,
+    /// Selected objects left out, in output order.
+    pub rejected: Vec<Rejection>,
+}
+
+impl fmt::Debug for Generated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generated")
+            .field(
+                "prometheus_yaml",
+                &format_args!("<{} bytes>", self.prometheus_yaml.len()),
+            )
+            .field("rule_files", &self.rule_files.keys().collect::<Vec<_>>())
+            .field("rule_configmaps", &self.rule_configmaps.len())
+            .field("accepted", &self.accepted)
+            .field("rejected", &self.rejected)
+            .finish()
+    }
+}
+
+impl Generated {
+    /// Accepted and rejected counts per kind, for the Prometheus status.
+    pub fn selected_resources(&self) -> Vec<SelectedResources> {
+        [
+            Kind::ServiceMonitor,
+            Kind::PodMonitor,
+            Kind::PrometheusRule,
+            Kind::ScrapeConfig,
+        ]
+        .into_iter()
+        .map(|kind| SelectedResources {
+            kind: kind.as_str().to_string(),
+            accepted: count(self.accepted.iter().filter(|o| o.kind == kind).count()),
+            rejected: count(self.rejected.iter().filter(|r| r.object.kind == kind).count()),
+        })
+        .collect()
+    }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Keeps the first of several objects sharing a namespace and name (the list is sorted), and
+/// rejects the others.
+fn dedup<'a, K: kube::Resource>(
+    kind: Kind,
+    objects: Vec<&'a K>,
+    rejected: &mut Vec<Rejection>,
+) -> Vec<&'a K> {
+    let mut out: Vec<&'a K> = Vec::with_capacity(objects.len());
+    for obj in objects {
+        let same = out.last().is_some_and(|prev| {
+            prev.meta().namespace == obj.meta().namespace && prev.meta().name == obj.meta().name
+        });
+        if same {
+            rejected.push(Rejection {
+                object: ObjectRef::of(kind, obj),
+                reason: Reason::Duplicate,
+                message: "another object has the same namespace and name".into(),
+            });
+        } else {
+            out.push(obj);
+        }
+    }
+    out
+}
+
+/// Selects, validates and renders the configuration of `inputs.prometheus`.
+///
+/// Never panics; an `Err` means the Prometheus itself is invalid (nothing is generated), while
+/// invalid monitors, scrape configs and rules are reported in [`Generated::rejected`].
+pub fn generate(inputs: &Inputs) -> Result<Generated, Problem> {
+    let prom = inputs.prometheus;
+    let spec = &prom.spec;
+    let prom_ns = prom.namespace().unwrap_or_default();
+    let prom_name = prom.name_any();
+
+    let enforced_label = spec.enforced_namespace_label.as_deref().filter(|l| !l.is_empty());
+    if let Some(label) = enforced_label
+        && !names::is_label_name(label)
+    {
+        return Err(Problem::new(
+            Reason::InvalidLabelName,
+            format!("enforcedNamespaceLabel {label:?} is not a valid label name"),
+        ));
+    }
+    let global = global(prom, &prom_ns, &prom_name)?;
+    let selection = select(inputs)?;
+
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    let ctx = Ctx {
+        store: inputs.store,
+        enforced_label,
+        global_interval: global.interval,
+    };
+    let mut jobs = Vec::new();
+    let reject = |rejected: &mut Vec<Rejection>, object: ObjectRef, p: Problem| {
+        rejected.push(Rejection {
+            object,
+            reason: p.reason,
+            message: p.message,
+        });
+    };
+    for sm in dedup(Kind::ServiceMonitor, selection.service_monitors, &mut rejected) {
+        let obj = ObjectRef::of(Kind::ServiceMonitor, sm);
+        match scrape::service_monitor(sm, &ctx) {
+            Ok(j) => {
+                jobs.extend(j);
+                accepted.push(obj);
+            }
+            Err(p) => reject(&mut rejected, obj, p),
+        }
+    }
+    for pm in dedup(Kind::PodMonitor, selection.pod_monitors, &mut rejected) {
+        let obj = ObjectRef::of(Kind::PodMonitor, pm);
+        match scrape::pod_monitor(pm, &ctx) {
+            Ok(j) => {
+                jobs.extend(j);
+                accepted.push(obj);
+            }
+            Err(p) => reject(&mut rejected, obj, p),
+        }
+    }
+    for sc in dedup(Kind::ScrapeConfig, selection.scrape_configs, &mut rejected) {
+        let obj = ObjectRef::of(Kind::ScrapeConfig, sc);
+        match scrape::scrape_config(sc, &ctx) {
+            Ok(j) => {
+                jobs.push(j);
+                accepted.push(obj);
+            }
+            Err(p) => reject(&mut rejected, obj, p),
+        }
+    }
+    let mut rule_files = BTreeMap::new();
+    for rule in dedup(Kind::PrometheusRule, selection.rules, &mut rejected) {
+        let obj = ObjectRef::of(Kind::PrometheusRule, rule);
+        let name = rule_file_name(rule);
+        match rules::rule_file(rule, enforced_label) {
+            Ok(content) if rules::fits(&name, &content) => {
+                rule_files.insert(name, content);
+                accepted.push(obj);
+            }
+            Ok(content) => reject(
+                &mut rejected,
+                obj,
+                Problem::new(
+                    Reason::RuleFileTooLarge,
+                    format!(
+                        "the rule file is {} bytes; at most {CONFIGMAP_BUDGET} fit in a ConfigMap",
+                        content.len()
+                    ),
+                ),
+            ),
+            Err(p) => reject(&mut rejected, obj, p),
+        }
+    }
+
+    let rule_configmaps = rules::split_into_configmaps(&rule_files, CONFIGMAP_BUDGET);
+    let mut root = Node::map().with("global", global.node);
+    // One pattern per ConfigMap: Prometheus allows a glob only in the last path element.
+    root.push(
+        "rule_files",
+        Node::strs(
+            (0..rule_configmaps.len().max(1))
+                .map(|i| format!("{RULES_DIR}/{}/*.yaml", rule_configmap_name(&prom_name, i))),
+        ),
+    );
+    root.push("scrape_configs", jobs);
+    if let Some(alerting) = &spec.alerting
+        && !alerting.alertmanagers.is_empty()
+    {
+        root.push("alerting", alerting_node(&alerting.alertmanagers, &prom_ns)?);
+    }
+    if !spec.remote_write.is_empty() {
+        let list = spec
+            .remote_write
+            .iter()
+            .enumerate()
+            .map(|(i, rw)| remote_write(rw, &prom_ns, &format!("remoteWrite[{i}]"), inputs.store))
+            .collect::<Result<Vec<_>, _>>()?;
+        root.push("remote_write", list);
+    }
+
+    Ok(Generated {
+        prometheus_yaml: root.to_yaml(),
+        rule_files,
+        rule_configmaps,
+        accepted,
+        rejected,
+    })
+}
+
+struct Global {
+    node: Node,
+    interval: Duration,
+}
+
+fn global(prom: &Prometheus, ns: &str, name: &str) -> Result<Global, Problem> {
+    let spec = &prom.spec;
+    let parse =
+        |value: Option<&str>, default: &'static str, field: &str| -> Result<(String, Duration), Problem> {
+            let v = value.filter(|s| !s.is_empty()).unwrap_or(default);
+            duration::parse(v).map(|d| (v.to_string(), d)).ok_or_else(|| {
+                Problem::new(
+                    Reason::InvalidDuration,
+                    format!("{field}: {v:?} is not a valid duration"),
+                )
+            })
+        };
+    let (interval, mut interval_d) = parse(
+        spec.scrape_interval.as_deref(),
+        DEFAULT_SCRAPE_INTERVAL,
+        "scrapeInterval",
+    )?;
+    if interval_d.is_zero() {
+        // Prometheus reads 0 as "use its default" (1m).
+        interval_d = Duration::from_secs(60);
+    }
+    let mut node = Node::map().with("scrape_interval", interval);
+    if let Some(t) = spec.scrape_timeout.as_deref().filter(|s| !s.is_empty()) {
+        let (t, d) = parse(Some(t), "", "scrapeTimeout")?;
+        if d > interval_d {
+            return Err(Problem::new(
+                Reason::InvalidScrapeTimeout,
+                format!("scrapeTimeout {t:?} is longer than scrapeInterval"),
+            ));
+        }
+        node.push("scrape_timeout", t);
+    }
+    let (eval, _) = parse(
+        spec.evaluation_interval.as_deref(),
+        DEFAULT_EVALUATION_INTERVAL,
+        "evaluationInterval",
+    )?;
+    node.push("evaluation_interval", eval);
+
+    let mut labels = BTreeMap::new();
+    for (k, v) in &spec.external_labels {
+        if !names::is_label_name(k) {
+            return Err(Problem::new(
+                Reason::InvalidLabelName,
+                format!("externalLabels: {k:?} is not a valid label name"),
+            ));
+        }
+        labels.insert(k.clone(), v.clone());
+    }
+    // Reserved names win over the user's, as upstream.
+    labels.insert("prometheus".into(), format!("{ns}/{name}"));
+    labels.insert("prometheus_replica".into(), REPLICA_PLACEHOLDER.into());
+    node.push("external_labels", rules::string_map(labels));
+    Ok(Global {
+        node,
+        interval: interval_d,
+    })
+}
+
+fn alerting_node(alertmanagers: &[AlertmanagerEndpoint], prom_ns: &str) -> Result<Node, Problem> {
+    let mut list = Vec::with_capacity(alertmanagers.len());
+    for (i, am) in alertmanagers.iter().enumerate() {
+        let field = format!("alerting.alertmanagers[{i}]");
+        let bad = |msg: String| Problem::new(Reason::InvalidField, format!("{field}: {msg}"));
+        let ns = am
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(prom_ns);
+        if !names::is_dns_label(&am.name) {
+            return Err(bad(format!("{:?} is not a valid Service name", am.name)));
+        }
+        let scheme = match am.scheme.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("http") => "http",
+            Some("https") => "https",
+            Some(_) => return Err(bad("scheme must be http or https".into())),
+        };
+        let mut node = Node::map().with("path_prefix", "/").with("scheme", scheme).with(
+            "kubernetes_sd_configs",
+            vec![Node::map().with("role", "endpointslice").with(
+                "namespaces",
+                Node::map().with("names", Node::strs([ns.to_string()])),
+            )],
+        );
+        match am.api_version.as_deref() {
+            None | Some("") => {}
+            Some("v2") => node.push("api_version", "v2"),
+            Some(v) => return Err(bad(format!("apiVersion {v:?} is not supported; use v2"))),
+        }
+        let port = match &am.port {
+            IntOrString::String(p) if names::is_dns_label(p) => relabel::filter(
+                "keep",
+                vec!["__meta_kubernetes_endpointslice_port_name".into()],
+                p.clone(),
+            ),
+            IntOrString::Int(n) if (1..=65535).contains(n) => relabel::filter(
+                "keep",
+                vec!["__meta_kubernetes_endpointslice_port".into()],
+                n.to_string(),
+            ),
+            _ => return Err(bad("port must be a port name or a number from 1 to 65535".into())),
+        };
+        node.push(
+            "relabel_configs",
+            vec![
+                relabel::filter(
+                    "keep",
+                    vec!["__meta_kubernetes_service_name".into()],
+                    am.name.clone(),
+                ),
+                port,
+            ],
+        );
+        list.push(node);
+    }
+    Ok(Node::map()
+        .with(
+            "alert_relabel_configs",
+            vec![
+                Node::map()
+                    .with("action", "labeldrop")
+                    .with("regex", "prometheus_replica"),
+            ],
+        )
+        .with("alertmanagers", list))
+}
+
+fn remote_write(rw: &RemoteWriteSpec, ns: &str, field: &str, store: &Store) -> Result<Node, Problem> {
+    if !scrape::url_ok(&rw.url) {
+        return Err(Problem::new(
+            Reason::InvalidField,
+            format!("{field}.url must be an http(s) URL"),
+        ));
+    }
+    let mut node = Node::map().with("url", rw.url.clone());
+    let auths = [
+        rw.basic_auth.is_some(),
+        rw.authorization.is_some(),
+        rw.bearer_token_secret.is_some(),
+    ];
+    if auths.iter().filter(|a| **a).count() > 1 {
+        return Err(Problem::new(
+            Reason::InvalidAuth,
+            format!("{field}: only one of basicAuth, authorization and bearerTokenSecret may be set"),
+        ));
+    }
+    if let Some(auth) = &rw.basic_auth {
+        node.push(
+            "basic_auth",
+            store.basic_auth(ns, auth, &format!("{field}.basicAuth"))?,
+        );
+    }
+    if let Some(auth) = &rw.authorization {
+        node.push(
+            "authorization",
+            store.authorization(ns, auth, &format!("{field}.authorization"))?,
+        );
+    }
+    if let Some(token) = &rw.bearer_token_secret {
+        // Written as the equivalent `authorization` block; `bearer_token` is deprecated.
+        node.push(
+            "authorization",
+            Node::map().with("type", "Bearer").with(
+                "credentials",
+                store.secret(ns, token, &format!("{field}.bearerTokenSecret"))?,
+            ),
+        );
+    }
+    if !rw.write_relabel_configs.is_empty() {
+        node.push(
+            "write_relabel_configs",
+            relabel::relabel_all(&rw.write_relabel_configs, &format!("{field}.writeRelabelConfigs"))?,
+        );
+    }
+    Ok(node)
+}
+
+#[cfg(test)]
+mod golden;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{PrometheusRuleSpec, Rule, RuleGroup};
+    use kube::api::ObjectMeta;
+
+    fn prometheus(spec: serde_json::Value) -> Prometheus {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "main", "namespace": "monitoring"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn rule(name: &str, rules: usize, annotation_len: usize) -> PrometheusRule {
+        PrometheusRule {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("monitoring".into()),
+                ..Default::default()
+            },
+            spec: PrometheusRuleSpec {
+                groups: vec![RuleGroup {
+                    name: "g".into(),
+                    interval: None,
+                    rules: (0..rules)
+                        .map(|i| Rule {
+                            alert: Some(format!("Alert{i}")),
+                            expr: "up == 0".into(),
+                            annotations: BTreeMap::from([("text".to_string(), "x".repeat(annotation_len))]),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }],
+            },
+            status: None,
+        }
+    }
+
+    fn inputs<'a>(prom: &'a Prometheus, rules: &'a [PrometheusRule], store: &'a Store) -> Inputs<'a> {
+        Inputs {
+            prometheus: prom,
+            namespaces: &[],
+            service_monitors: &[],
+            pod_monitors: &[],
+            scrape_configs: &[],
+            rules,
+            store,
+        }
+    }
+
+    #[test]
+    fn rule_files_are_split_into_configmaps_and_oversized_ones_rejected() {
+        let prom = prometheus(serde_json::json!({"ruleSelector": {}}));
+        // 12 files of ~100 KiB: 5 fit in each 512 KiB ConfigMap.
+        let mut rules: Vec<PrometheusRule> = (0..12).map(|i| rule(&format!("r{i:02}"), 10, 10_000)).collect();
+        rules.push(rule("huge", 60, 10_000));
+        let store = Store::new();
+        let g = generate(&inputs(&prom, &rules, &store)).unwrap();
+        assert_eq!(g.rule_files.len(), 12);
+        assert_eq!(
+            g.rule_configmaps.iter().map(BTreeMap::len).collect::<Vec<_>>(),
+            vec![5, 5, 2]
+        );
+        for cm in &g.rule_configmaps {
+            let size: usize = cm.iter().map(|(k, v)| k.len() + v.len()).sum();
+            assert!(size <= CONFIGMAP_BUDGET, "{size}");
+        }
+        assert_eq!(g.rejected.len(), 1);
+        assert_eq!(g.rejected[0].object.name, "huge");
+        assert_eq!(g.rejected[0].reason, Reason::RuleFileTooLarge);
+        let counts = g.selected_resources();
+        let rules_count = counts.iter().find(|c| c.kind == "PrometheusRule").unwrap();
+        assert_eq!((rules_count.accepted, rules_count.rejected), (12, 1));
+    }
+
+    #[test]
+    fn duplicates_are_rejected() {
+        let prom = prometheus(serde_json::json!({"ruleSelector": {}}));
+        let rules = vec![rule("same", 1, 1), rule("same", 1, 1)];
+        let store = Store::new();
+        let g = generate(&inputs(&prom, &rules, &store)).unwrap();
+        assert_eq!(g.accepted.len(), 1);
+        assert_eq!(g.rejected[0].reason, Reason::Duplicate);
+    }
+
+    #[test]
+    fn invalid_prometheus_settings_fail_the_whole_generation() {
+        let store = Store::new();
+        for (spec, reason) in [
+            (
+                serde_json::json!({"enforcedNamespaceLabel": "not-a-label"}),
+                Reason::InvalidLabelName,
+            ),
+            (
+                serde_json::json!({"scrapeInterval": "1.5m"}),
+                Reason::InvalidDuration,
+            ),
+            (
+                serde_json::json!({"scrapeTimeout": "40s"}),
+                Reason::InvalidScrapeTimeout,
+            ),
+            (
+                serde_json::json!({"externalLabels": {"a-b": "x"}}),
+                Reason::InvalidLabelName,
+            ),
+            (
+                serde_json::json!({"serviceMonitorSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}}),
+                Reason::InvalidSelector,
+            ),
+            (
+                serde_json::json!({"remoteWrite": [{"url": "x"}]}),
+                Reason::InvalidField,
+            ),
+            (
+                serde_json::json!({"remoteWrite": [{"url": "http://a", "bearerTokenSecret": {"name": "s", "key": "k"}}]}),
+                Reason::SecretNotFound,
+            ),
+            (
+                serde_json::json!({"alerting": {"alertmanagers": [{"name": "am", "port": "web", "apiVersion": "v1"}]}}),
+                Reason::InvalidField,
+            ),
+        ] {
+            let prom = prometheus(spec.clone());
+            let err = generate(&inputs(&prom, &[], &store)).unwrap_err();
+            assert_eq!(err.reason, reason, "{spec}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_secret_values() {
+        let mut store = Store::new();
+        store.insert_secret("monitoring", "s", "k", "very-secret");
+        let prom = prometheus(serde_json::json!({
+            "remoteWrite": [{"url": "http://a", "bearerTokenSecret": {"name": "s", "key": "k"}}]
+        }));
+        let g = generate(&inputs(&prom, &[], &store)).unwrap();
+        assert!(g.prometheus_yaml.contains("very-secret"));
+        let shown = format!("{g:?} {store:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+    }
+}
