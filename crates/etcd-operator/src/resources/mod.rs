@@ -537,6 +537,38 @@ mod tests {
     }
 
     #[test]
+    fn secrets_mode_mounts_the_users_secrets() {
+        let mut c = cluster();
+        c.spec.tls.mode = TlsMode::Secrets;
+        c.spec.tls.secrets = Some(crate::crd::EtcdTlsSecrets {
+            server: "my-server".into(),
+            peer: "my-peer".into(),
+            client: "my-client".into(),
+        });
+        assert_eq!(
+            member_tls_secrets(&c),
+            Some(("my-server".to_string(), "my-peer".to_string()))
+        );
+        let pod = member_pod(&c, "main-x", &[], "new");
+        let spec = pod.spec.unwrap();
+        let secrets: Vec<String> = spec
+            .volumes
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.secret.as_ref().and_then(|s| s.secret_name.clone()))
+            .collect();
+        assert_eq!(secrets, ["my-server", "my-peer"]);
+        let args = spec.containers[0].args.clone().unwrap();
+        assert!(args.contains(&"--client-cert-auth=true".to_string()));
+        assert!(
+            args.iter()
+                .any(|a| a == "--listen-client-urls=https://0.0.0.0:2379")
+        );
+        // The peer CN is only pinned for certificates the operator issues.
+        assert!(!args.iter().any(|a| a.starts_with("--peer-cert-allowed-cn")));
+    }
+
+    #[test]
     fn urls_and_names() {
         let c = cluster();
         assert_eq!(peer_url(&c, "main-x"), "http://main-x.main-peers.db.svc:2380");
