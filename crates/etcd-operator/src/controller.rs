@@ -954,9 +954,11 @@ async fn execute(
     pods: &[Pod],
 ) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
+    // Membership calls go to healthy voters only: a learner refuses them ("rpc not supported
+    // for learner"), and the client may pick any endpoint.
     let endpoints: Vec<String> = members
         .iter()
-        .filter(|m| m.healthy)
+        .filter(|m| m.healthy && !m.is_learner)
         .map(|m| m.client_url.clone())
         .collect();
     let changed = |op: &str| {
