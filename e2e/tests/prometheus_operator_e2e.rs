@@ -272,10 +272,13 @@ spec:
         .map(|g| g["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(groups, vec!["always"], "{rules}");
-    assert!(
-        !query(&ip, "team:up:sum").await.is_empty(),
-        "the recording rule is evaluated"
-    );
+    wait_for(
+        "the recording rule evaluated",
+        Duration::from_secs(30),
+        || async { !query(&ip, "team:up:sum").await.is_empty() },
+    )
+    .await
+    .unwrap();
 
     // A second ServiceMonitor is picked up by the running pod: same UID, no restart.
     env.apply(&service_monitor(
