@@ -1,0 +1,221 @@
+//! prometheus-operator memory: the operator's RSS while it manages 100 Prometheus objects and
+//! 1,000 ServiceMonitors (3 endpoints each) in 100 namespaces, kubesim instant mode.
+//! Every namespace is one team: a Prometheus selecting its own 10 monitors, plus one rule.
+//! Run with `make bench` (builds the release binaries first).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use e2e::bins;
+use e2e::harness::{Env, wait_for};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+
+const TEAMS: usize = 100;
+const MONITORS_PER_TEAM: usize = 10;
+
+fn ar(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.steward.dev", "v1alpha1", kind),
+        plural,
+    )
+}
+
+fn obj(v: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(v).unwrap()
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn create_team(client: &kube::Client, team: usize) {
+    let ns = format!("team-{team:03}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let proms: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ar("Prometheus", "prometheuses"));
+    proms
+        .create(
+            &PostParams::default(),
+            &obj(serde_json::json!({
+                "apiVersion": "monitoring.steward.dev/v1alpha1", "kind": "Prometheus",
+                "metadata": {"name": "main"},
+                "spec": {
+                    "replicas": 1,
+                    "serviceMonitorSelector": {"matchLabels": {"team": ns}},
+                    "ruleSelector": {},
+                    "resources": {"limits": {"memory": "1Gi"}},
+                    "storage": {"volumeClaimTemplate": {"size": "10Gi"}},
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    let monitors: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ar("ServiceMonitor", "servicemonitors"));
+    for i in 0..MONITORS_PER_TEAM {
+        monitors
+            .create(
+                &PostParams::default(),
+                &obj(serde_json::json!({
+                    "apiVersion": "monitoring.steward.dev/v1alpha1", "kind": "ServiceMonitor",
+                    "metadata": {"name": format!("app-{i:02}"), "labels": {"team": ns}},
+                    "spec": {
+                        "selector": {"matchLabels": {"app": format!("app-{i:02}")},
+                                     "matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "api"]}]},
+                        "endpoints": [
+                            {"port": "metrics", "interval": "30s"},
+                            {"port": "admin", "path": "/admin/metrics",
+                             "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]},
+                            {"port": "sidecar", "metricRelabelings": [{"action": "drop", "sourceLabels": ["__name__"], "regex": "go_.*"}]},
+                        ],
+                    },
+                })),
+            )
+            .await
+            .unwrap();
+    }
+    let rules: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ar("PrometheusRule", "prometheusrules"));
+    rules
+        .create(
+            &PostParams::default(),
+            &obj(serde_json::json!({
+                "apiVersion": "monitoring.steward.dev/v1alpha1", "kind": "PrometheusRule",
+                "metadata": {"name": "slo"},
+                "spec": {"groups": [{"name": "slo", "rules": [
+                    {"record": "job:up:sum", "expr": "sum by (job) (up)"},
+                    {"alert": "TargetDown", "expr": "up == 0", "for": "5m", "labels": {"severity": "warning"}},
+                ]}]},
+            })),
+        )
+        .await
+        .unwrap();
+}
+
+/// True when this Prometheus has reconciled its current generation with every monitor accepted.
+fn settled(p: &DynamicObject) -> bool {
+    let st = &p.data["status"];
+    st["observedGeneration"] == 1
+        && st["selectedResources"].as_array().is_some_and(|s| {
+            s.iter().any(|r| {
+                r["kind"] == "ServiceMonitor"
+                    && r["accepted"] == MONITORS_PER_TEAM as u64
+                    && r["rejected"] == 0
+            })
+        })
+}
+
+/// The operator's total reconcile count, from its own /metrics.
+async fn reconciles(port: u16) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("steward_reconcile_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::main]
+async fn main() {
+    println!(
+        "prometheus-operator benchmark ({TEAMS} Prometheus, {} ServiceMonitors x 3 endpoints)",
+        TEAMS * MONITORS_PER_TEAM
+    );
+    let c = e2e::kubesim::Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let env = Env {
+        kubeconfig: c.kubeconfig().to_path_buf(),
+        client: client.clone(),
+        cluster: None,
+    };
+    env.kubectl(&[
+        "apply",
+        "--server-side",
+        "-k",
+        bins::repo_root().join("deploy/crds").to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut op = tokio::process::Command::new(bins::own_binary("prometheus-operator").unwrap())
+        .args([
+            "run",
+            "--leader-elect=false",
+            &format!("--metrics-addr=127.0.0.1:{port}"),
+            "--log-level=warn",
+        ])
+        .env("KUBECONFIG", c.kubeconfig())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = op.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_kib(pid, "VmRSS:");
+
+    let started = Instant::now();
+    for team in 0..TEAMS {
+        create_team(&client, team).await;
+    }
+    let created = started.elapsed();
+    let proms: Api<DynamicObject> = Api::all_with(client.clone(), &ar("Prometheus", "prometheuses"));
+    wait_for("every Prometheus settled", Duration::from_secs(900), || async {
+        proms
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.iter().filter(|p| settled(p)).count() == TEAMS)
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap();
+    let converged = started.elapsed();
+    // Let the periodic requeues and watch traffic of a steady state pass.
+    let before = reconciles(port).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let after = reconciles(port).await;
+    let steady = rss_kib(pid, "VmRSS:");
+    let peak = rss_kib(pid, "VmHWM:");
+    println!(
+        "  objects created in                 {:>7.1} s",
+        created.as_secs_f64()
+    );
+    println!(
+        "  all {TEAMS} Prometheus settled after   {:>7.1} s",
+        converged.as_secs_f64()
+    );
+    println!(
+        "  reconciles in 30 s of steady state {:>7.0} ({after:.0} since start)",
+        after - before
+    );
+    println!(
+        "  operator RSS idle                  {:>7.1} MiB",
+        idle as f64 / 1024.0
+    );
+    println!(
+        "  operator RSS steady                {:>7.1} MiB (peak {:.1} MiB; target < 40 MiB)",
+        steady as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    op.kill().await.ok();
+}
