@@ -1,14 +1,16 @@
-//! prometheus-operator memory: the operator's RSS while it manages 100 Prometheus objects and
-//! 1,000 ServiceMonitors (3 endpoints each) in 100 namespaces, kubesim instant mode.
-//! Every namespace is one team: a Prometheus selecting its own 10 monitors, plus one rule.
-//! Run with `make bench` (builds the release binaries first).
+//! prometheus-operator figures. Time from applying a team stack (Prometheus, ServiceMonitor,
+//! PrometheusRule) to Available, to its first successful scrape and to its first firing alert
+//! (kubesim process mode, operators from deploy/, real Prometheus). The operator's RSS while it
+//! manages 100 Prometheus objects and 1,000 ServiceMonitors (3 endpoints each) in 100
+//! namespaces (kubesim instant mode): every namespace is one team, a Prometheus selecting its
+//! own 10 monitors, plus one rule. Run with `make bench` (root; builds the release binaries).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
 use e2e::bins;
-use e2e::harness::{Env, wait_for};
-use k8s_openapi::api::core::v1::Namespace;
+use e2e::harness::{Env, deployment_ready, wait_for};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 
 const TEAMS: usize = 100;
@@ -133,8 +135,110 @@ async fn reconciles(port: u16) -> f64 {
         .sum()
 }
 
+const TEAM_STACK: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Prometheus
+metadata: {name: main, namespace: team-a}
+spec:
+  replicas: 1
+  scrapeInterval: 5s
+  evaluationInterval: 5s
+  serviceMonitorSelector: {matchLabels: {team: a}}
+  ruleSelector: {matchLabels: {team: a}}
+  storage: {emptyDir: {}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: ServiceMonitor
+metadata: {name: etcd-operator, namespace: team-a, labels: {team: a}}
+spec:
+  namespaceSelector: {matchNames: [steward-system]}
+  selector: {matchLabels: {app.kubernetes.io/name: etcd-operator}}
+  endpoints: [{port: metrics, interval: 5s}]
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: PrometheusRule
+metadata: {name: always, namespace: team-a, labels: {team: a}}
+spec:
+  groups: [{name: always, rules: [{alert: AlwaysFiring, expr: vector(1)}]}]
+"#;
+
+async fn query(ip: &str, promql: &str) -> usize {
+    let Ok(resp) = reqwest::Client::new()
+        .get(format!("http://{ip}:9090/api/v1/query"))
+        .query(&[("query", promql)])
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    body["data"]["result"].as_array().map_or(0, Vec::len)
+}
+
+async fn team_stack_times() {
+    let env = Env::start().await.unwrap();
+    env.deploy_default().await.unwrap();
+    for op in ["etcd-operator", "prometheus-operator"] {
+        deployment_ready(&env.client, "steward-system", op, 2, Duration::from_secs(180))
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    env.apply(TEAM_STACK).await.unwrap();
+    let proms: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), "team-a", &ar("Prometheus", "prometheuses"));
+    wait_for("Available", Duration::from_secs(300), || async {
+        proms.get("main").await.is_ok_and(|p| {
+            p.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Available" && c["status"] == "True")
+            })
+        })
+    })
+    .await
+    .unwrap();
+    let available = started.elapsed();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "team-a");
+    let ip = pods
+        .get("prometheus-main-0")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.pod_ip)
+        .unwrap();
+    wait_for("first scrape", Duration::from_secs(300), || async {
+        query(&ip, r#"up{service="etcd-operator-metrics"} == 1"#).await > 0
+    })
+    .await
+    .unwrap();
+    let scraped = started.elapsed();
+    wait_for("alert firing", Duration::from_secs(300), || async {
+        query(&ip, r#"ALERTS{alertname="AlwaysFiring",alertstate="firing"}"#).await > 0
+    })
+    .await
+    .unwrap();
+    let firing = started.elapsed();
+    println!("prometheus-operator benchmark (team stack, kubesim process mode)");
+    println!(
+        "  apply -> Prometheus Available      {:>7.1} s (target < 60 s)",
+        available.as_secs_f64()
+    );
+    println!(
+        "  apply -> first up == 1             {:>7.1} s",
+        scraped.as_secs_f64()
+    );
+    println!(
+        "  apply -> alert firing              {:>7.1} s",
+        firing.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
+    team_stack_times().await;
     println!(
         "prometheus-operator benchmark ({TEAMS} Prometheus, {} ServiceMonitors x 3 endpoints)",
         TEAMS * MONITORS_PER_TEAM
