@@ -138,6 +138,63 @@ async fn events_are_recorded_in_both_api_versions() {
 }
 
 #[tokio::test]
+async fn events_with_different_notes_stay_apart_and_repeats_form_a_series() {
+    let c = Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let obj = cms
+        .create(&PostParams::default(), &child("cluster", "1"))
+        .await
+        .unwrap();
+    let recorder =
+        steward_core::EventRecorder::new(client.clone(), "steward.dev/test-operator", Some("pod-1".into()));
+    recorder
+        .normal(&obj, "MemberAdded", "Scale", "added member a")
+        .await;
+    recorder
+        .normal(&obj, "MemberAdded", "Scale", "added member b")
+        .await;
+    recorder
+        .normal(&obj, "MemberAdded", "Scale", "added member b")
+        .await;
+    let pod = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some("cluster-c".into()),
+        namespace: Some("default".into()),
+        ..Default::default()
+    };
+    recorder
+        .normal_related(&obj, pod, "MemberAdded", "Scale", "added member c")
+        .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let mut seen: Vec<(String, i32, Option<String>)> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("MemberAdded"))
+        .map(|e| {
+            (
+                e.note.unwrap_or_default(),
+                e.series.map_or(1, |s| s.count),
+                e.related.and_then(|r| r.name),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("added member a".to_string(), 1, None),
+            ("added member b".to_string(), 2, None),
+            ("added member c".to_string(), 1, Some("cluster-c".to_string())),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn exactly_one_leader_and_takeover_after_release() {
     let c = Cluster::start_temp().await.unwrap();
     let config = |identity: &str| LeaseConfig {

@@ -295,6 +295,20 @@ async fn bootstrap_write_and_scale() {
         let (ok, out) = ctl.run(&ctl.service, &["get", "key-0999", "--print-value-only"]);
         assert!(ok && out.trim() == "value-999", "{out}");
     }
+
+    // An Event for every membership change, each naming its own member: 2 learners promoted
+    // at bootstrap and 2 more for 5, then 2 members removed.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), "default");
+    let all = events.list(&Default::default()).await.unwrap().items;
+    let notes = |reason: &str| -> std::collections::BTreeSet<String> {
+        all.iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("demo"))
+            .filter_map(|e| e.note.clone())
+            .collect()
+    };
+    assert_eq!(notes("MemberPromoted").len(), 4, "{:?}", notes("MemberPromoted"));
+    assert_eq!(notes("MemberRemoved").len(), 2, "{:?}", notes("MemberRemoved"));
 }
 
 fn count_keys(eps: &str) -> String {

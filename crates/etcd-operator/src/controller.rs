@@ -124,10 +124,6 @@ impl EtcdMetrics {
 pub struct Context {
     client: kube::Client,
     recorder: EventRecorder,
-    /// Events about one member (regarding the cluster, related to the member's pod). The
-    /// recorder folds Events with the same reason, action and objects into one series, so
-    /// naming the member's pod keeps one Event per member.
-    member_events: kube::runtime::events::Recorder,
     applier: Applier,
     member_changes: Family<ChangeLabels, Counter>,
     metrics: EtcdMetrics,
@@ -138,20 +134,13 @@ impl Context {
         Context {
             client: rt.client.clone(),
             recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
-            member_events: kube::runtime::events::Recorder::new(
-                rt.client.clone(),
-                kube::runtime::events::Reporter {
-                    controller: FIELD_MANAGER.to_string(),
-                    instance: std::env::var("POD_NAME").ok(),
-                },
-            ),
             applier: Applier::new(rt.client.clone(), FIELD_MANAGER),
             member_changes: metrics.member_changes.clone(),
             metrics,
         }
     }
 
-    /// A Normal Event on `obj` related to member pod `member`; best effort.
+    /// A Normal Event on `obj` that also names member pod `member`; best effort.
     async fn member_event(&self, obj: &EtcdCluster, member: &str, reason: &str, action: &str, note: String) {
         let related = k8s_openapi::api::core::v1::ObjectReference {
             api_version: Some("v1".into()),
@@ -160,16 +149,9 @@ impl Context {
             namespace: obj.namespace(),
             ..Default::default()
         };
-        let event = kube::runtime::events::Event {
-            type_: kube::runtime::events::EventType::Normal,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: action.to_string(),
-            secondary: Some(related),
-        };
-        if let Err(e) = self.member_events.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(cluster = %obj.name_any(), member, reason, error = %e, "could not publish event");
-        }
+        self.recorder
+            .normal_related(obj, related, reason, action, note)
+            .await;
     }
 
     fn metrics_for(&self, obj: &EtcdCluster, status: &EtcdClusterStatus) {
@@ -261,15 +243,6 @@ pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
             }
         }
     }
-    if let Some(schedule) = spec
-        .maintenance
-        .as_ref()
-        .and_then(|m| m.defrag.as_ref())
-        .and_then(|d| d.schedule.as_deref())
-        && let Err(e) = crate::plan::parse_schedule(schedule)
-    {
-        problems.push(format!("spec.maintenance.defrag.schedule: {e}"));
-    }
     if let Some(v) = &spec.tls.certificate_validity {
         match steward_core::duration::parse(v) {
             Err(e) => problems.push(format!("spec.tls.certificateValidity: {e}")),
@@ -326,6 +299,15 @@ pub fn desired_status(
         );
     }
     status
+}
+
+/// Condition type saying whether scheduled maintenance (defragmentation) is set up.
+pub const MAINTENANCE: &str = "MaintenanceScheduled";
+
+/// The defrag schedule, when there is one, and whether it parses.
+fn maintenance_schedule(spec: &crate::crd::EtcdClusterSpec) -> Option<Result<String, String>> {
+    let schedule = spec.maintenance.as_ref()?.defrag.as_ref()?.schedule.as_deref()?;
+    Some(crate::plan::parse_schedule(schedule).map(|_| schedule.to_string()))
 }
 
 /// Status after observing the cluster and choosing `step`.
@@ -453,6 +435,25 @@ pub fn observed_status(
         _ => (false, "AllMembersHealthy", "every member is healthy".to_string()),
     };
     cond(&mut status, "Degraded", degraded, d_reason, d_msg);
+    // A schedule that does not parse only switches defragmentation off: the rest of the
+    // lifecycle (healing above all) keeps running.
+    match maintenance_schedule(&obj.spec) {
+        None => status.conditions.retain(|c| c.type_ != MAINTENANCE),
+        Some(Ok(schedule)) => cond(
+            &mut status,
+            MAINTENANCE,
+            true,
+            "Scheduled",
+            format!("defragmentation windows open at {schedule:?} (UTC)"),
+        ),
+        Some(Err(e)) => cond(
+            &mut status,
+            MAINTENANCE,
+            false,
+            "InvalidSchedule",
+            format!("spec.maintenance.defrag.schedule: {e}; nothing is defragmented"),
+        ),
+    }
     status.phase = Some(
         match step {
             Step::Paused => "Paused",
@@ -779,6 +780,18 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     }
     let now_secs = now.0.as_second();
     let status = observed_status(&obj, &members, leader, &step, now);
+    let invalid_schedule = |st: Option<&EtcdClusterStatus>| {
+        st.and_then(|st| st.conditions.iter().find(|c| c.type_ == MAINTENANCE))
+            .filter(|c| c.status == "False")
+            .map(|c| c.message.clone())
+    };
+    if let Some(message) = invalid_schedule(Some(&status))
+        && invalid_schedule(obj.status.as_ref()).as_ref() != Some(&message)
+    {
+        ctx.recorder
+            .warning(obj.as_ref(), "InvalidSchedule", "Validate", message)
+            .await;
+    }
     ctx.metrics_for(&obj, &status);
     write_status(&api, &obj, &status).await?;
     // Come back in time to renew the next certificate.
@@ -981,23 +994,28 @@ async fn execute(
             )
             .await?;
             changed("bootstrap");
-            ctx.recorder
-                .normal(
-                    obj,
-                    "MemberAdded",
-                    "Bootstrap",
-                    format!("started seed member {member}"),
-                )
-                .await;
+            ctx.member_event(
+                obj,
+                member,
+                "MemberAdded",
+                "Bootstrap",
+                format!("started seed member {member}"),
+            )
+            .await;
         }
         Step::AddMember { member } => {
             etcd.add_learner(&endpoints, &resources::peer_url(obj, member))
                 .await
                 .map_err(Error::Etcd)?;
             changed("add");
-            ctx.recorder
-                .normal(obj, "MemberAdded", "Scale", format!("added learner {member}"))
-                .await;
+            ctx.member_event(
+                obj,
+                member,
+                "MemberAdded",
+                "Scale",
+                format!("added learner {member}"),
+            )
+            .await;
         }
         Step::CreatePod { member } => {
             let initial: Vec<(String, String)> = members
@@ -1005,26 +1023,26 @@ async fn execute(
                 .map(|m| (m.name.clone(), resources::peer_url(obj, &m.name)))
                 .collect();
             create_member_pod(ctx, obj, member, &initial, "existing").await?;
-            ctx.recorder
-                .normal(
-                    obj,
-                    "MemberPodCreated",
-                    "Scale",
-                    format!("created the pod of member {member}"),
-                )
-                .await;
+            ctx.member_event(
+                obj,
+                member,
+                "MemberPodCreated",
+                "Scale",
+                format!("created the pod of member {member}"),
+            )
+            .await;
         }
         Step::Promote { id, member } => {
             etcd.promote(&endpoints, *id).await.map_err(Error::Etcd)?;
             changed("promote");
-            ctx.recorder
-                .normal(
-                    obj,
-                    "MemberPromoted",
-                    "Scale",
-                    format!("promoted learner {member} to voter"),
-                )
-                .await;
+            ctx.member_event(
+                obj,
+                member,
+                "MemberPromoted",
+                "Scale",
+                format!("promoted learner {member} to voter"),
+            )
+            .await;
         }
         Step::RemoveMember { id, member, reason } => {
             let via: Vec<String> = members
@@ -1038,14 +1056,14 @@ async fn execute(
                 RemoveReason::ScaleDown => "scaling down",
                 RemoveReason::Replace => "replacing a failed member",
             };
-            ctx.recorder
-                .normal(
-                    obj,
-                    "MemberRemoved",
-                    "Scale",
-                    format!("removed member {member} ({why})"),
-                )
-                .await;
+            ctx.member_event(
+                obj,
+                member,
+                "MemberRemoved",
+                "Scale",
+                format!("removed member {member} ({why})"),
+            )
+            .await;
         }
         Step::DeletePod { member } => {
             let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -1058,14 +1076,14 @@ async fn execute(
             let _ = pvcs
                 .delete(&resources::pvc_name(member), &DeleteParams::default())
                 .await;
-            ctx.recorder
-                .normal(
-                    obj,
-                    "MemberPodDeleted",
-                    "Scale",
-                    format!("deleted the pod of removed member {member}"),
-                )
-                .await;
+            ctx.member_event(
+                obj,
+                member,
+                "MemberPodDeleted",
+                "Scale",
+                format!("deleted the pod of removed member {member}"),
+            )
+            .await;
         }
         Step::UpgradeMember { member, from } => {
             let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -1076,17 +1094,17 @@ async fn execute(
                     .map_err(|e| Error::Kube("delete pod", Box::new(e)))?;
             }
             changed("upgrade");
-            ctx.recorder
-                .normal(
-                    obj,
-                    "MemberUpgrading",
-                    "Upgrade",
-                    format!(
-                        "restarting {member} from {}.{}.{} at {}",
-                        from.major, from.minor, from.patch, obj.spec.version
-                    ),
-                )
-                .await;
+            ctx.member_event(
+                obj,
+                member,
+                "MemberUpgrading",
+                "Upgrade",
+                format!(
+                    "restarting {member} from {}.{}.{} at {}",
+                    from.major, from.minor, from.patch, obj.spec.version
+                ),
+            )
+            .await;
         }
         Step::Defrag { id, member } => {
             let Some(m) = members.iter().find(|m| m.id == *id) else {
@@ -1244,16 +1262,45 @@ mod tests {
             }),
         });
         assert!(validate(&s).is_empty());
+        // A bad schedule is not a blocking problem: it only switches defragmentation off.
         if let Some(d) = s.maintenance.as_mut().and_then(|m| m.defrag.as_mut()) {
             d.schedule = Some("0 0 3 * * *".into());
         }
-        let problems = validate(&s);
-        assert_eq!(problems.len(), 1);
+        assert!(validate(&s).is_empty());
+    }
+
+    #[test]
+    fn maintenance_condition_reports_the_schedule() {
+        let condition = |schedule: Option<&str>| {
+            let mut s = spec("3.5.16");
+            s.maintenance = schedule.map(|sch| crate::crd::EtcdMaintenance {
+                defrag: Some(crate::crd::DefragPolicy {
+                    schedule: Some(sch.into()),
+                    db_size_threshold_percent: None,
+                }),
+            });
+            let obj = EtcdCluster::new("main", s);
+            let st = observed_status(&obj, &[], None, &Step::Nothing, conditions::now());
+            assert!(
+                st.conditions.iter().any(|c| c.type_ == "Available"),
+                "the other conditions are still set"
+            );
+            st.conditions
+                .into_iter()
+                .find(|c| c.type_ == MAINTENANCE)
+                .map(|c| (c.status, c.reason, c.message))
+        };
+        assert_eq!(condition(None), None);
+        let ok = condition(Some("0 3 * * *")).unwrap();
+        assert_eq!((ok.0.as_str(), ok.1.as_str()), ("True", "Scheduled"));
+        let bad = condition(Some("61 * * * *")).unwrap();
+        assert_eq!((bad.0.as_str(), bad.1.as_str()), ("False", "InvalidSchedule"));
         assert!(
-            problems[0].starts_with(
-                "spec.maintenance.defrag.schedule: \"0 0 3 * * *\" is not a 5-field cron schedule"
+            bad.2.starts_with(
+                "spec.maintenance.defrag.schedule: \"61 * * * *\" is not a 5-field cron schedule"
             ),
-            "{problems:?}"
+            "{}",
+            bad.2
         );
     }
 

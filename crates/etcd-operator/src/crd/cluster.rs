@@ -291,7 +291,8 @@ pub struct EtcdMaintenance {
 pub struct DefragPolicy {
     /// Standard 5-field cron schedule (minute hour day-of-month month day-of-week) in UTC,
     /// e.g. `0 3 * * *`, or a nickname such as `@daily`. Without a schedule nothing is
-    /// defragmented.
+    /// defragmented. A schedule that does not parse switches defragmentation off and is
+    /// reported by the `MaintenanceScheduled` condition; everything else keeps working.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(@[a-zA-Z]+|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"))]
     pub schedule: Option<String>,
@@ -310,7 +311,8 @@ pub struct EtcdClusterStatus {
     /// Coarse lifecycle phase: `Creating`, `Running`, `Scaling`, `Upgrading`, `Degraded` or `Paused`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// `Available`, `Progressing` and `Degraded`, with reasons such as `QuorumLost`.
+    /// `Available`, `Progressing` and `Degraded`, with reasons such as `QuorumLost`; with a
+    /// defrag schedule also `MaintenanceScheduled` (`Scheduled` or `InvalidSchedule`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Voting members currently in the cluster (the scale subresource reads this).
