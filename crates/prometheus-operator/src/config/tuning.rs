@@ -137,8 +137,8 @@ pub fn retention_size_for(spec: &PrometheusSpec) -> Option<String> {
     retention_size(spec.retention_size.as_deref(), pvc)
 }
 
-/// [`gomemlimit`] for a Prometheus: 90% of its container's memory limit (`GOMEMLIMIT` has no
-/// field in the spec, so there is no explicit value).
+/// [`gomemlimit`] for a Prometheus: its `goMemLimit`, else 90% of its container's memory
+/// limit.
 pub fn gomemlimit_for(spec: &PrometheusSpec) -> Option<String> {
     let limit = spec
         .resources
@@ -146,7 +146,7 @@ pub fn gomemlimit_for(spec: &PrometheusSpec) -> Option<String> {
         .and_then(|r| r.limits.as_ref())
         .and_then(|l| l.get("memory"))
         .map(|q| q.0.as_str());
-    gomemlimit(None, limit)
+    gomemlimit(spec.go_mem_limit.as_deref(), limit)
 }
 
 #[cfg(test)]
@@ -200,5 +200,20 @@ mod tests {
         assert_eq!(gomemlimit(None, Some("0")), None);
         assert_eq!(gomemlimit(None, None), None);
         assert_eq!(gomemlimit(Some("1GiB"), Some("2Gi")).as_deref(), Some("1GiB"));
+    }
+
+    #[test]
+    fn spec_values_win() {
+        let mut spec: PrometheusSpec = serde_json::from_value(serde_json::json!({
+            "resources": {"limits": {"memory": "2Gi"}},
+            "storage": {"volumeClaimTemplate": {"size": "10Gi"}},
+        }))
+        .unwrap();
+        assert_eq!(gomemlimit_for(&spec).as_deref(), Some("1932735283"));
+        assert_eq!(retention_size_for(&spec).as_deref(), Some("8GB"));
+        spec.go_mem_limit = Some("1500MiB".into());
+        spec.retention_size = Some("5GB".into());
+        assert_eq!(gomemlimit_for(&spec).as_deref(), Some("1500MiB"));
+        assert_eq!(retention_size_for(&spec).as_deref(), Some("5GB"));
     }
 }

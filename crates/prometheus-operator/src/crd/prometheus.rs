@@ -107,15 +107,22 @@ pub struct PrometheusSpec {
     /// How long samples are kept, e.g. `15d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
-    /// Largest size of the TSDB, e.g. `8GB`; derived from the volume size when unset.
+    /// Largest size of the TSDB, e.g. `8GB`. When unset and `storage.volumeClaimTemplate.size`
+    /// is set, the operator uses 80% of the volume (room for the WAL and compaction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_size: Option<String>,
     /// Where the TSDB lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<PrometheusStorage>,
-    /// CPU and memory of the Prometheus container.
+    /// CPU and memory of the Prometheus container. With a memory limit the operator sets
+    /// `GOMEMLIMIT` to 90% of it, so Go collects garbage before the kernel kills the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// `GOMEMLIMIT` for Prometheus in Go's syntax (bytes, or a number with `KiB`, `MiB`,
+    /// `GiB` or `TiB`); wins over the 90%-of-the-memory-limit default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(B|KiB|MiB|GiB|TiB)?$"))]
+    pub go_mem_limit: Option<String>,
     /// Node labels a Prometheus pod's node must have.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
@@ -243,11 +250,11 @@ pub struct PrometheusStatus {
     /// Selected and rejected objects per kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selected_resources: Vec<SelectedResources>,
-    /// The `--storage.tsdb.retention.size` in effect: `spec.retentionSize`, or a fraction of
-    /// the volume size worked out by the operator.
+    /// The `--storage.tsdb.retention.size` in effect: `spec.retentionSize`, or 80% of the
+    /// volume size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_size: Option<String>,
-    /// The `GOMEMLIMIT` (bytes) given to Prometheus: a fraction of its memory limit.
+    /// The `GOMEMLIMIT` (bytes) given to Prometheus: 90% of its memory limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go_mem_limit: Option<String>,
     /// The generation this status describes.
