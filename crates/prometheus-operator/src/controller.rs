@@ -912,15 +912,38 @@ async fn apply_governing_service(ctx: &Context, ns: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The next status of a monitor, rule or scrape config after Prometheus `me` judged it, or
+/// `None` when nothing changes. Several Prometheus objects may select the same object and
+/// judge it differently (a scrape timeout is checked against each one's own interval), so a
+/// rejection wins and belongs to the Prometheus that reported it: the others leave it alone
+/// while `holder_active` says that one still selects the object. Without this rule two
+/// Prometheus objects would overwrite each other's verdict, and each write would wake the
+/// other, forever.
 fn accepted_condition(
     current: Option<&ConfigResourceStatus>,
     generation: Option<i64>,
-    status: Status,
-    reason: &str,
-    message: String,
+    me: &str,
+    verdict: Option<(&str, String)>,
+    holder_active: impl Fn(&str) -> bool,
 ) -> Option<ConfigResourceStatus> {
+    let held_by_other = current
+        .filter(|c| {
+            c.conditions
+                .iter()
+                .any(|c| c.type_ == "Accepted" && c.status == "False")
+        })
+        .and_then(|c| c.rejected_by.as_deref())
+        .is_some_and(|holder| holder != me && holder_active(holder));
+    if held_by_other {
+        return None;
+    }
+    let (status, reason, message, rejected_by) = match verdict {
+        None => (Status::True, "Accepted", "valid and in use".to_string(), None),
+        Some((reason, message)) => (Status::False, reason, message, Some(me.to_string())),
+    };
     let mut next = current.cloned().unwrap_or_default();
     next.observed_generation = generation;
+    next.rejected_by = rejected_by;
     conditions::set(
         &mut next.conditions,
         NewCondition {
@@ -940,6 +963,8 @@ async fn set_status<K>(
     store: &Store<K>,
     ns: &str,
     name: &str,
+    kind: Kind,
+    me: &str,
     verdict: Option<(&str, String)>,
 ) -> bool
 where
@@ -954,16 +979,32 @@ where
     let Some(obj) = store.get(&ObjectRef::new(name).within(ns)) else {
         return false;
     };
-    let (status, reason, message) = match verdict {
-        None => (Status::True, "Accepted", "valid and in use".to_string()),
-        Some((reason, message)) => (Status::False, reason, message),
+    let holder_active = |holder: &str| {
+        let Some((pns, pname)) = holder.split_once('/') else {
+            return false;
+        };
+        let ns_labels = ctx
+            .caches
+            .namespaces
+            .get(&ObjectRef::new(ns))
+            .map(|n| n.labels().clone());
+        ctx.caches
+            .prometheuses
+            .get(&ObjectRef::new(pname).within(pns))
+            .is_some_and(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && selects(&p, kind, ns, obj.labels(), ns_labels.as_ref())
+            })
     };
+    let rejection = verdict
+        .as_ref()
+        .map(|(reason, message)| (reason.to_string(), message.clone()));
     let Some(next) = accepted_condition(
         obj.config_status(),
         obj.meta().generation,
-        status,
-        reason,
-        message.clone(),
+        me,
+        verdict,
+        holder_active,
     ) else {
         return false;
     };
@@ -971,9 +1012,14 @@ where
     if let Err(e) = steward_core::apply::apply_status(&api, obj.as_ref(), FIELD_MANAGER, &next).await {
         warn!(kind = K::kind(&()).as_ref(), %ns, %name, error = %e, "writing Accepted condition failed");
     }
-    if status == Status::False {
+    if let Some((reason, message)) = rejection {
         ctx.recorder
-            .warning(obj.as_ref(), reason, "Validate", message)
+            .warning(
+                obj.as_ref(),
+                &reason,
+                "Validate",
+                format!("{message} (Prometheus {me})"),
+            )
             .await;
     }
     true
@@ -996,8 +1042,10 @@ macro_rules! has_status {
 }
 has_status!(ServiceMonitor, PodMonitor, PrometheusRule, ScrapeConfig);
 
-async fn report_objects(ctx: &Context, _obj: &Prometheus, generated: &Generated) {
+async fn report_objects(ctx: &Context, obj: &Prometheus, generated: &Generated) {
     let c = &ctx.caches;
+    let me = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let me = me.as_str();
     let verdicts = generated.accepted.iter().map(|o| (o, None)).chain(
         generated
             .rejected
@@ -1007,10 +1055,10 @@ async fn report_objects(ctx: &Context, _obj: &Prometheus, generated: &Generated)
     for (o, verdict) in verdicts {
         let (ns, name) = (o.namespace.as_str(), o.name.as_str());
         match o.kind {
-            Kind::ServiceMonitor => set_status(ctx, &c.service_monitors, ns, name, verdict).await,
-            Kind::PodMonitor => set_status(ctx, &c.pod_monitors, ns, name, verdict).await,
-            Kind::PrometheusRule => set_status(ctx, &c.rules, ns, name, verdict).await,
-            Kind::ScrapeConfig => set_status(ctx, &c.scrape_configs, ns, name, verdict).await,
+            Kind::ServiceMonitor => set_status(ctx, &c.service_monitors, ns, name, o.kind, me, verdict).await,
+            Kind::PodMonitor => set_status(ctx, &c.pod_monitors, ns, name, o.kind, me, verdict).await,
+            Kind::PrometheusRule => set_status(ctx, &c.rules, ns, name, o.kind, me, verdict).await,
+            Kind::ScrapeConfig => set_status(ctx, &c.scrape_configs, ns, name, o.kind, me, verdict).await,
         };
     }
 }
@@ -1169,6 +1217,47 @@ mod tests {
         let p = validate_selector("s", &bad);
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[2].contains("unknown operator \"Like\""));
+    }
+
+    #[test]
+    fn a_rejection_belongs_to_the_prometheus_that_reported_it() {
+        let accepted = |st: &ConfigResourceStatus| {
+            let c = st.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+            (c.status.clone(), c.reason.clone(), st.rejected_by.clone())
+        };
+        let timeout = || {
+            Some((
+                "InvalidScrapeTimeout",
+                "scrapeTimeout 20s > interval 10s".to_string(),
+            ))
+        };
+        // b rejects what a accepted.
+        let a = accepted_condition(None, Some(1), "t/a", None, |_| true).unwrap();
+        assert_eq!(accepted(&a), ("True".into(), "Accepted".into(), None));
+        let b = accepted_condition(Some(&a), Some(1), "t/b", timeout(), |_| true).unwrap();
+        assert_eq!(
+            accepted(&b),
+            ("False".into(), "InvalidScrapeTimeout".into(), Some("t/b".into()))
+        );
+        // a accepts again: b still selects the object, so nothing changes (no flip-flop).
+        assert_eq!(accepted_condition(Some(&b), Some(1), "t/a", None, |_| true), None);
+        // A third one rejecting for its own reason leaves b's report in place as well.
+        assert_eq!(
+            accepted_condition(Some(&b), Some(1), "t/c", timeout(), |h| h == "t/b"),
+            None
+        );
+        // b repeats itself: no write.
+        assert_eq!(
+            accepted_condition(Some(&b), Some(1), "t/b", timeout(), |_| true),
+            None
+        );
+        // b stops selecting it (or is gone): a's verdict applies.
+        let a2 = accepted_condition(Some(&b), Some(1), "t/a", None, |_| false).unwrap();
+        assert_eq!(accepted(&a2), ("True".into(), "Accepted".into(), None));
+        // b accepts after a fix: its own rejection is lifted.
+        let b2 = accepted_condition(Some(&b), Some(2), "t/b", None, |_| true).unwrap();
+        assert_eq!(accepted(&b2), ("True".into(), "Accepted".into(), None));
+        assert_eq!(b2.observed_generation, Some(2));
     }
 
     #[test]

@@ -158,6 +158,12 @@ pub struct ConfigResourceStatus {
     /// `Accepted`: False with a reason when the object is left out of every configuration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The Prometheus (`namespace/name`) whose configuration leaves this object out, while
+    /// `Accepted` is False. When several Prometheus objects select it, a rejection wins and
+    /// stays with the one that reported it until that one accepts the object or stops
+    /// selecting it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_by: Option<String>,
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -1,0 +1,178 @@
+//! Two Prometheus objects that judge the same ServiceMonitor differently (its scrape timeout
+//! fits one's scrape interval, not the other's) settle on one verdict instead of overwriting
+//! each other's condition forever. kubesim instant mode, the operator binary run directly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use e2e::bins;
+use e2e::harness::{Env, wait_for};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+
+fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.steward.dev", "v1alpha1", kind),
+        plural,
+    );
+    Api::namespaced_with(client.clone(), "team", &ar)
+}
+
+async fn reconciles(port: u16) -> f64 {
+    let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return -1.0;
+    };
+    resp.text()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("steward_reconcile_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const STACK: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Prometheus
+metadata: {name: fast, namespace: team}
+spec:
+  scrapeInterval: 10s
+  serviceMonitorSelector: {}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Prometheus
+metadata: {name: slow, namespace: team}
+spec:
+  scrapeInterval: 1m
+  serviceMonitorSelector: {}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: ServiceMonitor
+metadata: {name: app, namespace: team}
+spec:
+  selector: {matchLabels: {app: app}}
+  endpoints:
+    - port: metrics
+      scrapeTimeout: 30s
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_objects_that_disagree_settle_on_one_verdict() {
+    let c = e2e::kubesim::Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let env = Env {
+        kubeconfig: c.kubeconfig().to_path_buf(),
+        client: client.clone(),
+        cluster: None,
+    };
+    env.kubectl(&[
+        "apply",
+        "--server-side",
+        "-k",
+        bins::repo_root().join("deploy/crds").to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut op = tokio::process::Command::new(bins::own_binary("prometheus-operator").unwrap())
+        .args([
+            "run",
+            "--leader-elect=false",
+            &format!("--metrics-addr=127.0.0.1:{port}"),
+            "--log-level=warn",
+        ])
+        .env("KUBECONFIG", c.kubeconfig())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    env.apply(STACK).await.unwrap();
+
+    // fast (10 s interval) rejects the 30 s timeout, slow (1 m) accepts it: the rejection
+    // stands, reported by fast.
+    let monitors = api(&client, "ServiceMonitor", "servicemonitors");
+    let verdict = || async {
+        let st = monitors.get("app").await.ok()?.data["status"].clone();
+        let c = st["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Accepted")?
+            .clone();
+        Some((
+            c["status"].as_str()?.to_string(),
+            c["reason"].as_str()?.to_string(),
+            st["rejectedBy"].as_str().unwrap_or_default().to_string(),
+        ))
+    };
+    let proms = api(&client, "Prometheus", "prometheuses");
+    let counted = |name: &'static str, accepted: i64, rejected: i64| {
+        let proms = proms.clone();
+        async move {
+            proms.get(name).await.is_ok_and(|p| {
+                p.data["status"]["selectedResources"].as_array().is_some_and(|s| {
+                    s.iter().any(|r| {
+                        r["kind"] == "ServiceMonitor"
+                            && r["accepted"] == accepted
+                            && r["rejected"] == rejected
+                    })
+                })
+            })
+        }
+    };
+    wait_for("both Prometheus reconciled", Duration::from_secs(60), || async {
+        counted("fast", 0, 1).await && counted("slow", 1, 0).await
+    })
+    .await
+    .unwrap();
+    wait_for("fast's rejection", Duration::from_secs(30), || async {
+        verdict().await == Some(("False".into(), "InvalidScrapeTimeout".into(), "team/fast".into()))
+    })
+    .await
+    .unwrap();
+
+    // Settled: the verdict no longer changes and reconciles stop.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = reconciles(port).await;
+    let rv = monitors.get("app").await.unwrap().metadata.resource_version;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = reconciles(port).await;
+    assert!(before >= 2.0, "metrics scraped: {before}");
+    assert!(
+        after - before <= 2.0,
+        "reconciles kept going after the verdict settled: {before} -> {after}"
+    );
+    assert_eq!(monitors.get("app").await.unwrap().metadata.resource_version, rv);
+    assert_eq!(
+        verdict().await,
+        Some(("False".into(), "InvalidScrapeTimeout".into(), "team/fast".into()))
+    );
+
+    // The monitor gets its own interval: both accept it and the rejection is lifted.
+    env.apply(
+        r#"apiVersion: monitoring.steward.dev/v1alpha1
+kind: ServiceMonitor
+metadata: {name: app, namespace: team}
+spec:
+  selector: {matchLabels: {app: app}}
+  endpoints:
+    - port: metrics
+      interval: 1m
+      scrapeTimeout: 30s
+"#,
+    )
+    .await
+    .unwrap();
+    wait_for("accepted by both", Duration::from_secs(30), || async {
+        verdict().await == Some(("True".into(), "Accepted".into(), String::new()))
+            && counted("fast", 1, 0).await
+            && counted("slow", 1, 0).await
+    })
+    .await
+    .unwrap();
+    op.kill().await.ok();
+}
