@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::bins;
-use e2e::harness::{Env, deployment_ready, wait_for};
+use e2e::harness::{Env, proc_status_kib, wait_for};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 
 fn ar() -> ApiResource {
@@ -24,29 +24,9 @@ fn cluster(name: &str, version: &str, timeout: &str) -> DynamicObject {
     .unwrap()
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn lifecycle_times(version: &str) {
-    let env = Env::start().await.unwrap();
+    let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
     let cluster_handle = env.kubesim().unwrap();
-    env.deploy_default().await.unwrap();
-    deployment_ready(
-        &env.client,
-        "steward-system",
-        "etcd-operator",
-        2,
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap();
     let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar());
     let started = Instant::now();
     clusters
@@ -95,32 +75,9 @@ async fn lifecycle_times(version: &str) {
 }
 
 async fn operator_memory(version: &str) {
-    let c = e2e::kubesim::Cluster::start_temp().await.unwrap();
-    let client = c.client().await.unwrap();
-    let env = Env {
-        kubeconfig: c.kubeconfig().to_path_buf(),
-        client: client.clone(),
-        cluster: None,
-    };
-    env.kubectl(&[
-        "apply",
-        "--server-side",
-        "-k",
-        bins::repo_root().join("deploy/crds").to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
-    let mut op = tokio::process::Command::new(bins::own_binary("etcd-operator").unwrap())
-        .args([
-            "run",
-            "--leader-elect=false",
-            "--metrics-addr=127.0.0.1:0",
-            "--log-level=warn",
-        ])
-        .env("KUBECONFIG", c.kubeconfig())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let env = Env::start_instant_with_crds().await.unwrap();
+    let client = env.client.clone();
+    let (mut op, _port) = env.run_operator("etcd-operator").unwrap();
     let pid = op.id().unwrap();
     let clusters: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar());
     for i in 0..50 {
@@ -149,8 +106,8 @@ async fn operator_memory(version: &str) {
     tokio::time::sleep(Duration::from_secs(15)).await;
     println!(
         "  operator RSS with 50 EtcdClusters  {:>7.1} MiB (peak {:.1} MiB; target < 20 MiB)",
-        rss_kib(pid, "VmRSS:") as f64 / 1024.0,
-        rss_kib(pid, "VmHWM:") as f64 / 1024.0
+        proc_status_kib(pid, "VmRSS:") as f64 / 1024.0,
+        proc_status_kib(pid, "VmHWM:") as f64 / 1024.0
     );
     op.kill().await.ok();
 }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::harness::proc_status_kib;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
@@ -13,16 +14,6 @@ use serde_json::json;
 const OBJECTS: usize = 10_000;
 const WATCHERS: usize = 20;
 const CONCURRENCY: usize = 32;
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::main]
 async fn main() {
@@ -53,7 +44,7 @@ async fn main() {
     .await
     .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench");
-    let rss_idle = rss_kib(pid, "VmRSS:");
+    let rss_idle = proc_status_kib(pid, "VmRSS:");
 
     let start_rv = cms
         .list(&ListParams::default().labels("bench=yes"))
@@ -108,8 +99,8 @@ async fn main() {
         last = last.max(w.await.unwrap());
     }
     let observed = last - started;
-    let rss = rss_kib(pid, "VmRSS:");
-    let hwm = rss_kib(pid, "VmHWM:");
+    let rss = proc_status_kib(pid, "VmRSS:");
+    let hwm = proc_status_kib(pid, "VmHWM:");
     println!(
         "kubesim API benchmark: {OBJECTS} ConfigMaps, {WATCHERS} watchers, {CONCURRENCY} concurrent creates"
     );

@@ -8,8 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::bins;
-use e2e::harness::{Env, deployment_ready, wait_for};
+use e2e::harness::{Env, proc_status_kib, reconciles_total, wait_for};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 
@@ -25,16 +24,6 @@ fn ar(kind: &str, plural: &str) -> ApiResource {
 
 fn obj(v: serde_json::Value) -> DynamicObject {
     serde_json::from_value(v).unwrap()
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 async fn create_team(client: &kube::Client, team: usize) {
@@ -121,20 +110,6 @@ fn settled(p: &DynamicObject) -> bool {
         })
 }
 
-/// The operator's total reconcile count, from its own /metrics.
-async fn reconciles(port: u16) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("steward_reconcile_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 const TEAM_STACK: &str = r#"apiVersion: v1
 kind: Namespace
 metadata: {name: team-a}
@@ -179,13 +154,9 @@ async fn query(ip: &str, promql: &str) -> usize {
 }
 
 async fn team_stack_times() {
-    let env = Env::start().await.unwrap();
-    env.deploy_default().await.unwrap();
-    for op in ["etcd-operator", "prometheus-operator"] {
-        deployment_ready(&env.client, "steward-system", op, 2, Duration::from_secs(180))
-            .await
-            .unwrap();
-    }
+    let env = Env::with_operators(&["etcd-operator", "prometheus-operator"])
+        .await
+        .unwrap();
     let started = Instant::now();
     env.apply(TEAM_STACK).await.unwrap();
     let proms: Api<DynamicObject> =
@@ -243,40 +214,12 @@ async fn main() {
         "prometheus-operator benchmark ({TEAMS} Prometheus, {} ServiceMonitors x 3 endpoints)",
         TEAMS * MONITORS_PER_TEAM
     );
-    let c = e2e::kubesim::Cluster::start_temp().await.unwrap();
-    let client = c.client().await.unwrap();
-    let env = Env {
-        kubeconfig: c.kubeconfig().to_path_buf(),
-        client: client.clone(),
-        cluster: None,
-    };
-    env.kubectl(&[
-        "apply",
-        "--server-side",
-        "-k",
-        bins::repo_root().join("deploy/crds").to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut op = tokio::process::Command::new(bins::own_binary("prometheus-operator").unwrap())
-        .args([
-            "run",
-            "--leader-elect=false",
-            &format!("--metrics-addr=127.0.0.1:{port}"),
-            "--log-level=warn",
-        ])
-        .env("KUBECONFIG", c.kubeconfig())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let env = Env::start_instant_with_crds().await.unwrap();
+    let client = env.client.clone();
+    let (mut op, port) = env.run_operator("prometheus-operator").unwrap();
     let pid = op.id().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = rss_kib(pid, "VmRSS:");
+    let idle = proc_status_kib(pid, "VmRSS:");
 
     let started = Instant::now();
     for team in 0..TEAMS {
@@ -295,11 +238,11 @@ async fn main() {
     .unwrap();
     let converged = started.elapsed();
     // Let the periodic requeues and watch traffic of a steady state pass.
-    let before = reconciles(port).await;
+    let before = reconciles_total(port).await.unwrap_or(0.0);
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let after = reconciles(port).await;
-    let steady = rss_kib(pid, "VmRSS:");
-    let peak = rss_kib(pid, "VmHWM:");
+    let after = reconciles_total(port).await.unwrap_or(0.0);
+    let steady = proc_status_kib(pid, "VmRSS:");
+    let peak = proc_status_kib(pid, "VmHWM:");
     println!(
         "  objects created in                 {:>7.1} s",
         created.as_secs_f64()

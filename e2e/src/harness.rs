@@ -49,6 +49,57 @@ impl Env {
         })
     }
 
+    /// A fresh kubesim in instant mode (pods are records, no processes) with the CRDs of
+    /// deploy/crds installed: for operators run as local processes ([`Env::run_operator`]).
+    pub async fn start_instant_with_crds() -> anyhow::Result<Env> {
+        let cluster = Cluster::start_temp().await?;
+        let env = Env {
+            kubeconfig: cluster.kubeconfig().to_path_buf(),
+            client: cluster.client().await?,
+            cluster: Some(cluster),
+        };
+        let crds = bins::repo_root().join("deploy/crds");
+        env.kubectl(&["apply", "--server-side", "-k", crds.to_str().context("path")?])
+            .await?;
+        Ok(env)
+    }
+
+    /// Runs our `operator` binary (debug or release, as the caller was built) against this
+    /// cluster without leader election; it serves /metrics on the returned local port and is
+    /// killed when the handle drops.
+    pub fn run_operator(&self, operator: &str) -> anyhow::Result<(tokio::process::Child, u16)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = tokio::process::Command::new(bins::own_binary(operator)?)
+            .args([
+                "run",
+                "--leader-elect=false",
+                &format!("--metrics-addr=127.0.0.1:{port}"),
+                "--log-level=warn",
+            ])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok((child, port))
+    }
+
+    /// Process mode with deploy/default applied and every one of `operators` rolled out
+    /// (both replicas ready).
+    pub async fn with_operators(operators: &[&str]) -> anyhow::Result<Env> {
+        let env = Env::start().await?;
+        env.deploy_operators(operators).await?;
+        Ok(env)
+    }
+
+    /// Applies deploy/default and waits until every one of `operators` is rolled out (both
+    /// replicas ready).
+    pub async fn deploy_operators(&self, operators: &[&str]) -> anyhow::Result<()> {
+        self.deploy_default().await?;
+        for op in operators {
+            deployment_ready(&self.client, "steward-system", op, 2, Duration::from_secs(180)).await?;
+        }
+        Ok(())
+    }
+
     /// The kubesim cluster for fault injection; `None` against a real cluster (such tests
     /// are the only ones skipped there).
     pub fn kubesim(&self) -> Option<&Cluster> {
@@ -184,4 +235,32 @@ pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The sum of `steward_reconcile_total` over every controller of the operator serving
+/// /metrics on local `port` (`None` when it does not answer).
+pub async fn reconciles_total(port: u16) -> Option<f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with("steward_reconcile_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+/// A KiB figure from /proc/<pid>/status, e.g. `VmRSS:` or `VmHWM:` (0 when unreadable).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use e2e::bins::{self, Release};
-use e2e::harness::{Env, deployment_ready, wait_for};
+use e2e::harness::{Env, wait_for};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 
@@ -25,16 +25,7 @@ fn clusters_api(env: &Env) -> Api<DynamicObject> {
 }
 
 async fn deploy_cluster(env: &Env, name: &str, version: &str, extra: &str) -> Api<DynamicObject> {
-    env.deploy_default().await.unwrap();
-    deployment_ready(
-        &env.client,
-        "steward-system",
-        "etcd-operator",
-        2,
-        Duration::from_secs(90),
-    )
-    .await
-    .unwrap();
+    env.deploy_operators(&["etcd-operator"]).await.unwrap();
     env.apply(&format!(
         "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: disabled}}\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n{extra}"
     ))
@@ -236,17 +227,7 @@ async fn wait_size(env: &Env, clusters: &Api<DynamicObject>, size: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_write_and_scale() {
-    let env = Env::start().await.unwrap();
-    env.deploy_default().await.unwrap();
-    deployment_ready(
-        &env.client,
-        "steward-system",
-        "etcd-operator",
-        2,
-        Duration::from_secs(90),
-    )
-    .await
-    .unwrap();
+    let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
     // No tls field: the default, mode auto.
     env.apply(&format!(

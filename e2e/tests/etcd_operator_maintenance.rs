@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e::bins::{self, Release};
-use e2e::harness::{Env, deployment_ready, wait_for};
+use e2e::harness::{Env, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -21,22 +21,6 @@ fn clusters_api(env: &Env) -> Api<DynamicObject> {
         "etcdclusters",
     );
     Api::namespaced_with(env.client.clone(), "default", &ar)
-}
-
-/// kubesim with the operator deployed from deploy/default and both replicas ready.
-async fn env_with_operator() -> Env {
-    let env = Env::start().await.unwrap();
-    env.deploy_default().await.unwrap();
-    deployment_ready(
-        &env.client,
-        "steward-system",
-        "etcd-operator",
-        2,
-        Duration::from_secs(90),
-    )
-    .await
-    .unwrap();
-    env
 }
 
 /// Waits until cluster `name` has `size` healthy voters and is Available.
@@ -213,7 +197,7 @@ async fn defrag_events(env: &Env, cluster: &str) -> Vec<(i64, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defragments_one_member_at_a_time_and_reports_metrics() {
-    let env = env_with_operator().await;
+    let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
     env.apply(&format!(
         "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: maint, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: disabled}}\n  storage: {{emptyDir: {{}}}}\n  maintenance: {{defrag: {{schedule: \"* * * * *\", dbSizeThresholdPercent: 10}}}}\n"
@@ -392,7 +376,7 @@ async fn defragments_one_member_at_a_time_and_reports_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_cluster_removes_its_children_and_claims_per_reclaim_policy() {
-    let env = env_with_operator().await;
+    let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
     // TLS stays at its default (auto), so the operator's Secrets are children too.
     for (name, policy) in [("kept", "Retain"), ("gone", "Delete")] {

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::bins::{self, Release};
-use e2e::harness::{Env, deployment_ready, wait_for};
+use e2e::harness::{Env, wait_for};
 use e2e::local_etcd::{etcdctl, etcdctl_with_hosts};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -115,17 +115,7 @@ async fn secret_cert(env: &Env, name: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_tls_refuses_plain_clients_and_renews_without_downtime() {
-    let env = Env::start().await.unwrap();
-    env.deploy_default().await.unwrap();
-    deployment_ready(
-        &env.client,
-        "steward-system",
-        "etcd-operator",
-        2,
-        Duration::from_secs(90),
-    )
-    .await
-    .unwrap();
+    let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
     env.apply(&format!(
         "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: secure, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: auto, certificateValidity: {VALIDITY_SECS}s}}\n  storage: {{emptyDir: {{}}}}\n"

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::{Env, deployment_ready, pod_ready, wait_for};
+use e2e::harness::{Env, pod_ready, wait_for};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 
@@ -142,13 +142,9 @@ async fn pod_ip_ready(env: &Env, team: &str) -> Option<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn team_stacks_scrape_evaluate_and_stay_isolated() {
-    let env = Env::start().await.unwrap();
-    env.deploy_default().await.unwrap();
-    for op in ["etcd-operator", "prometheus-operator"] {
-        deployment_ready(&env.client, "steward-system", op, 2, Duration::from_secs(120))
-            .await
-            .unwrap();
-    }
+    let env = Env::with_operators(&["etcd-operator", "prometheus-operator"])
+        .await
+        .unwrap();
 
     let started = Instant::now();
     env.apply(&format!(

@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use e2e::bins;
-use e2e::harness::{Env, wait_for};
+use e2e::harness::{Env, reconciles_total, wait_for};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 
 fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
@@ -15,19 +14,6 @@ fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
         plural,
     );
     Api::namespaced_with(client.clone(), "team", &ar)
-}
-
-async fn reconciles(port: u16) -> f64 {
-    let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
-        return -1.0;
-    };
-    resp.text()
-        .await
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("steward_reconcile_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 const STACK: &str = r#"apiVersion: v1
@@ -60,37 +46,9 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_objects_that_disagree_settle_on_one_verdict() {
-    let c = e2e::kubesim::Cluster::start_temp().await.unwrap();
-    let client = c.client().await.unwrap();
-    let env = Env {
-        kubeconfig: c.kubeconfig().to_path_buf(),
-        client: client.clone(),
-        cluster: None,
-    };
-    env.kubectl(&[
-        "apply",
-        "--server-side",
-        "-k",
-        bins::repo_root().join("deploy/crds").to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut op = tokio::process::Command::new(bins::own_binary("prometheus-operator").unwrap())
-        .args([
-            "run",
-            "--leader-elect=false",
-            &format!("--metrics-addr=127.0.0.1:{port}"),
-            "--log-level=warn",
-        ])
-        .env("KUBECONFIG", c.kubeconfig())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let env = Env::start_instant_with_crds().await.unwrap();
+    let client = env.client.clone();
+    let (mut op, port) = env.run_operator("prometheus-operator").unwrap();
     env.apply(STACK).await.unwrap();
 
     // fast (10 s interval) rejects the 30 s timeout, slow (1 m) accepts it: the rejection
@@ -137,10 +95,10 @@ async fn prometheus_objects_that_disagree_settle_on_one_verdict() {
 
     // Settled: the verdict no longer changes and reconciles stop.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = reconciles(port).await;
+    let before = reconciles_total(port).await.unwrap_or(-1.0);
     let rv = monitors.get("app").await.unwrap().metadata.resource_version;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let after = reconciles(port).await;
+    let after = reconciles_total(port).await.unwrap_or(-1.0);
     assert!(before >= 2.0, "metrics scraped: {before}");
     assert!(
         after - before <= 2.0,
