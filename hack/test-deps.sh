@@ -13,6 +13,9 @@
 #   .cache/bin/promtool, .cache/bin/amtool  symlinks to the newest versions
 #   .cache/bin/versions          shell-sourceable KEY=VALUE (upstream versions)
 #   .cache/venv/                 python venv with kubernetes-validate
+#   .cache/bin/kubernetes-api.fds  protobuf descriptors of the Kubernetes API (trixie's
+#                                golang-k8s-api-dev/apimachinery-dev .proto files, compiled
+#                                by protoc): kubesim decodes protobuf request bodies with it
 #
 # The Debian binaries are fetched with `apt-get download` + `dpkg -x` through a
 # PRIVATE apt configuration in .cache/apt/ (own apt.conf, sources.list, lists,
@@ -321,6 +324,37 @@ fetch_debian_binaries() {
 }
 
 # ---------------------------------------------------------------------------
+# 2b. Kubernetes API protobuf descriptors (kubectl sends typed objects as protobuf)
+# ---------------------------------------------------------------------------
+# The .proto files ship in Debian's Go source packages of k8s.io/api and
+# k8s.io/apimachinery; trixie's match the kubectl we fetch (1.32). protoc turns
+# them into one FileDescriptorSet that kubesim reads at start.
+FDS="$BIN/kubernetes-api.fds"
+fetch_kube_protos() {
+    [[ $REFRESH == 0 && -s "$FDS" ]] && return 0
+    setup_private_apt
+    compgen -G "$APTDIR/lists/*_dists_trixie_InRelease" >/dev/null || private_update
+    local pkg ver x src protos=() f
+    local tree; tree="$(mktemp -d)"
+    for pkg in golang-k8s-api-dev golang-k8s-apimachinery-dev; do
+        ver="$(suite_version "$pkg" trixie)"
+        [[ -n "$ver" ]] || die "package $pkg not found in Debian trixie"
+        x="$(fetch_pkg "$pkg" "$ver")"
+        src="$x/usr/share/gocode/src"
+        [[ -d "$src/k8s.io" ]] || die "$pkg $ver has no usr/share/gocode/src/k8s.io"
+        cp -a "$src/k8s.io" "$tree/"
+    done
+    while IFS= read -r f; do protos+=("${f#"$tree"/}"); done < <(find "$tree/k8s.io" -name generated.proto -not -path '*testapigroup*' | sort)
+    [[ ${#protos[@]} -gt 20 ]] || die "only ${#protos[@]} Kubernetes .proto files found"
+    log "compiling ${#protos[@]} Kubernetes .proto files into ${FDS#"$REPO_ROOT"/}"
+    local out
+    out="$(cd "$tree" && protoc --include_imports --descriptor_set_out="$FDS.tmp" -I . "${protos[@]}" 2>&1)" \
+        || die "protoc could not compile the Kubernetes .proto files: $(grep -v ': warning: ' <<<"$out")"
+    mv "$FDS.tmp" "$FDS"
+    rm -rf "$tree" "$APTDIR/x" "$APTDIR"/debs/*.deb
+}
+
+# ---------------------------------------------------------------------------
 # 3. kubernetes-validate in .cache/venv
 # ---------------------------------------------------------------------------
 ensure_kubernetes_validate() {
@@ -342,6 +376,7 @@ main() {
     if [[ $REFRESH == 1 ]] || ! binaries_complete; then
         fetch_debian_binaries
     fi
+    fetch_kube_protos
     ensure_kubernetes_validate
 
     echo "== test dependencies (repo: $REPO_ROOT)"
@@ -355,6 +390,7 @@ main() {
     done
     printf '%-50s %s\n' ".cache/venv/bin/kubernetes-validate" \
         "$("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
+    printf '%-50s %s\n' "${FDS#"$REPO_ROOT"/}" "$(stat -c %s "$FDS") bytes"
     echo "== ${VERSIONS#"$REPO_ROOT"/}"
     grep -v '^#' "$VERSIONS"
 }

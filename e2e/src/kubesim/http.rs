@@ -118,14 +118,16 @@ impl Ctx {
         if self
             .content_type()
             .starts_with("application/vnd.kubernetes.protobuf")
-            || self.content_type().starts_with("application/cbor")
         {
-            // Clients fall back to JSON on 415, as they do against servers without protobuf.
+            return super::protobuf::decode(&self.body);
+        }
+        if self.content_type().starts_with("application/cbor") {
+            // Clients fall back to JSON on 415, as they do against servers without CBOR.
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
                 format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {}",
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {}",
                     self.content_type()
                 ),
             ));
@@ -169,9 +171,15 @@ async fn dispatch(server: Arc<ApiServer>, req: Request) -> Result<Response, ApiE
         .and_then(|t| server.tokens.authenticate(t))
         .ok_or_else(ApiError::unauthorized)?;
     let query: HashMap<String, String> = parts.uri.query().map(form_urlencoded_pairs).unwrap_or_default();
-    let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    // kube-apiserver's limit on request bodies (--max-request-body-bytes' default).
+    const MAX_BODY: usize = 3 * 1024 * 1024;
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {MAX_BODY}"),
+        )
+    })?;
     let ctx = Ctx {
         user,
         query,

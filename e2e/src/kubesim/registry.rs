@@ -212,6 +212,15 @@ const BUILTINS: &[Builtin] = &[
     ),
     b("", "v1", "events", "Event", true, &["ev"], false),
     b("", "v1", "nodes", "Node", false, &["no"], true),
+    b(
+        "",
+        "v1",
+        "resourcequotas",
+        "ResourceQuota",
+        true,
+        &["quota"],
+        true,
+    ),
     b("events.k8s.io", "v1", "events", "Event", true, &["ev"], false),
     Builtin {
         scale: true,
@@ -241,6 +250,32 @@ const BUILTINS: &[Builtin] = &[
         categories: &["all"],
         ..b("batch", "v1", "jobs", "Job", true, &[], true)
     },
+    Builtin {
+        categories: &["all"],
+        ..b("batch", "v1", "cronjobs", "CronJob", true, &["cj"], true)
+    },
+    Builtin {
+        categories: &["all"],
+        ..b("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], true)
+    },
+    b(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        true,
+        &["ing"],
+        true,
+    ),
+    b(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "PriorityClass",
+        false,
+        &["pc"],
+        false,
+    ),
     b(
         "policy",
         "v1",
