@@ -14,6 +14,7 @@ pub mod kubelet;
 pub mod merge;
 pub mod objects;
 pub mod pki;
+pub mod pod_security;
 pub mod protobuf;
 pub mod registry;
 pub mod schema;

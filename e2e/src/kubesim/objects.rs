@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::defaults;
 use super::errors::ApiError;
 use super::merge::{self, BuiltinTypes, CrdTypes, ListTypes, Scope, Writer};
+use super::pod_security;
 use super::registry::ResourceType;
 use super::schema;
 use super::server::{ApiServer, name_suffix, new_uid, now};
@@ -245,6 +246,68 @@ impl ApiServer {
         Ok(warnings)
     }
 
+    /// Pod Security admission: refuses a pod that violates its namespace's enforce level and
+    /// returns the warnings for the warn level (and, for workload templates, both levels).
+    /// Updates are checked only when the pod template changed (pod specs are immutable).
+    fn admit_pod_security(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        if rt.custom || !rt.namespaced || !["", "apps", "batch"].contains(&rt.group.as_str()) {
+            return Ok(Vec::new());
+        }
+        let is_pod = rt.group.is_empty() && rt.plural == "pods";
+        let subject = if is_pod {
+            Some(obj)
+        } else {
+            pod_security::template_of(&rt.plural, obj)
+        };
+        let Some(subject) = subject else {
+            return Ok(Vec::new());
+        };
+        if let Some(old) = old
+            && (is_pod || pod_security::template_of(&rt.plural, old) == Some(subject))
+        {
+            return Ok(Vec::new());
+        }
+        let key = super::registry::StorageKey {
+            group: String::new(),
+            plural: "namespaces".into(),
+        };
+        let Some(namespace) = self.store.get(&key, "", ns) else {
+            return Ok(Vec::new());
+        };
+        let enforce = pod_security::policy(&namespace, "enforce");
+        let warn = pod_security::policy(&namespace, "warn");
+        if is_pod {
+            if let Some(v) = pod_security::violations(&enforce, subject) {
+                return Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!("pods \"{name}\" is forbidden: violates PodSecurity {v}"),
+                ));
+            }
+            return Ok(pod_security::violations(&warn, subject)
+                .map(|v| format!("would violate PodSecurity {v}"))
+                .into_iter()
+                .collect());
+        }
+        let mut warnings = Vec::new();
+        for policy in [&enforce, &warn] {
+            if let Some(v) = pod_security::violations(policy, subject) {
+                let w = format!("would violate PodSecurity {v}");
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+        }
+        Ok(warnings)
+    }
+
     /// Creates an object of `rt` in `ns` ("" for cluster-scoped).
     pub fn create(
         &self,
@@ -336,6 +399,7 @@ impl ApiServer {
         };
         defaults::on_create(self, rt, &mut obj)
             .map_err(|(field, detail)| ApiError::invalid(rt, &name, &field, &detail))?;
+        warnings.extend(self.admit_pod_security(rt, ns, &name, &obj, None)?);
         if rt.custom || obj.get("spec").is_some() {
             meta_mut(&mut obj).insert("generation".into(), json!(1));
         }
@@ -620,6 +684,8 @@ impl ApiServer {
         }
         defaults::before_store(self, rt, Some(old), &mut new)
             .map_err(|(field, d)| ApiError::invalid(rt, &name, &field, &d))?;
+        let ns = old["metadata"]["namespace"].as_str().unwrap_or_default();
+        warnings.extend(self.admit_pod_security(rt, ns, &name, &new, Some(old))?);
         if applied != Some(true) {
             let t = now();
             new = merge::record_update_as(
