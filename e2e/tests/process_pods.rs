@@ -190,3 +190,123 @@ async fn pod_features_in_process_mode() {
     cluster.start_kubelet().unwrap();
     assert_eq!(ready().await, "True");
 }
+
+const USERS: &str = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: plain, namespace: default}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: grouped, namespace: default}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: key, namespace: default}
+stringData: {pw: hidden}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: root-refused, namespace: default}
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers: [{name: app, image: kubesim/host, command: [sleep, "1000"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: no-fsgroup, namespace: default}
+spec:
+  securityContext: {runAsUser: 1000}
+  containers:
+  - name: app
+    image: kubesim/host
+    command: [sh, -c, 'echo "user=$(id -u)"; (touch /data/x && echo pvc=wrote) || echo pvc=denied; (cat /secret/pw && echo) || echo secret=denied; sleep 1000']
+    volumeMounts: [{name: data, mountPath: /data}, {name: secret, mountPath: /secret}]
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: plain}}
+  - {name: secret, secret: {secretName: key, defaultMode: 0400}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fsgroup, namespace: default}
+spec:
+  securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, supplementalGroups: [3000]}
+  containers:
+  - name: app
+    image: kubesim/host
+    command: [sh, -c, 'echo "groups=$(id -G)"; touch /data/x && echo "pvc=wrote group=$(stat -c %g /data/x) dir=$(stat -c %a /data)"; echo "secret=$(cat /secret/pw)"; (touch /x 2>/dev/null && echo root=writable) || echo root=readonly; (touch /tmp/x 2>/dev/null && echo tmp=writable) || echo tmp=readonly; touch /scratch/x && echo scratch=wrote; sleep 1000']
+    securityContext: {readOnlyRootFilesystem: true}
+    volumeMounts: [{name: data, mountPath: /data}, {name: secret, mountPath: /secret}, {name: scratch, mountPath: /scratch}]
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: grouped}}
+  - {name: secret, secret: {secretName: key, defaultMode: 0400}}
+  - {name: scratch, emptyDir: {}}
+"#;
+
+/// The kubelet's user handling: runAsNonRoot refuses a root container, a non-root user cannot
+/// write a fresh volume or read a 0400 Secret without fsGroup, fsGroup gives both (and joins
+/// the supplementary groups), readOnlyRootFilesystem leaves only volumes writable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_users_and_fs_group_like_the_kubelet() {
+    let env = Env::start().await.unwrap();
+    assert!(
+        env.kubesim().is_some(),
+        "needs kubesim process mode (E2E_KUBECONFIG points elsewhere)"
+    );
+    env.apply(USERS).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let logs = |name: &'static str| {
+        let pods = pods.clone();
+        async move { pods.logs(name, &LogParams::default()).await.unwrap_or_default() }
+    };
+    let waiting = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.get(name)
+                .await
+                .ok()
+                .and_then(|p| p.status?.container_statuses?.into_iter().next()?.state?.waiting)
+                .map(|w| (w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
+        }
+    };
+    wait_for("runAsNonRoot refusal", Duration::from_secs(30), || async {
+        waiting("root-refused").await.is_some_and(|(r, m)| {
+            r == "CreateContainerConfigError"
+                && m.starts_with(
+                    "container has runAsNonRoot and image will run as root (pod: \"root-refused_default(",
+                )
+        })
+    })
+    .await
+    .unwrap();
+
+    wait_for("no-fsgroup output", Duration::from_secs(30), || async {
+        logs("no-fsgroup").await.contains("secret=")
+    })
+    .await
+    .unwrap();
+    let out = logs("no-fsgroup").await;
+    assert!(out.contains("user=1000"), "{out}");
+    assert!(out.contains("pvc=denied"), "a fresh volume is root's: {out}");
+    assert!(
+        out.contains("secret=denied"),
+        "a 0400 Secret file is root's: {out}"
+    );
+
+    wait_for("fsgroup output", Duration::from_secs(30), || async {
+        logs("fsgroup").await.contains("scratch=")
+    })
+    .await
+    .unwrap();
+    let out = logs("fsgroup").await;
+    assert!(out.contains("groups=1000 2000 3000"), "{out}");
+    assert!(out.contains("pvc=wrote group=2000 dir=2775"), "{out}");
+    assert!(out.contains("secret=hidden"), "{out}");
+    assert!(
+        out.contains("root=readonly") && out.contains("tmp=readonly"),
+        "{out}"
+    );
+    assert!(out.contains("scratch=wrote"), "{out}");
+}

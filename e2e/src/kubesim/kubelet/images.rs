@@ -21,6 +21,8 @@ struct Entry {
     entrypoint: Vec<String>,
     args: Vec<String>,
     working_dir: String,
+    /// The image's USER as uid:gid (`0:0` when the image runs as root).
+    user: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +43,8 @@ pub struct ResolvedImage {
     pub args: Vec<String>,
     /// The image's WORKDIR.
     pub working_dir: String,
+    /// The image's USER (uid, gid).
+    pub user: (u64, u64),
 }
 
 /// Splits `repo:tag` (digests and a missing tag count as `latest`).
@@ -104,11 +108,17 @@ pub fn resolve(image: &str) -> Result<ResolvedImage, String> {
             ));
         }
     }
+    let user = entry
+        .user
+        .split_once(':')
+        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+        .ok_or_else(|| format!("e2e/images.yaml: user {:?} is not uid:gid", entry.user))?;
     Ok(ResolvedImage {
         files,
         entrypoint: entry.entrypoint.clone(),
         args: entry.args.clone(),
         working_dir: entry.working_dir.clone(),
+        user,
     })
 }
 

@@ -78,6 +78,11 @@ pub struct Launch<'a> {
     pub working_dir: String,
     /// uid:gid, if not root.
     pub user: Option<(u64, u64)>,
+    /// Supplementary groups (fsGroup and supplementalGroups).
+    pub groups: Vec<u64>,
+    /// securityContext.readOnlyRootFilesystem: the root is mounted read-only (volumes keep
+    /// their own modes, and there is no writable /tmp unless a volume provides one).
+    pub read_only_root: bool,
     /// What to run.
     pub argv: Vec<String>,
 }
@@ -112,6 +117,8 @@ pub fn script(l: &Launch<'_>) -> String {
     };
     line(format!("R={}", q(&r)));
     line(format!("hostname {}", q(l.hostname)));
+    // The root becomes a mount of its own so that it can be made read-only at the end.
+    line("mount --bind \"$R\" \"$R\"".into());
     line("mkdir -p \"$R/etc\" \"$R/bin\" \"$R/usr/local/bin\" \"$R/proc\" \"$R/dev\" \"$R/sys\" \"$R/tmp\" \"$R/var/run\" \"$R/root\"".into());
     for d in SYSTEM_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
         line(format!(
@@ -132,7 +139,12 @@ pub fn script(l: &Launch<'_>) -> String {
         "touch \"$R/etc/hosts\"; mount --bind {} \"$R/etc/hosts\"",
         q(&l.hosts_file.display().to_string())
     ));
-    line("mount -t proc proc \"$R/proc\"; mount --rbind /dev \"$R/dev\"; mount --rbind /sys \"$R/sys\"; mount -t tmpfs -o mode=1777 tmpfs \"$R/tmp\"".into());
+    line(
+        "mount -t proc proc \"$R/proc\"; mount --rbind /dev \"$R/dev\"; mount --rbind /sys \"$R/sys\"".into(),
+    );
+    if !l.read_only_root {
+        line("mount -t tmpfs -o mode=1777 tmpfs \"$R/tmp\"".into());
+    }
     for (path, host) in &l.image.files {
         let dst = q(&format!("{r}{path}"));
         line(format!(
@@ -153,10 +165,17 @@ pub fn script(l: &Launch<'_>) -> String {
         }
     }
     line(format!("mkdir -p {}", q(&format!("{r}{}", l.working_dir))));
-    let user = l
+    if l.read_only_root {
+        line("mount -o remount,bind,ro \"$R\"".into());
+    }
+    let mut user = l
         .user
         .map(|(u, g)| format!("--userspec={u}:{g} "))
         .unwrap_or_default();
+    if !l.groups.is_empty() {
+        let groups: Vec<String> = l.groups.iter().map(u64::to_string).collect();
+        user.push_str(&format!("--groups={} ", groups.join(",")));
+    }
     let env: Vec<String> = l.env.iter().map(|(k, v)| q(&format!("{k}={v}"))).collect();
     let argv: Vec<String> = l.argv.iter().map(|a| q(a)).collect();
     line(format!(
@@ -197,6 +216,7 @@ mod tests {
             entrypoint: vec!["/bin/prometheus".into()],
             args: vec!["--config.file=x".into()],
             working_dir: "/prometheus".into(),
+            user: (65534, 65534),
         };
         let e = env(&[]);
         assert_eq!(

@@ -335,6 +335,7 @@ impl ProcessKubelet {
             last_status: Value::Null,
             start_time: now(),
             volume_sync: Instant::now(),
+            owned_volumes: Default::default(),
         };
         pod.run().await;
         self.bridge.remove_pod(slot);
@@ -376,6 +377,8 @@ struct PodRt {
     last_status: Value,
     start_time: String,
     volume_sync: Instant,
+    /// emptyDir and PVC volumes already given fsGroup ownership (once, when first mounted).
+    owned_volumes: std::collections::BTreeSet<String>,
 }
 
 fn backoff(restarts: i64) -> Duration {
@@ -827,6 +830,14 @@ impl PodRt {
     fn sync_volumes(&mut self, pod: &Value) -> Result<(), String> {
         use std::os::unix::fs::PermissionsExt;
         let sources = self.volume_sources(pod)?;
+        let fs_group = pod
+            .pointer("/spec/securityContext/fsGroup")
+            .and_then(Value::as_u64)
+            .and_then(|g| u32::try_from(g).ok());
+        let always = pod
+            .pointer("/spec/securityContext/fsGroupChangePolicy")
+            .and_then(Value::as_str)
+            != Some("OnRootMismatch");
         for v in pod
             .pointer("/spec/volumes")
             .and_then(Value::as_array)
@@ -835,11 +846,21 @@ impl PodRt {
         {
             let name = v["name"].as_str().unwrap_or_default();
             let Some(dir) = sources.get(name) else { continue };
-            if v.get("emptyDir").is_some() || v.get("persistentVolumeClaim").is_some() {
+            let empty_dir = v.get("emptyDir").is_some();
+            if empty_dir || v.get("persistentVolumeClaim").is_some() {
                 if !dir.exists() {
                     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-                    // Any container user may write its volumes.
-                    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
+                    // The kubelet makes emptyDirs world-writable; a fresh volume's root is
+                    // root's 0755 (as on a newly formatted disk), writable by others only
+                    // through fsGroup.
+                    let mode = if empty_dir { 0o777 } else { 0o755 };
+                    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
+                }
+                if let Some(g) = fs_group
+                    && !self.owned_volumes.contains(name)
+                {
+                    volumes::apply_fs_group(dir, g, false, always).map_err(|e| e.to_string())?;
+                    self.owned_volumes.insert(name.to_string());
                 }
                 continue;
             }
@@ -849,6 +870,9 @@ impl PodRt {
             let files = volumes::files_of(&self.k.server, pod, v, &self.sa_token)
                 .ok_or_else(|| format!("volume \"{name}\": a referenced ConfigMap or Secret is missing"))?;
             volumes::sync_dir(dir, &files).map_err(|e| e.to_string())?;
+            if let Some(g) = fs_group {
+                volumes::apply_fs_group(dir, g, true, true).map_err(|e| e.to_string())?;
+            }
         }
         // The service-account files every pod gets unless it opts out.
         if automount(pod) {
@@ -931,9 +955,46 @@ impl PodRt {
                 .or_else(|| pod.pointer(&format!("/spec/securityContext/{field}")))
                 .and_then(Value::as_u64)
         };
-        let user = sc("runAsUser")
-            .filter(|u| *u != 0)
-            .map(|u| (u, sc("runAsGroup").unwrap_or(u)));
+        // The image's USER unless the securityContext says otherwise; a runAsUser without
+        // runAsGroup takes the group of the same number (what the passwd files of our images
+        // give).
+        let uid = sc("runAsUser").unwrap_or(image.user.0);
+        let gid = sc("runAsGroup").unwrap_or(if sc("runAsUser").is_some() {
+            uid
+        } else {
+            image.user.1
+        });
+        let non_root = spec
+            .pointer("/securityContext/runAsNonRoot")
+            .or_else(|| pod.pointer("/spec/securityContext/runAsNonRoot"))
+            .and_then(Value::as_bool);
+        if non_root == Some(true) && uid == 0 {
+            return Err((
+                "CreateContainerConfigError".into(),
+                format!(
+                    "container has runAsNonRoot and image will run as root (pod: \"{}_{}({})\", container: {cname})",
+                    str_at(pod, "/metadata/name"),
+                    self.ns,
+                    str_at(pod, "/metadata/uid")
+                ),
+            ));
+        }
+        let user = (uid != 0 || gid != 0).then_some((uid, gid));
+        // fsGroup joins the supplementary groups, as the kubelet does.
+        let groups: Vec<u64> = pod
+            .pointer("/spec/securityContext/fsGroup")
+            .and_then(Value::as_u64)
+            .into_iter()
+            .chain(
+                pod.pointer("/spec/securityContext/supplementalGroups")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_u64),
+            )
+            .collect();
+        let read_only_root =
+            spec.pointer("/securityContext/readOnlyRootFilesystem") == Some(&Value::Bool(true));
         let working_dir = spec["workingDir"]
             .as_str()
             .map(String::from)
@@ -950,6 +1011,8 @@ impl PodRt {
             env: &env,
             working_dir,
             user,
+            groups,
+            read_only_root,
             argv,
         });
         let script_path = self.dir.join("containers").join(format!("{cname}.sh"));

@@ -209,6 +209,42 @@ pub fn sync_dir(dir: &Path, files: &Files) -> std::io::Result<bool> {
     Ok(changed)
 }
 
+/// fsGroup ownership, as the kubelet sets it: every file and folder of the volume belongs to
+/// `gid`, group-readable (and, unless `read_only`, group-writable), folders setgid so new files
+/// inherit the group. With `always` false (fsGroupChangePolicy OnRootMismatch) nothing is
+/// done when the volume's root already has the group.
+pub fn apply_fs_group(dir: &Path, gid: u32, read_only: bool, always: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata(dir)?;
+    if !always && root.gid() == gid && root.mode() & 0o2070 == 0o2070 {
+        return Ok(());
+    }
+    let mut paths = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < paths.len() {
+        let p = paths[i].clone();
+        i += 1;
+        let meta = std::fs::symlink_metadata(&p)?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        std::os::unix::fs::lchown(&p, None, Some(gid))?;
+        let bits = match (meta.is_dir(), read_only) {
+            (true, false) => 0o2770,
+            (true, true) => 0o2550,
+            (false, false) => 0o660,
+            (false, true) => 0o440,
+        };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode((meta.mode() & 0o7777) | bits))?;
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                paths.push(e?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
