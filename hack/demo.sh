@@ -44,8 +44,8 @@ up() {
     "$kubectl" -n steward-system rollout status deployment/etcd-operator deployment/prometheus-operator --timeout=120s
     "$kubectl" apply --server-side -f deploy/examples/ > /dev/null
     # Both examples really run: etcd members and a Prometheus pod, Available.
-    "$kubectl" wait --for=condition=Available etcdcluster/example --timeout=240s > /dev/null
-    "$kubectl" wait --for=jsonpath='{.status.readyMembers}'=3 etcdcluster/example --timeout=240s > /dev/null
+    "$kubectl" -n etcd-example wait --for=condition=Available etcdcluster/example --timeout=240s > /dev/null
+    "$kubectl" -n etcd-example wait --for=jsonpath='{.status.readyMembers}'=3 etcdcluster/example --timeout=240s > /dev/null
     "$kubectl" -n steward-system wait --for=condition=Available prometheus/team-a --timeout=120s > /dev/null
     echo
     echo "export KUBECONFIG=$KUBECONFIG"

@@ -32,7 +32,8 @@ async fn create_team(client: &kube::Client, team: usize) {
     namespaces
         .create(
             &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
+                .unwrap(),
         )
         .await
         .unwrap();
@@ -112,7 +113,7 @@ fn settled(p: &DynamicObject) -> bool {
 
 const TEAM_STACK: &str = r#"apiVersion: v1
 kind: Namespace
-metadata: {name: team-a}
+metadata: {name: team-a, labels: {pod-security.kubernetes.io/enforce: restricted}}
 ---
 apiVersion: monitoring.steward.dev/v1alpha1
 kind: Prometheus

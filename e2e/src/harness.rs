@@ -94,6 +94,17 @@ impl Env {
     /// replicas ready).
     pub async fn deploy_operators(&self, operators: &[&str]) -> anyhow::Result<()> {
         self.deploy_default().await?;
+        // The operators' children land in `default` in most scenarios: it enforces
+        // "restricted" like steward-system, so a pod a real cluster would refuse fails here.
+        self.kubectl(&[
+            "label",
+            "namespace",
+            "default",
+            "--overwrite",
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted",
+        ])
+        .await?;
         for op in operators {
             deployment_ready(&self.client, "steward-system", op, 2, Duration::from_secs(180)).await?;
         }

@@ -59,6 +59,8 @@ async fn kubectl_drives_custom_resources() {
 
     let example = root.join("deploy/examples/etcd-cluster.yaml");
     k.ok(&["apply", "--server-side", "-f", example.to_str().unwrap()]);
+    // The example brings its own (restricted) namespace.
+    k.ok(&["config", "set-context", "--current", "--namespace=etcd-example"]);
     let table = k.ok(&["get", "etcdclusters"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(

@@ -23,7 +23,7 @@ fn team_stack(team: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Namespace
-metadata: {{name: team-{team}, labels: {{team: "{team}"}}}}
+metadata: {{name: team-{team}, labels: {{team: "{team}", pod-security.kubernetes.io/enforce: restricted}}}}
 ---
 apiVersion: monitoring.steward.dev/v1alpha1
 kind: Prometheus

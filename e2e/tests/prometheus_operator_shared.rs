@@ -18,7 +18,7 @@ fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
 
 const STACK: &str = r#"apiVersion: v1
 kind: Namespace
-metadata: {name: team}
+metadata: {name: team, labels: {pod-security.kubernetes.io/enforce: restricted}}
 ---
 apiVersion: monitoring.steward.dev/v1alpha1
 kind: Prometheus

@@ -14,6 +14,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod telemetry;
 

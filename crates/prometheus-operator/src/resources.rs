@@ -9,8 +9,8 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, Secret, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -252,8 +252,15 @@ pub fn statefulset(
             ..Default::default()
         });
     }
+    let container_sc = p
+        .spec
+        .container_security_context
+        .clone()
+        .unwrap_or_else(steward_core::security::restricted_container);
     let reloader = Container {
         name: "config-reloader".into(),
+        security_context: Some(container_sc.clone()),
+        resources: Some(requests("10m", "32Mi")),
         image: Some(reloader_image.to_string()),
         args: Some(reloader_args),
         env: Some(vec![pod_name_env()]),
@@ -284,8 +291,14 @@ pub fn statefulset(
         }]),
         readiness_probe: Some(http_probe("/-/ready", WEB_PORT, 5, 3)),
         liveness_probe: Some(http_probe("/-/healthy", WEB_PORT, 10, 6)),
-        resources: p.spec.resources.clone(),
+        resources: Some(
+            p.spec
+                .resources
+                .clone()
+                .unwrap_or_else(|| requests("100m", "256Mi")),
+        ),
         volume_mounts: Some(prom_mounts),
+        security_context: Some(container_sc),
         ..Default::default()
     };
     let mut pod_labels = labels(p, "server");
@@ -314,12 +327,32 @@ pub fn statefulset(
                     tolerations: Some(p.spec.tolerations.clone()).filter(|t| !t.is_empty()),
                     affinity: p.spec.affinity.clone(),
                     termination_grace_period_seconds: Some(600),
+                    security_context: Some(
+                        p.spec
+                            .security_context
+                            .clone()
+                            .unwrap_or_else(|| steward_core::security::restricted_pod(PROMETHEUS_UID)),
+                    ),
                     ..Default::default()
                 }),
             },
             volume_claim_templates: claim.map(|c| vec![c]),
             ..Default::default()
         },
+        ..Default::default()
+    }
+}
+
+/// The user and group Prometheus runs as: its image's `nobody`.
+pub const PROMETHEUS_UID: i64 = 65534;
+
+/// Resource requests only (no limits): what the scheduler reserves for a container.
+fn requests(cpu: &str, memory: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity(memory.into())),
+        ])),
         ..Default::default()
     }
 }

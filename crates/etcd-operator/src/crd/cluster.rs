@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, PodSecurityContext, ResourceRequirements, SecurityContext, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -171,6 +173,15 @@ pub struct EtcdPodTemplate {
     /// PriorityClass of member pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+    /// Pod securityContext of members. By default they run as user and group 65532 with
+    /// fsGroup 65532 (so the data volume is writable) and the RuntimeDefault seccomp profile,
+    /// which passes Pod Security "restricted". When set, it replaces that default entirely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    /// securityContext of the etcd container. By default: no privilege escalation, every
+    /// capability dropped, read-only root filesystem. When set, it replaces that default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_security_context: Option<SecurityContext>,
 }
 
 /// How TLS certificates are provided.

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe,
-    SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ResourceRequirements, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -14,6 +15,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use crate::OPERATOR_NAME;
+
+/// The user and group members run as: the `nonroot` user of etcd's distroless images.
+pub const MEMBER_UID: i64 = 65532;
 use crate::crd::{EtcdCluster, TlsMode};
 
 /// Label naming the member a pod or PVC belongs to.
@@ -388,6 +392,17 @@ pub fn member_pod(
         }
     }
     let template = cluster.spec.pod_template.clone().unwrap_or_default();
+    // Requests so that a member is never the first to go under memory pressure.
+    let resources = template
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("100m".into())),
+                ("memory".to_string(), Quantity("128Mi".into())),
+            ])),
+            ..Default::default()
+        });
     Pod {
         metadata: m,
         spec: Some(PodSpec {
@@ -438,10 +453,24 @@ pub fn member_pod(
                     failure_threshold: Some(3),
                     ..Default::default()
                 }),
-                resources: template.resources.clone(),
+                resources: Some(resources),
                 volume_mounts: Some(mounts),
+                security_context: Some(
+                    template
+                        .container_security_context
+                        .clone()
+                        .unwrap_or_else(steward_core::security::restricted_container),
+                ),
                 ..Default::default()
             }],
+            // Members never talk to the Kubernetes API.
+            automount_service_account_token: Some(false),
+            security_context: Some(
+                template
+                    .security_context
+                    .clone()
+                    .unwrap_or_else(|| steward_core::security::restricted_pod(MEMBER_UID)),
+            ),
             volumes: Some(volumes),
             node_selector: Some(template.node_selector.clone()).filter(|n| !n.is_empty()),
             tolerations: Some(template.tolerations.clone()).filter(|t| !t.is_empty()),

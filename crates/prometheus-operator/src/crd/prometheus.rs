@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, SecretKeySelector, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, PodSecurityContext, ResourceRequirements, SecretKeySelector, SecurityContext, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -132,6 +134,16 @@ pub struct PrometheusSpec {
     /// Affinity of Prometheus pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Pod securityContext. By default Prometheus runs as user and group 65534 (the image's
+    /// `nobody`) with fsGroup 65534 and the RuntimeDefault seccomp profile, which passes Pod
+    /// Security "restricted". When set, it replaces that default entirely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    /// securityContext of every container of the pod (Prometheus, the config reloader and its
+    /// init container). By default: no privilege escalation, every capability dropped,
+    /// read-only root filesystem. When set, it replaces that default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_security_context: Option<SecurityContext>,
     /// ServiceAccount the pods run as; the operator creates `prometheus-<name>` when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,

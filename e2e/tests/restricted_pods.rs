@@ -1,0 +1,98 @@
+//! Every pod our operators create, and the operators' own Deployments, pass Pod Security
+//! "restricted" as kubesim's admission (which follows upstream's checks) evaluates it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use e2e::bins;
+use e2e::kubesim::pod_security::{Level, Policy, violations};
+use serde_json::{Value, json};
+
+fn restricted() -> Policy {
+    Policy {
+        level: Level::Restricted,
+        version: "latest".into(),
+    }
+}
+
+fn etcd(spec: Value) -> etcd_operator::crd::EtcdCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "etcd.steward.dev/v1alpha1",
+        "kind": "EtcdCluster",
+        "metadata": {"name": "db", "namespace": "team", "uid": "u1"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn member(spec: Value) -> Value {
+    let c = etcd(spec);
+    let pod = etcd_operator::resources::member_pod(
+        &c,
+        "db-abcde",
+        &[("db-abcde".into(), "https://db-abcde.db-peer:2380".into())],
+        "new",
+    );
+    serde_json::to_value(pod).unwrap()
+}
+
+#[test]
+fn etcd_member_pods_pass_restricted() {
+    for storage in [
+        json!({"emptyDir": {}}),
+        json!({"volumeClaimTemplate": {"size": "1Gi"}}),
+    ] {
+        for tls in ["auto", "disabled"] {
+            let pod =
+                member(json!({"size": 3, "version": "3.5.16", "tls": {"mode": tls}, "storage": storage}));
+            assert_eq!(violations(&restricted(), &pod), None, "{pod:#}");
+            assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+            assert!(pod["spec"]["securityContext"]["fsGroup"].is_number(), "{pod:#}");
+        }
+    }
+    // A user's own securityContext replaces the default, and admission judges it.
+    let pod = member(
+        json!({"size": 1, "version": "3.5.16", "storage": {"emptyDir": {}},
+        "podTemplate": {"containerSecurityContext": {"privileged": true}}}),
+    );
+    let v = violations(&restricted(), &pod).unwrap_or_default();
+    assert!(v.contains("privileged (container \"etcd\""), "{v}");
+}
+
+#[test]
+fn prometheus_pods_pass_restricted() {
+    for storage in [json!(null), json!({"volumeClaimTemplate": {"size": "5Gi"}})] {
+        let mut spec = json!({"replicas": 1});
+        if !storage.is_null() {
+            spec["storage"] = storage;
+        }
+        let p: prometheus_operator::crd::Prometheus = serde_json::from_value(json!({
+            "apiVersion": "monitoring.steward.dev/v1alpha1",
+            "kind": "Prometheus",
+            "metadata": {"name": "team", "namespace": "team", "uid": "u2"},
+            "spec": spec,
+        }))
+        .unwrap();
+        let sts = prometheus_operator::resources::statefulset(
+            &p,
+            "steward/prometheus-operator:dev",
+            1,
+            &Default::default(),
+        );
+        let sts = serde_json::to_value(sts).unwrap();
+        let template = &sts["spec"]["template"];
+        assert_eq!(violations(&restricted(), template), None, "{template:#}");
+    }
+}
+
+#[test]
+fn operator_deployments_pass_restricted() {
+    for op in ["etcd-operator", "prometheus-operator"] {
+        let path = bins::repo_root().join(format!("deploy/{op}/deployment.yaml"));
+        let d: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            violations(&restricted(), &d["spec"]["template"]),
+            None,
+            "{}",
+            path.display()
+        );
+    }
+}
