@@ -23,6 +23,7 @@ pub mod server;
 pub mod store;
 pub mod strict_json;
 pub mod table;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

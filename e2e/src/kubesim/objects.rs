@@ -14,6 +14,7 @@ use super::registry::ResourceType;
 use super::schema;
 use super::server::{ApiServer, name_suffix, new_uid, now};
 use super::store::{StoreError, rv_of};
+use super::validation;
 
 /// How unknown fields in a request body are treated (`fieldValidation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -134,16 +135,6 @@ fn finalizers(obj: &Value) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default()
-}
-
-fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// Everything but metadata and status, to tell spec changes from the rest.
@@ -364,16 +355,6 @@ impl ApiServer {
                 }
             },
         };
-        if !is_dns_subdomain(&name) {
-            return Err(ApiError::invalid(
-                rt,
-                &name,
-                "metadata.name",
-                &format!(
-                    "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-                ),
-            ));
-        }
         meta.insert("name".into(), json!(name));
         meta.insert("uid".into(), json!(new_uid()));
         meta.insert("creationTimestamp".into(), json!(now()));
@@ -399,6 +380,7 @@ impl ApiServer {
         };
         defaults::on_create(self, rt, &mut obj)
             .map_err(|(field, detail)| ApiError::invalid(rt, &name, &field, &detail))?;
+        validation::check(rt, &name, &obj)?;
         warnings.extend(self.admit_pod_security(rt, ns, &name, &obj, None)?);
         if rt.custom || obj.get("spec").is_some() {
             meta_mut(&mut obj).insert("generation".into(), json!(1));
@@ -684,6 +666,7 @@ impl ApiServer {
         }
         defaults::before_store(self, rt, Some(old), &mut new)
             .map_err(|(field, d)| ApiError::invalid(rt, &name, &field, &d))?;
+        validation::check(rt, &name, &new)?;
         let ns = old["metadata"]["namespace"].as_str().unwrap_or_default();
         warnings.extend(self.admit_pod_security(rt, ns, &name, &new, Some(old))?);
         if applied != Some(true) {

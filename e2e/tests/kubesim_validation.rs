@@ -1,0 +1,139 @@
+//! kube-apiserver's validation of every kind in kubesim: names per kind, label keys and
+//! values, annotation size, ConfigMap/Secret size and the request body limit, with the
+//! upstream status codes and messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use e2e::kubesim::Cluster;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+fn api_error(r: Result<impl std::fmt::Debug, kube::Error>) -> (u16, String) {
+    match r {
+        Err(kube::Error::Api(ae)) => (ae.code, ae.message),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_labels_annotations_and_sizes_are_validated() {
+    let c = Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let pp = PostParams::default();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = |v: serde_json::Value| serde_json::from_value::<ConfigMap>(v).unwrap();
+
+    // Namespaces are DNS-1123 labels (no dots), Services DNS-1035 labels.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let (code, msg) = api_error(
+        namespaces
+            .create(
+                &pp,
+                &serde_json::from_value(json!({"metadata": {"name": "team.a"}})).unwrap(),
+            )
+            .await,
+    );
+    assert_eq!(code, 422);
+    assert_eq!(
+        msg,
+        "Namespace \"team.a\" is invalid: metadata.name: Invalid value: \"team.a\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let (code, msg) = api_error(
+        services
+            .create(
+                &pp,
+                &serde_json::from_value(
+                    json!({"metadata": {"name": "1st"}, "spec": {"ports": [{"port": 80}]}}),
+                )
+                .unwrap(),
+            )
+            .await,
+    );
+    assert_eq!(code, 422);
+    assert!(msg.contains("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"), "{msg}");
+    // ConfigMap names are subdomains: dots are fine.
+    cms.create(&pp, &cm(json!({"metadata": {"name": "app.settings"}})))
+        .await
+        .unwrap();
+
+    // Label keys and values.
+    let (code, msg) = api_error(
+        cms.create(
+            &pp,
+            &cm(json!({"metadata": {"name": "l", "labels": {"team": "a b", "x/y/z": "1"}}})),
+        )
+        .await,
+    );
+    assert_eq!(code, 422);
+    assert!(
+        msg.starts_with("ConfigMap \"l\" is invalid: [metadata.labels: "),
+        "{msg}"
+    );
+    assert!(msg.contains("Invalid value: \"a b\": a valid label must be an empty string or consist of alphanumeric characters"), "{msg}");
+    assert!(
+        msg.contains("Invalid value: \"x/y/z\": a qualified name must consist of"),
+        "{msg}"
+    );
+    let (_, msg) = api_error(
+        cms.create(
+            &pp,
+            &cm(json!({"metadata": {"name": "l", "labels": {"k": "v".repeat(64)}}})),
+        )
+        .await,
+    );
+    assert!(msg.ends_with("must be no more than 63 characters"), "{msg}");
+    cms.create(
+        &pp,
+        &cm(json!({"metadata": {"name": "l", "labels": {"app.kubernetes.io/name": "web", "empty": ""}}})),
+    )
+    .await
+    .unwrap();
+
+    // Annotations: 256 KiB in total.
+    let (code, msg) = api_error(
+        cms.create(
+            &pp,
+            &cm(json!({"metadata": {"name": "a", "annotations": {"note": "x".repeat(262_144)}}})),
+        )
+        .await,
+    );
+    assert_eq!(code, 422);
+    assert_eq!(
+        msg,
+        "ConfigMap \"a\" is invalid: metadata.annotations: Too long: must have at most 262144 bytes"
+    );
+
+    // ConfigMap data: 1 MiB.
+    let (code, msg) = api_error(
+        cms.create(
+            &pp,
+            &cm(json!({"metadata": {"name": "big"}, "data": {"blob": "x".repeat(1_048_577)}})),
+        )
+        .await,
+    );
+    assert_eq!(code, 422);
+    assert_eq!(
+        msg,
+        "ConfigMap \"big\" is invalid: []: Too long: must have at most 1048576 bytes"
+    );
+    cms.create(
+        &pp,
+        &cm(json!({"metadata": {"name": "big"}, "data": {"blob": "x".repeat(1_000_000)}})),
+    )
+    .await
+    .unwrap();
+
+    // Request bodies over 3 MiB are refused before decoding.
+    let (code, msg) = api_error(
+        cms.create(
+            &pp,
+            &cm(json!({"metadata": {"name": "huge"}, "data": {"blob": "x".repeat(3 * 1024 * 1024)}})),
+        )
+        .await,
+    );
+    assert_eq!(
+        (code, msg.as_str()),
+        (413, "Request entity too large: limit is 3145728")
+    );
+}
