@@ -69,8 +69,20 @@ fn resource_entry(t: &ResourceType) -> Vec<Value> {
         out.push(match *extra {
             "log" => sub("log", "Pod", &["get"]),
             "binding" => sub("binding", "Binding", &["create"]),
-            "eviction" => sub("eviction", "Eviction", &["create"]),
-            "token" => sub("token", "TokenRequest", &["create"]),
+            // kubectl drain evicts only when discovery names policy/v1 Eviction (else it
+            // deletes); create token looks for authentication.k8s.io/v1 TokenRequest.
+            "eviction" => {
+                let mut s = sub("eviction", "Eviction", &["create"]);
+                s["group"] = json!("policy");
+                s["version"] = json!("v1");
+                s
+            }
+            "token" => {
+                let mut s = sub("token", "TokenRequest", &["create"]);
+                s["group"] = json!("authentication.k8s.io");
+                s["version"] = json!("v1");
+                s
+            }
             other => sub(other, &t.kind, &["get"]),
         });
     }

@@ -55,10 +55,22 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 async fn handle(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
-    match dispatch(server, req).await {
+    let query: HashMap<String, String> = req.uri().query().map(form_urlencoded_pairs).unwrap_or_default();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let labels =
+        super::request_metrics::labels_for(req.method().as_str(), req.uri().path(), &query, content_type);
+    let resp = match dispatch(server.clone(), req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
+    };
+    if let Some(l) = labels {
+        server.request_metrics.record(l, resp.status().as_u16());
     }
+    resp
 }
 
 /// Request-wide facts.
@@ -217,6 +229,15 @@ async fn dispatch(server: Arc<ApiServer>, req: Request) -> Result<Response, ApiE
         ["version"] => {
             non_resource(&path)?;
             ok(discovery::version())
+        }
+        ["metrics"] => {
+            non_resource(&path)?;
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                server.request_metrics.render(),
+            )
+                .into_response())
         }
         ["api"] => {
             non_resource(&path)?;
@@ -428,7 +449,7 @@ async fn resource(
             ))
         }
         (&Method::POST, Some(name), Some("eviction")) if rt.plural == "pods" => {
-            server.delete(rt, ns, name, &DeleteOpts::default())?;
+            server.evict(rt, ns, name)?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

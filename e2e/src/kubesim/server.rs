@@ -48,6 +48,8 @@ pub struct ApiServer {
     pub log_source: RwLock<Option<Arc<dyn LogSource>>>,
     /// While set, new watches are refused with 503 (fault injection: an unreachable API).
     pub watches_paused: std::sync::atomic::AtomicBool,
+    /// `apiserver_request_total`, served on `/metrics`.
+    pub request_metrics: super::request_metrics::RequestMetrics,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -61,6 +63,7 @@ impl ApiServer {
     pub fn new(node_mode: NodeMode, nodes: usize, ca_pem: String) -> Self {
         let (watch_epoch, _) = tokio::sync::watch::channel(0);
         ApiServer {
+            request_metrics: Default::default(),
             store: Arc::new(Store::new(200_000)),
             registry: RwLock::new(Registry::default()),
             tokens: Arc::new(Tokens::new()),
