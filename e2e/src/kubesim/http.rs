@@ -402,6 +402,35 @@ async fn resource(
         e.details = Some(d);
         return Err(e);
     }
+    let writes = matches!(ctx.method, Method::POST | Method::PUT | Method::PATCH) && t.sub.is_none();
+    if writes && ctx.method == Method::PATCH && ctx.content_type().starts_with("application/apply-patch") {
+        // A server-side apply that creates its object needs `create` as well.
+        let name = t.name.unwrap_or_default();
+        if server.store.get(&t.rt.storage_key(), &t.ns, name).is_none() {
+            let create = Attributes {
+                verb: "create".into(),
+                ..attrs.clone()
+            };
+            if !auth::authorize(&server.store, &ctx.user, &create) {
+                let mut e = ApiError::new(403, "Forbidden", auth::forbidden_message(&ctx.user, &create));
+                e.details = Some(json!({"kind": t.rt.plural, "name": name, "group": group}));
+                return Err(e);
+            }
+        }
+    }
+    if writes && t.rt.group == "rbac.authorization.k8s.io" {
+        let body = ctx.body_json()?;
+        let name = t
+            .name
+            .map(str::to_string)
+            .or_else(|| {
+                body.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        super::rbac_admission::check_write(&server.store, &ctx.user, &t.rt, &t.ns, &name, &body)?;
+    }
     let rt = &t.rt;
     let ns = t.ns.as_str();
     match (&ctx.method, t.name, t.sub) {

@@ -17,6 +17,7 @@ pub mod objects;
 pub mod pki;
 pub mod pod_security;
 pub mod protobuf;
+pub mod rbac_admission;
 pub mod registry;
 pub mod request_metrics;
 pub mod schema;
