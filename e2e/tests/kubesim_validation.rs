@@ -137,3 +137,54 @@ async fn names_labels_annotations_and_sizes_are_validated() {
         (413, "Request entity too large: limit is 3145728")
     );
 }
+
+/// `fieldValidation` for built-in kinds: Strict refuses fields the kind does not have (kubectl's
+/// default), Warn drops them with a warning, Ignore drops them silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_of_built_in_kinds() {
+    let c = Cluster::start_temp().await.unwrap();
+    let k = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(e2e::bins::kubectl().unwrap())
+            .args(args)
+            .env("KUBECONFIG", c.kubeconfig())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let deployment = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  replica: 2\n  selector: {{matchLabels: {{app: x}}}}\n  template:\n    metadata: {{labels: {{app: x}}}}\n    spec:\n      containers: [{{name: c, image: busybox:1.36, imagePolicy: Always}}]\n"
+        )
+    };
+    let (ok, err) = k(&["create", "-f", "-"], &deployment("strict"));
+    assert!(!ok);
+    assert!(
+        err.contains("Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replica\", unknown field \"spec.template.spec.containers[0].imagePolicy\""),
+        "{err}"
+    );
+    let (ok, err) = k(&["create", "--validate=warn", "-f", "-"], &deployment("warned"));
+    assert!(ok, "{err}");
+    assert!(err.contains("Warning: unknown field \"spec.replica\""), "{err}");
+    let (ok, err) = k(&["create", "--validate=false", "-f", "-"], &deployment("ignored"));
+    assert!(ok && !err.contains("Warning"), "{err}");
+    let client = c.client().await.unwrap();
+    let stored: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client, "default");
+    let d = serde_json::to_value(stored.get("warned").await.unwrap()).unwrap();
+    assert!(
+        d["spec"].get("replica").is_none(),
+        "unknown fields are dropped: {d}"
+    );
+    // Inline (embedded) fields such as a volume's source are known.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: busybox:1.36, readinessProbe: {exec: {command: [true]}}}]\n  volumes: [{name: v, emptyDir: {}}, {name: s, secret: {secretName: x}}]\n";
+    let (ok, err) = k(&["create", "-f", "-"], pod);
+    assert!(ok, "{err}");
+}

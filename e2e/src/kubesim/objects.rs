@@ -195,6 +195,26 @@ fn apply_error(rt: &ResourceType, name: &str, e: merge::ApplyError) -> ApiError 
     }
 }
 
+/// `fieldValidation` for built-in kinds: fields the kind does not have (per the Kubernetes
+/// protobuf descriptors) are refused (Strict), or dropped with a warning (Warn) or silently
+/// (Ignore), as decoding into kube-apiserver's Go types does.
+fn admit_builtin(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> Result<Vec<String>, ApiError> {
+    let unknown = super::protobuf::prune_unknown_fields(&rt.api_version(), &rt.kind, obj)?;
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    match opts.validation {
+        FieldValidation::Strict => {
+            let status = schema::strict_decoding_status(&rt.kind, &rt.version, &unknown);
+            Err(ApiError::bad_request(
+                status["message"].as_str().unwrap_or_default(),
+            ))
+        }
+        FieldValidation::Warn => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+        FieldValidation::Ignore => Ok(Vec::new()),
+    }
+}
+
 impl ApiServer {
     fn admit_custom(
         &self,
@@ -376,7 +396,7 @@ impl ApiServer {
         let mut warnings = if rt.custom {
             self.admit_custom(rt, &mut obj, None, opts)?
         } else {
-            Vec::new()
+            admit_builtin(rt, &mut obj, opts)?
         };
         defaults::on_create(self, rt, &mut obj)
             .map_err(|(field, detail)| ApiError::invalid(rt, &name, &field, &detail))?;
@@ -644,7 +664,7 @@ impl ApiServer {
         let mut warnings = if rt.custom {
             self.admit_custom(rt, &mut new, Some(old), opts)?
         } else {
-            Vec::new()
+            admit_builtin(rt, &mut new, opts)?
         };
         if old.pointer("/metadata/deletionTimestamp").is_some() {
             let before = finalizers(old);

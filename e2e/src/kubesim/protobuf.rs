@@ -99,6 +99,86 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     Ok(Value::Object(obj))
 }
 
+/// Fields of a built-in object that its kind does not have, as paths (`spec.foo`,
+/// `spec.containers[0].bar`), after removing them from `obj` (decoding into Go structs drops
+/// them too). `Err` when the descriptors are missing; an unknown kind has no unknown fields.
+pub fn prune_unknown_fields(api_version: &str, kind: &str, obj: &mut Value) -> Result<Vec<String>, ApiError> {
+    let pool = pool().map_err(ApiError::internal)?;
+    let Some(desc) = message_for(pool, api_version, kind) else {
+        return Ok(Vec::new());
+    };
+    let mut unknown = Vec::new();
+    if let Value::Object(map) = obj {
+        // TypeMeta is not part of the message.
+        let keep: Vec<(String, Value)> = ["apiVersion", "kind"]
+            .iter()
+            .filter_map(|k| map.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        prune_message(&desc, map, "", &mut unknown);
+        map.extend(keep);
+    }
+    Ok(unknown)
+}
+
+/// Message types whose JSON form is a scalar or free-form: nothing inside them is checked.
+fn is_leaf(full_name: &str) -> bool {
+    matches!(
+        full_name,
+        "k8s.io.apimachinery.pkg.api.resource.Quantity"
+            | "k8s.io.apimachinery.pkg.apis.meta.v1.Time"
+            | "k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime"
+            | "k8s.io.apimachinery.pkg.apis.meta.v1.Duration"
+            | "k8s.io.apimachinery.pkg.util.intstr.IntOrString"
+            | "k8s.io.apimachinery.pkg.runtime.RawExtension"
+            | "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1"
+    )
+}
+
+fn prune_message(
+    desc: &MessageDescriptor,
+    obj: &mut Map<String, Value>,
+    path: &str,
+    unknown: &mut Vec<String>,
+) {
+    let keys: Vec<String> = obj.keys().cloned().collect();
+    for key in keys {
+        let field = desc.get_field_by_name(&key).or_else(|| {
+            // Fields of embedded (inline) structs sit in the parent.
+            desc.fields().find_map(|f| match f.kind() {
+                prost_reflect::Kind::Message(m) if is_inline(f.name(), m.name()) => m.get_field_by_name(&key),
+                _ => None,
+            })
+        });
+        let here = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        let Some(field) = field else {
+            obj.remove(&key);
+            unknown.push(here);
+            continue;
+        };
+        let prost_reflect::Kind::Message(m) = field.kind() else {
+            continue;
+        };
+        if field.is_map() || is_leaf(m.full_name()) {
+            continue;
+        }
+        match obj.get_mut(&key) {
+            Some(Value::Object(child)) if !field.is_list() => prune_message(&m, child, &here, unknown),
+            Some(Value::Array(items)) if field.is_list() => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let Value::Object(child) = item {
+                        prune_message(&m, child, &format!("{here}[{i}]"), unknown);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The message of `kind` in `api_version`: `k8s.io.api.<first label of the group>.<version>`
 /// for API groups (`core` for the legacy group), meta/v1 for options kinds.
 fn message_for(pool: &DescriptorPool, api_version: &str, kind: &str) -> Option<MessageDescriptor> {
