@@ -188,3 +188,31 @@ async fn unknown_fields_of_built_in_kinds() {
     let (ok, err) = k(&["create", "-f", "-"], pod);
     assert!(ok, "{err}");
 }
+
+/// Field selectors work only on the fields a kind supports; others get upstream's 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_selectors_are_limited_per_kind() {
+    let c = Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    pods.list(&kube::api::ListParams::default().fields("spec.nodeName=kubesim-node,status.phase!=Failed"))
+        .await
+        .unwrap();
+    let (code, msg) = api_error(
+        pods.list(&kube::api::ListParams::default().fields("spec.containers.image=x"))
+            .await,
+    );
+    assert_eq!(
+        (code, msg.as_str()),
+        (400, "field label not supported: spec.containers.image")
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.list(&kube::api::ListParams::default().fields("metadata.name=a"))
+        .await
+        .unwrap();
+    let (code, msg) = api_error(
+        cms.list(&kube::api::ListParams::default().fields("data.a=1"))
+            .await,
+    );
+    assert_eq!((code, msg.as_str()), (400, "field label not supported: data.a"));
+}

@@ -156,7 +156,78 @@ pub struct FieldSelector {
     reqs: Vec<(String, bool, String)>,
 }
 
+/// The fields kube-apiserver can select `rt`'s objects by (beyond metadata.name and
+/// metadata.namespace), or `None` for custom resources, which allow only those two.
+fn selectable_fields(rt: &super::registry::ResourceType) -> Option<&'static [&'static str]> {
+    if rt.custom {
+        return None;
+    }
+    const EVENT: &[&str] = &[
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+        "regarding.kind",
+        "regarding.namespace",
+        "regarding.name",
+        "regarding.uid",
+        "regarding.apiVersion",
+        "regarding.resourceVersion",
+        "regarding.fieldPath",
+        "reportingController",
+        "deprecatedSource.component",
+    ];
+    Some(match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        ("", "events") | ("events.k8s.io", "events") => EVENT,
+        ("", "secrets") => &["type"],
+        ("", "namespaces") => &["status.phase"],
+        ("", "nodes") => &["spec.unschedulable"],
+        ("", "services") => &["spec.clusterIP", "spec.type"],
+        ("", "replicationcontrollers") | ("apps", "replicasets") => &["status.replicas"],
+        ("batch", "jobs") => &["status.successful"],
+        _ => &[],
+    })
+}
+
 impl FieldSelector {
+    /// Refuses a selector on a field `rt` cannot be selected by, with upstream's 400 message.
+    pub fn check_supported(&self, rt: &super::registry::ResourceType) -> Result<(), String> {
+        let extra = selectable_fields(rt);
+        for (path, _, _) in &self.reqs {
+            if path == "metadata.name" || path == "metadata.namespace" {
+                continue;
+            }
+            match extra {
+                Some(fields) if fields.contains(&path.as_str()) => {}
+                Some(_) => return Err(format!("field label not supported: {path}")),
+                None => {
+                    return Err(format!(
+                        "{path:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parses a field selector. Any dotted path to a scalar field is accepted.
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
