@@ -142,12 +142,15 @@ pub fn peer_service(cluster: &EtcdCluster) -> Service {
     }
 }
 
-/// At most one member down voluntarily.
+/// Voluntary disruptions (drains, evictions) may take down only the members a cluster of
+/// `spec.size` can lose and keep quorum: `size - quorum(size)`, so none for sizes 1 and 2.
 pub fn pod_disruption_budget(cluster: &EtcdCluster) -> PodDisruptionBudget {
+    let size = cluster.spec.size.max(1);
+    let quorum = size / 2 + 1;
     PodDisruptionBudget {
         metadata: meta(cluster, cluster.name_any(), "member"),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(size - quorum)),
             selector: Some(LabelSelector {
                 match_labels: Some(member_selector(cluster)),
                 ..Default::default()
@@ -595,6 +598,17 @@ mod tests {
         );
         // The peer CN is only pinned for certificates the operator issues.
         assert!(!args.iter().any(|a| a.starts_with("--peer-cert-allowed-cn")));
+    }
+
+    #[test]
+    fn disruption_budget_keeps_quorum() {
+        let mut c = cluster();
+        for (size, allowed) in [(1, 0), (2, 0), (3, 1), (4, 1), (5, 2), (7, 3), (9, 4)] {
+            c.spec.size = size;
+            let pdb = pod_disruption_budget(&c);
+            let max = pdb.spec.and_then(|s| s.max_unavailable);
+            assert_eq!(max, Some(IntOrString::Int(allowed)), "size {size}");
+        }
     }
 
     #[test]
