@@ -509,6 +509,15 @@ async fn invalid_clusters_are_rejected_at_admission() {
             "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1",
         ),
         (
+            // Passed the old pattern and panicked the duration parser.
+            "spec: {size: 3, version: 3.5.16, memberFailureTimeout: 99999999999999999999h}",
+            "spec.memberFailureTimeout: Invalid value: \"99999999999999999999h\": spec.memberFailureTimeout in body should match",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, tls: {mode: auto, certificateValidity: 99999999999999999999h}}",
+            "spec.tls.certificateValidity: Invalid value: \"99999999999999999999h\": spec.tls.certificateValidity in body should match",
+        ),
+        (
             "spec: {size: 3, version: v3.5}",
             "spec.version: Invalid value: \"v3.5\": spec.version in body should match",
         ),

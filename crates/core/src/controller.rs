@@ -158,6 +158,34 @@ impl ShutdownTrigger {
     }
 }
 
+/// What the runner hands kube-runtime: the reconcile's own error, or a panic it caught.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError<E: ReconcileError> {
+    /// The reconcile returned an error.
+    #[error(transparent)]
+    Reconcile(E),
+    /// The reconcile panicked; the message is the panic's payload.
+    #[error("reconcile panicked: {0}")]
+    Panic(String),
+}
+
+impl<E: ReconcileError> RunnerError<E> {
+    fn reason(&self) -> &'static str {
+        match self {
+            RunnerError::Reconcile(e) => e.reason(),
+            RunnerError::Panic(_) => "panic",
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 struct RunnerCtx<Ctx> {
     inner: Arc<Ctx>,
     name: String,
@@ -168,6 +196,10 @@ struct RunnerCtx<Ctx> {
 /// Runs `controller` until shutdown: reconciles through `reconcile`, records metrics, retries
 /// failures with per-object jittered exponential backoff, and marks the cache synced in
 /// `/readyz`. In-flight reconciles finish before this returns.
+///
+/// A reconcile that panics is caught: it counts as an error with reason `panic` and its
+/// object backs off like any failure, while every other object keeps being reconciled (one
+/// bad object must never take the operator down).
 pub async fn run<K, Ctx, R, Fut, E>(
     rt: &ControllerRuntime,
     name: &str,
@@ -213,9 +245,16 @@ pub async fn run<K, Ctx, R, Fut, E>(
             move |obj: Arc<K>, rctx: Arc<RunnerCtx<Ctx>>| {
                 let reconcile = reconcile.clone();
                 async move {
+                    use futures::FutureExt as _;
                     let key = ObjectRef::from_obj(obj.as_ref()).to_string();
                     let started = Instant::now();
-                    let result = reconcile(obj, rctx.inner.clone()).await;
+                    let result = match std::panic::AssertUnwindSafe(reconcile(obj, rctx.inner.clone()))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(r) => r.map_err(RunnerError::Reconcile),
+                        Err(payload) => Err(RunnerError::Panic(panic_message(payload.as_ref()))),
+                    };
                     let took = started.elapsed();
                     match &result {
                         Ok(_) => {
@@ -227,7 +266,7 @@ pub async fn run<K, Ctx, R, Fut, E>(
                     result
                 }
             },
-            |obj: Arc<K>, err: &E, rctx: Arc<RunnerCtx<Ctx>>| {
+            |obj: Arc<K>, err: &RunnerError<E>, rctx: Arc<RunnerCtx<Ctx>>| {
                 let key = ObjectRef::from_obj(obj.as_ref()).to_string();
                 let wait = rctx.backoff.failed(&key);
                 warn!(controller = %rctx.name, object = %key, error = %err, retry_in = ?wait, "reconcile failed");

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `1h30m` or `250ms`.
+/// The longest duration accepted: 100 years. Anything longer is a typo, and would overflow
+/// the clock arithmetic it is used in (deadlines, certificate expiry).
+pub const MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses a duration such as `1h30m` or `250ms`; at most [`MAX`].
 pub fn parse(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
@@ -29,7 +33,12 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             "d" => value * 86_400.0,
             u => return Err(format!("invalid unit {u:?} in duration {s:?}")),
         };
-        total += Duration::from_secs_f64(secs);
+        let too_long = || format!("duration {s:?} is longer than 100 years");
+        let part = Duration::try_from_secs_f64(secs).map_err(|_| too_long())?;
+        total = total
+            .checked_add(part)
+            .filter(|t| *t <= MAX)
+            .ok_or_else(too_long)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -46,5 +55,16 @@ mod tests {
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
         assert!(parse("").is_err() && parse("5x").is_err() && parse("m").is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        assert_eq!(
+            parse("99999999999999999999h"),
+            Err("duration \"99999999999999999999h\" is longer than 100 years".to_string())
+        );
+        assert!(parse("876000h").is_ok());
+        assert!(parse("876000h1s").is_err());
+        assert!(parse("1e400s").is_err());
     }
 }

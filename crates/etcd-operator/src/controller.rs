@@ -243,6 +243,9 @@ pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
             }
         }
     }
+    if let Err(e) = steward_core::duration::parse(&spec.member_failure_timeout) {
+        problems.push(format!("spec.memberFailureTimeout: {e}"));
+    }
     if let Some(v) = &spec.tls.certificate_validity {
         match steward_core::duration::parse(v) {
             Err(e) => problems.push(format!("spec.tls.certificateValidity: {e}")),
@@ -1255,6 +1258,18 @@ mod tests {
         );
         s.tls.certificate_validity = Some("1h".into());
         assert!(validate(&s).is_empty());
+        // Durations that pass the CRD pattern but are absurd are a problem, not a panic.
+        s.member_failure_timeout = "9999999h".into();
+        s.tls.certificate_validity = Some("9999999h".into());
+        assert_eq!(
+            validate(&s),
+            vec![
+                "spec.memberFailureTimeout: duration \"9999999h\" is longer than 100 years",
+                "spec.tls.certificateValidity: duration \"9999999h\" is longer than 100 years"
+            ]
+        );
+        s.member_failure_timeout = "2m".into();
+        s.tls.certificate_validity = Some("1h".into());
         s.maintenance = Some(crate::crd::EtcdMaintenance {
             defrag: Some(crate::crd::DefragPolicy {
                 schedule: Some("0 3 * * *".into()),

@@ -657,7 +657,7 @@ fn selected(
         LabelSelector::parse(ctx.q("labelSelector").unwrap_or_default()).map_err(ApiError::bad_request)?;
     let fields =
         FieldSelector::parse(ctx.q("fieldSelector").unwrap_or_default()).map_err(ApiError::bad_request)?;
-    fields.check_supported(&rt).map_err(ApiError::bad_request)?;
+    fields.check_supported(rt).map_err(ApiError::bad_request)?;
     let (items, rv) = server
         .store
         .list(&rt.storage_key(), if ns.is_empty() { None } else { Some(ns) });

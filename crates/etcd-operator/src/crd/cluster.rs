@@ -83,9 +83,12 @@ pub struct EtcdClusterSpec {
     pub options: Option<EtcdOptions>,
 
     /// How long a member may be unreachable before it is removed and replaced by a fresh
-    /// member, as a duration such as `90s` or `2m`.
+    /// member, as a duration such as `90s` or `2m` (at most 100 years).
     #[serde(default = "default_member_failure_timeout")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(
+        regex(pattern = r"^([0-9]{1,7}(\.[0-9]{1,9})?(ms|s|m|h))+$"),
+        length(max = 32)
+    )]
     pub member_failure_timeout: String,
 
     /// Scheduled maintenance.
@@ -214,7 +217,10 @@ pub struct EtcdTls {
     /// duration such as `2160h` (90 days, the default). Each is renewed once two thirds of
     /// its lifetime have passed; members pick the new files up without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(
+        regex(pattern = r"^([0-9]{1,7}(\.[0-9]{1,9})?(ms|s|m|h))+$"),
+        length(max = 32)
+    )]
     pub certificate_validity: Option<String>,
 }
 
