@@ -518,6 +518,22 @@ async fn invalid_clusters_are_rejected_at_admission() {
             "spec.tls.certificateValidity: Invalid value: \"99999999999999999999h\": spec.tls.certificateValidity in body should match",
         ),
         (
+            "spec: {size: 3, version: 3.5.16, options: {extraArgs: ['-name=evil']}}",
+            "extraArgs must not set flags the operator manages or unsafe flags",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, options: {extraArgs: ['--log-level=debug', '--force-new-cluster']}}",
+            "extraArgs must not set flags the operator manages or unsafe flags",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, options: {extraArgs: ['--client-cert-auth=false']}}",
+            "extraArgs must not set flags the operator manages or unsafe flags",
+        ),
+        (
+            "spec: {size: 3, version: 3.5.16, options: {extraArgs: ['--initial-cluster-state', 'new']}}",
+            "each extraArgs item must be one --flag or --flag=value",
+        ),
+        (
             "spec: {size: 3, version: v3.5}",
             "spec.version: Invalid value: \"v3.5\": spec.version in body should match",
         ),
@@ -550,6 +566,16 @@ async fn invalid_clusters_are_rejected_at_admission() {
             .to_string();
         assert!(err.contains(message), "{spec}: {err}");
     }
+    // Flags the operator leaves alone are accepted.
+    env.kubectl_with_input(
+        &["create", "-f", "-"],
+        Some(&format!(
+            "{}spec: {{size: 3, version: 3.5.16, options: {{extraArgs: ['--log-level=debug', '-max-txn-ops=256']}}}}\n",
+            base.replace("name: bad", "name: args-ok")
+        )),
+    )
+    .await
+    .unwrap();
     // Transition rules: the storage kind and TLS off->on cannot change after creation.
     env.kubectl_with_input(
         &["create", "-f", "-"],

@@ -243,6 +243,11 @@ pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
             }
         }
     }
+    for arg in spec.options.iter().flat_map(|o| o.extra_args.iter()) {
+        if let Some(p) = crate::resources::extra_arg_problem(arg) {
+            problems.push(format!("spec.options.extraArgs: {p}"));
+        }
+    }
     if let Err(e) = steward_core::duration::parse(&spec.member_failure_timeout) {
         problems.push(format!("spec.memberFailureTimeout: {e}"));
     }
@@ -1248,6 +1253,7 @@ mod tests {
             server: "a".into(),
             peer: String::new(),
             client: "c".into(),
+            peer_allowed_cn: None,
         });
         assert_eq!(validate(&s), vec!["spec.tls.secrets.peer must name a Secret"]);
         let mut s = spec("3.5.16");

@@ -234,7 +234,19 @@ pub struct EtcdTlsSecrets {
     pub peer: String,
     /// Client certificate the operator uses to talk to etcd.
     pub client: String,
+    /// Common name every member's peer certificate carries. When set, members accept a
+    /// peer whose certificate has this CN without checking its SANs against the peer's
+    /// address (pod IPs change); when unset, peer certificates are verified in full, so
+    /// their SANs must cover the members' addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub peer_allowed_cn: Option<String>,
 }
+
+/// CEL: every extraArgs item is a single flag (one or two dashes, Go's flag syntax).
+pub const EXTRA_ARGS_SHAPE_RULE: &str = "self.all(a, a.matches('^--?[a-z0-9][-a-z0-9.]*(=.*)?$'))";
+/// CEL: no extraArgs item sets a flag the operator manages or an unsafe one.
+pub const EXTRA_ARGS_MANAGED_RULE: &str = "self.all(a, !a.matches('^--?(name|data-dir|wal-dir|listen-client-urls|advertise-client-urls|listen-peer-urls|initial-advertise-peer-urls|initial-cluster|initial-cluster-state|initial-cluster-token|listen-metrics-urls|cert-file|key-file|trusted-ca-file|client-cert-auth|auto-tls|peer-cert-file|peer-key-file|peer-trusted-ca-file|peer-client-cert-auth|peer-auto-tls|peer-cert-allowed-cn|peer-cert-allowed-hostname|experimental-peer-skip-client-san-verification|force-new-cluster|unsafe-no-fsync|config-file|discovery|discovery-srv|discovery-srv-name)(=.*)?$'))";
 
 /// etcd server flags the operator manages.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -260,8 +272,14 @@ pub struct EtcdOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub election_timeout_ms: Option<i64>,
-    /// Additional etcd flags, e.g. `--log-level=debug`. Flags the operator manages win.
+    /// Additional etcd flags, one `--flag=value` (or `--flag`) per item, e.g.
+    /// `--log-level=debug`. Flags the operator manages (names, URLs, data dir, cluster
+    /// membership, TLS) and flags that endanger data or security (`--force-new-cluster`,
+    /// `--unsafe-no-fsync`) are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new(EXTRA_ARGS_SHAPE_RULE).message("each extraArgs item must be one --flag or --flag=value"))]
+    #[x_kube(validation = Rule::new(EXTRA_ARGS_MANAGED_RULE).message("extraArgs must not set flags the operator manages or unsafe flags (names, URLs, data dir, initial cluster, TLS, --force-new-cluster, --unsafe-no-fsync)"))]
     pub extra_args: Vec<String>,
 }
 

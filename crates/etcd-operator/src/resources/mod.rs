@@ -220,10 +220,10 @@ fn option_args(cluster: &EtcdCluster) -> Vec<String> {
         if let Some(e) = o.election_timeout_ms {
             args.push(format!("--election-timeout={e}"));
         }
-        // Flags the operator manages win: user flags for the same name are dropped.
+        // Admission refuses the rest; objects stored before that rule existed still never
+        // override what the operator manages.
         for extra in &o.extra_args {
-            let name = extra.split('=').next().unwrap_or_default();
-            if !MANAGED_FLAGS.contains(&name) {
+            if extra_arg_problem(extra).is_none() {
                 args.push(extra.clone());
             }
         }
@@ -231,28 +231,64 @@ fn option_args(cluster: &EtcdCluster) -> Vec<String> {
     args
 }
 
-const MANAGED_FLAGS: &[&str] = &[
-    "--name",
-    "--data-dir",
-    "--listen-client-urls",
-    "--advertise-client-urls",
-    "--listen-peer-urls",
-    "--initial-advertise-peer-urls",
-    "--initial-cluster",
-    "--initial-cluster-state",
-    "--initial-cluster-token",
-    "--listen-metrics-urls",
-    "--cert-file",
-    "--key-file",
-    "--trusted-ca-file",
-    "--client-cert-auth",
-    "--peer-cert-file",
-    "--peer-key-file",
-    "--peer-trusted-ca-file",
-    "--peer-client-cert-auth",
-    "--peer-cert-allowed-cn",
-    "--experimental-peer-skip-client-san-verification",
+/// Flags the operator sets itself, and flags that endanger data or security; the same list as
+/// the CRD's `EXTRA_ARGS_MANAGED_RULE`.
+const REFUSED_FLAGS: &[&str] = &[
+    "name",
+    "data-dir",
+    "wal-dir",
+    "listen-client-urls",
+    "advertise-client-urls",
+    "listen-peer-urls",
+    "initial-advertise-peer-urls",
+    "initial-cluster",
+    "initial-cluster-state",
+    "initial-cluster-token",
+    "listen-metrics-urls",
+    "cert-file",
+    "key-file",
+    "trusted-ca-file",
+    "client-cert-auth",
+    "auto-tls",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+    "peer-client-cert-auth",
+    "peer-auto-tls",
+    "peer-cert-allowed-cn",
+    "peer-cert-allowed-hostname",
+    "experimental-peer-skip-client-san-verification",
+    "force-new-cluster",
+    "unsafe-no-fsync",
+    "config-file",
+    "discovery",
+    "discovery-srv",
+    "discovery-srv-name",
 ];
+
+/// Why an `extraArgs` item cannot be passed to etcd, if it cannot. Go's flag parser takes
+/// `-flag` and `--flag`, with `=value` or the value as the next argument; only the
+/// single-item `--flag[=value]` form is allowed, so a value can never be read as a flag.
+pub fn extra_arg_problem(arg: &str) -> Option<String> {
+    let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
+    let Some(body) = body else {
+        return Some(format!("{arg:?} is not a flag: use --flag=value in one item"));
+    };
+    let name = body.split('=').next().unwrap_or_default();
+    let shape_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !shape_ok {
+        return Some(format!("{arg:?} is not a flag: use --flag=value in one item"));
+    }
+    REFUSED_FLAGS
+        .contains(&name)
+        .then(|| format!("--{name} is managed by the operator or unsafe and cannot be set in extraArgs"))
+}
 
 /// Where the server and peer Secrets are mounted in member pods.
 const SERVER_TLS_DIR: &str = "/etc/etcd/tls/server";
@@ -290,13 +326,21 @@ fn tls_args(cluster: &EtcdCluster) -> Vec<String> {
         format!("--peer-key-file={PEER_TLS_DIR}/tls.key"),
         format!("--peer-trusted-ca-file={PEER_TLS_DIR}/ca.crt"),
         "--peer-client-cert-auth=true".to_string(),
-        "--experimental-peer-skip-client-san-verification=true".to_string(),
     ];
-    if cluster.spec.tls.mode == TlsMode::Auto {
-        args.push(format!(
-            "--peer-cert-allowed-cn={}",
-            crate::tls::common_name(cluster, crate::tls::Role::Peer)
-        ));
+    // Pod IPs change, so peer SANs cannot list them: the SAN check is skipped only where a
+    // CN pin takes its place (always in mode auto; in mode secrets when the user names one).
+    let pin = match cluster.spec.tls.mode {
+        TlsMode::Auto => Some(crate::tls::common_name(cluster, crate::tls::Role::Peer)),
+        _ => cluster
+            .spec
+            .tls
+            .secrets
+            .as_ref()
+            .and_then(|s| s.peer_allowed_cn.clone()),
+    };
+    if let Some(cn) = pin {
+        args.push("--experimental-peer-skip-client-san-verification=true".to_string());
+        args.push(format!("--peer-cert-allowed-cn={cn}"));
     }
     args
 }
@@ -576,6 +620,7 @@ mod tests {
             server: "my-server".into(),
             peer: "my-peer".into(),
             client: "my-client".into(),
+            peer_allowed_cn: None,
         });
         assert_eq!(
             member_tls_secrets(&c),
@@ -598,6 +643,65 @@ mod tests {
         );
         // The peer CN is only pinned for certificates the operator issues.
         assert!(!args.iter().any(|a| a.starts_with("--peer-cert-allowed-cn")));
+    }
+
+    #[test]
+    fn extra_args_cannot_override_managed_or_unsafe_flags() {
+        for bad in [
+            "--name=x",
+            "-name=x",
+            "--data-dir=/tmp",
+            "-initial-cluster-state=new",
+            "--force-new-cluster",
+            "-force-new-cluster=true",
+            "--client-cert-auth=false",
+            "--unsafe-no-fsync",
+            "new",
+            "--Name=x",
+            "---name=x",
+        ] {
+            assert!(extra_arg_problem(bad).is_some(), "{bad} must be refused");
+        }
+        for good in [
+            "--log-level=debug",
+            "-log-level=info",
+            "--enable-v2=false",
+            "--max-txn-ops=256",
+        ] {
+            assert_eq!(extra_arg_problem(good), None, "{good}");
+        }
+        let mut c = cluster();
+        c.spec.options = Some(crate::crd::EtcdOptions {
+            extra_args: vec![
+                "-name=evil".into(),
+                "--log-level=debug".into(),
+                "--force-new-cluster".into(),
+            ],
+            ..Default::default()
+        });
+        let args = option_args(&c);
+        assert_eq!(args, vec!["--log-level=debug".to_string()]);
+    }
+
+    #[test]
+    fn secrets_mode_skips_peer_san_checks_only_with_a_cn_pin() {
+        let mut c = cluster();
+        c.spec.tls.mode = TlsMode::Secrets;
+        c.spec.tls.secrets = Some(crate::crd::EtcdTlsSecrets {
+            server: "s".into(),
+            peer: "p".into(),
+            client: "c".into(),
+            peer_allowed_cn: None,
+        });
+        let args = tls_args(&c);
+        assert!(args.contains(&"--peer-client-cert-auth=true".to_string()));
+        assert!(!args.iter().any(|a| a.contains("skip-client-san")), "{args:?}");
+        if let Some(s) = c.spec.tls.secrets.as_mut() {
+            s.peer_allowed_cn = Some("etcd-peer".into());
+        }
+        let args = tls_args(&c);
+        assert!(args.contains(&"--experimental-peer-skip-client-san-verification=true".to_string()));
+        assert!(args.contains(&"--peer-cert-allowed-cn=etcd-peer".to_string()));
     }
 
     #[test]
