@@ -701,3 +701,186 @@ async fn converges_when_the_operator_is_killed_during_scaling() {
         assert!(count_keys(&member_ips(&env).await.join(",")).contains("\"Count\" : 50"));
     }
 }
+
+/// (name, id) of every member in a cluster's status.
+fn member_ids(st: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = st["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_string(),
+                m["id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Waits until cluster `name` is Available with exactly the members `want` (same names and
+/// IDs), all ready.
+async fn wait_same_members(env: &Env, clusters: &Api<DynamicObject>, name: &str, want: &[(String, String)]) {
+    let waited = wait_for(
+        &format!("{name} back with the same members"),
+        Duration::from_secs(240),
+        || async {
+            let st = status(clusters, name).await;
+            member_ids(&st) == want
+                && st["readyMembers"] == want.len()
+                && st["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Available" && c["status"] == "True")
+                })
+        },
+    )
+    .await;
+    if let Err(e) = waited {
+        panic!(
+            "{e}: {:#}\n{}",
+            status(clusters, name).await,
+            env.diagnostics("default", "etcdclusters,pvc").await
+        );
+    }
+}
+
+/// Members whose pods vanish (two of three at once, all three, the only pod of a size-1
+/// cluster) come back from their PVCs with the same IDs and every acknowledged write; the
+/// operator never bootstraps an empty cluster in their place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_whose_pods_vanish_come_back_from_their_volumes() {
+    let env = Env::start().await.unwrap();
+    let version = bins::version("ETCD_CURRENT").unwrap();
+    let clusters = deploy_cluster(&env, "demo", &version, "").await;
+    wait_size(&env, &clusters, 3).await;
+    let before = member_ids(&status(&clusters, "demo").await);
+    assert_eq!(before.len(), 3);
+
+    // A writer follows the members' current addresses (recreated pods get new IPs).
+    let eps = std::sync::Arc::new(std::sync::Mutex::new(member_ips(&env).await.join(",")));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refresher = {
+        let (eps, stop, env_client) = (eps.clone(), stop.clone(), env.client.clone());
+        tokio::spawn(async move {
+            let pods: Api<Pod> = Api::namespaced(env_client, "default");
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let lp = ListParams::default()
+                    .labels("app.kubernetes.io/instance=demo,app.kubernetes.io/component=member");
+                if let Ok(list) = pods.list(&lp).await {
+                    let urls: Vec<String> = list
+                        .items
+                        .iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+                        .map(|ip| format!("http://{ip}:2379"))
+                        .collect();
+                    if !urls.is_empty()
+                        && let Ok(mut e) = eps.lock()
+                    {
+                        *e = urls.join(",");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let writer = {
+        let (eps, stop, acked) = (eps.clone(), stop.clone(), acked.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let endpoints = eps.lock().map(|e| e.clone()).unwrap_or_default();
+                let key = format!("w-{i:05}");
+                if etcdctl(&[
+                    "--endpoints",
+                    &endpoints,
+                    "--command-timeout=2s",
+                    "put",
+                    &key,
+                    "v",
+                ])
+                .0 && let Ok(mut a) = acked.lock()
+                {
+                    a.push(key);
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let acked_count = || acked.lock().map(|a| a.len()).unwrap_or(0);
+
+    // Two of three pods at once: quorum is gone until their pods come back from the PVCs.
+    let (a, b) = (before[0].0.clone(), before[1].0.clone());
+    env.kubectl(&["delete", "pod", &a, &b, "-n", "default", "--wait=false"])
+        .await
+        .unwrap();
+    wait_same_members(&env, &clusters, "demo", &before).await;
+    // All three.
+    env.kubectl(&[
+        "delete",
+        "pods",
+        "-n",
+        "default",
+        "-l",
+        "app.kubernetes.io/instance=demo,app.kubernetes.io/component=member",
+        "--wait=false",
+    ])
+    .await
+    .unwrap();
+    wait_same_members(&env, &clusters, "demo", &before).await;
+    // Writes go on after the last recovery.
+    let recovered_at = acked_count();
+    wait_for("writes after the recovery", Duration::from_secs(60), || async {
+        acked_count() >= recovered_at + 10
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    refresher.await.unwrap();
+    let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    let eps = member_ips(&env).await.join(",");
+    let (ok, out) = etcdctl(&["--endpoints", &eps, "get", "w-", "--prefix", "--keys-only"]);
+    assert!(ok, "{out}");
+    for k in &acked {
+        assert!(out.contains(k.as_str()), "acknowledged write {k} lost");
+    }
+
+    // The only pod of a size-1 cluster.
+    env.apply(&format!(
+        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: solo, namespace: default}}\nspec:\n  size: 1\n  version: {version}\n  tls: {{mode: disabled}}\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n"
+    ))
+    .await
+    .unwrap();
+    wait_for("solo ready", Duration::from_secs(120), || async {
+        let st = status(&clusters, "solo").await;
+        st["readyMembers"] == 1 && member_ids(&st).len() == 1
+    })
+    .await
+    .unwrap();
+    let solo = member_ids(&status(&clusters, "solo").await);
+    let solo_eps = Etcdctl::connect(&env, "solo").await.members();
+    for i in 0..10 {
+        assert!(etcdctl(&["--endpoints", &solo_eps, "put", &format!("s-{i}"), "v"]).0);
+    }
+    env.kubectl(&["delete", "pod", &solo[0].0, "-n", "default"])
+        .await
+        .unwrap();
+    wait_same_members(&env, &clusters, "solo", &solo).await;
+    let solo_eps = Etcdctl::connect(&env, "solo").await.members();
+    let (ok, out) = etcdctl(&[
+        "--endpoints",
+        &solo_eps,
+        "get",
+        "s-",
+        "--prefix",
+        "--count-only",
+        "-w",
+        "fields",
+    ]);
+    assert!(ok && out.contains("\"Count\" : 10"), "{out}");
+}

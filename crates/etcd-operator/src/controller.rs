@@ -337,10 +337,14 @@ pub fn observed_status(
         .iter()
         .find(|m| Some(m.id) == leader)
         .map(|m| m.name.clone());
+    // The version the whole cluster runs: only known when every wanted member is there and
+    // reports one (a missing member may come back at another version).
+    let whole = voters.len() >= obj.spec.size.max(1) as usize && members.iter().all(|m| m.version.is_some());
     status.current_version = members
         .iter()
         .filter_map(|m| m.version)
         .min()
+        .filter(|_| whole)
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.patch));
     status.members = members
         .iter()
@@ -597,6 +601,25 @@ async fn observe(etcd: &EtcdApi, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec
     (Some(views), leader)
 }
 
+/// The members the cluster had, without asking etcd: `status.members` and the member PVCs
+/// carrying the cluster's labels, in that order, without duplicates.
+fn known_members(obj: &EtcdCluster, pvcs: &[PersistentVolumeClaim]) -> Vec<String> {
+    let mut known: Vec<String> = obj
+        .status
+        .iter()
+        .flat_map(|s| s.members.iter().map(|m| m.name.clone()))
+        .collect();
+    for name in pvcs
+        .iter()
+        .filter_map(|c| c.labels().get(resources::MEMBER_LABEL))
+    {
+        if !known.contains(name) {
+            known.push(name.clone());
+        }
+    }
+    known
+}
+
 async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj.namespace().ok_or_else(|| Error::NoNamespace(name.clone()))?;
@@ -735,6 +758,7 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
             .iter()
             .filter_map(|c| c.labels().get(resources::MEMBER_LABEL).cloned())
             .collect(),
+        known: known_members(&obj, &pvcs),
         members: members.as_ref().map(|ms| {
             ms.iter()
                 .map(|m| MemberObs {
@@ -787,7 +811,21 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         m.last_defrag = Some(conditions::now().0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
     }
     let now_secs = now.0.as_second();
-    let status = observed_status(&obj, &members, leader, &step, now);
+    let mut status = observed_status(&obj, &members, leader, &step, now);
+    if members.is_empty() {
+        // Nobody answered: the membership is still what it was. Keeping it in the status is
+        // what lets lost pods come back with their identity instead of a new, empty cluster.
+        status.members = obj
+            .status
+            .iter()
+            .flat_map(|s| s.members.iter().cloned())
+            .map(|mut m| {
+                m.healthy = false;
+                m.is_leader = false;
+                m
+            })
+            .collect();
+    }
     let invalid_schedule = |st: Option<&EtcdClusterStatus>| {
         st.and_then(|st| st.conditions.iter().find(|c| c.type_ == MAINTENANCE))
             .filter(|c| c.status == "False")
@@ -1026,9 +1064,21 @@ async fn execute(
             .await;
         }
         Step::CreatePod { member } => {
-            let initial: Vec<(String, String)> = members
+            // A member with data ignores --initial-cluster; one that never started needs it.
+            let mut names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+            if names.is_empty() {
+                names = obj
+                    .status
+                    .iter()
+                    .flat_map(|s| s.members.iter().map(|m| m.name.clone()))
+                    .collect();
+            }
+            if !names.contains(member) {
+                names.push(member.clone());
+            }
+            let initial: Vec<(String, String)> = names
                 .iter()
-                .map(|m| (m.name.clone(), resources::peer_url(obj, &m.name)))
+                .map(|n| (n.clone(), resources::peer_url(obj, n)))
                 .collect();
             create_member_pod(ctx, obj, member, &initial, "existing").await?;
             ctx.member_event(

@@ -82,6 +82,10 @@ pub struct Observed {
     pub pods: Vec<PodObs>,
     /// Members whose data volume (PVC) exists.
     pub volumes: Vec<String>,
+    /// Members the cluster is known to have had, without asking etcd: `status.members` and
+    /// the member PVCs that carry the cluster's labels. Non-empty means the cluster existed,
+    /// so it is never bootstrapped again.
+    pub known: Vec<String>,
     /// The membership, or `None` when no member answered.
     pub members: Option<Vec<MemberObs>>,
     /// The leader's member ID, if known.
@@ -252,18 +256,72 @@ fn defrag_due(d: &DefragObs, schedule: &croner::Cron, m: &MemberObs, now: i64) -
         && schedule_fired(schedule, m.last_defrag.unwrap_or(d.created).max(d.created), now)
 }
 
+/// The version rule, checked before any step that starts a pod: a pod never starts below the
+/// newest version a member (or a member pod) runs, and never more than one minor version
+/// above the oldest.
+fn version_block(o: &Observed) -> Option<Step> {
+    let versions: Vec<Version> = o
+        .members
+        .iter()
+        .flatten()
+        .filter_map(|m| m.version)
+        .chain(o.pods.iter().filter(|p| !p.terminating).map(|p| p.version))
+        .filter(|v| v.major > 0)
+        .collect();
+    let newest = versions.iter().max()?;
+    let oldest = versions.iter().min()?;
+    if o.version < *newest {
+        return Some(Step::UpgradeBlocked {
+            reason: format!(
+                "downgrade from {} to {} is not supported",
+                fmt(*newest),
+                fmt(o.version)
+            ),
+        });
+    }
+    upgrade_allowed(*oldest, o.version)
+        .err()
+        .map(|reason| Step::UpgradeBlocked { reason })
+}
+
 /// The single next step.
 pub fn plan(o: &Observed) -> Step {
     if o.paused {
         return Step::Paused;
     }
+    // Members whose pod is gone but whose data volume is there come back first, with their
+    // name, ID and data: also when no member answers or quorum is lost, because recreating
+    // them is how quorum comes back.
+    let restorable = |name: &str| {
+        o.storage == StorageKind::Persistent
+            && o.volumes.iter().any(|v| v == name)
+            && !o.pods.iter().any(|p| p.name == name)
+    };
     let Some(members) = &o.members else {
-        if o.pods.is_empty() {
+        if let Some(name) = o.known.iter().find(|n| restorable(n)) {
+            if let Some(blocked) = version_block(o) {
+                return blocked;
+            }
+            return Step::CreatePod { member: name.clone() };
+        }
+        if o.pods.is_empty() && o.known.is_empty() {
             return Step::Bootstrap {
                 member: o.fresh_name.clone(),
             };
         }
-        if o.pods.len() == 1 && o.pods.iter().all(|p| !p.terminating) {
+        if o.pods.is_empty() {
+            return Step::QuorumLost {
+                reason: format!(
+                    "every member pod is gone and no member's data is left ({}); the operator will not start an empty cluster in its place",
+                    if o.storage == StorageKind::Ephemeral {
+                        "emptyDir storage"
+                    } else {
+                        "no member PVC"
+                    }
+                ),
+            };
+        }
+        if o.pods.len() == 1 && o.known.len() <= 1 && o.pods.iter().all(|p| !p.terminating) {
             return Step::Wait {
                 reason: "waiting for the seed member to answer".into(),
             };
@@ -276,6 +334,11 @@ pub fn plan(o: &Observed) -> Step {
     let voters: Vec<&MemberObs> = members.iter().filter(|m| !m.is_learner).collect();
     let healthy_voters = voters.iter().filter(|m| m.healthy).count();
     if healthy_voters < quorum(voters.len()) {
+        if let Some(m) = voters.iter().find(|m| restorable(&m.name)) {
+            return Step::CreatePod {
+                member: m.name.clone(),
+            };
+        }
         return Step::QuorumLost {
             reason: format!(
                 "{healthy_voters} of {} voting members are healthy; {} are needed",
@@ -311,6 +374,9 @@ pub fn plan(o: &Observed) -> Step {
             None => {
                 let data_kept = o.storage == StorageKind::Persistent && o.volumes.contains(&m.name);
                 if !m.started || data_kept {
+                    if let Some(blocked) = version_block(o) {
+                        return blocked;
+                    }
                     return Step::CreatePod {
                         member: m.name.clone(),
                     };
@@ -345,6 +411,9 @@ pub fn plan(o: &Observed) -> Step {
                 reason: "scaling up waits for every member to be healthy".into(),
             };
         }
+        if let Some(blocked) = version_block(o) {
+            return blocked;
+        }
         return Step::AddMember {
             member: o.fresh_name.clone(),
         };
@@ -362,11 +431,11 @@ pub fn plan(o: &Observed) -> Step {
         }
     }
     // 7. Upgrades: every member healthy, followers first, leadership moved off before the leader.
+    if let Some(blocked) = version_block(o) {
+        return blocked;
+    }
     let current = members.iter().filter_map(|m| m.version).min();
     if let Some(current) = current {
-        if let Err(reason) = upgrade_allowed(current, o.version) {
-            return Step::UpgradeBlocked { reason };
-        }
         let stale: Vec<&&MemberObs> = voters
             .iter()
             .filter(|m| m.version.is_some_and(|v| v < o.version))
@@ -403,6 +472,15 @@ pub fn plan(o: &Observed) -> Step {
                 };
             }
         }
+    }
+    // Stable means every member runs spec.version.
+    if let Some(m) = members.iter().find(|m| m.version != Some(o.version)) {
+        return Step::Wait {
+            reason: match m.version {
+                Some(v) => format!("member {} runs {}, not {}", m.name, fmt(v), fmt(o.version)),
+                None => format!("member {} is unhealthy and does not report its version", m.name),
+            },
+        };
     }
     // 8. Maintenance, only in a whole, healthy, stable cluster: defragment one member per
     //    step, followers first, the leader last.
@@ -488,6 +566,7 @@ mod tests {
             now: 1_000,
             pods: names.iter().map(|n| pod(n)).collect(),
             volumes: names.iter().map(|n| n.to_string()).collect(),
+            known: names.iter().map(|n| n.to_string()).collect(),
             members: Some(
                 names
                     .iter()
@@ -559,6 +638,50 @@ mod tests {
                 "no cluster at all: bootstrap one seed",
                 Box::new(|| Observed { members: None, pods: vec![], volumes: vec![], ..cluster(3, &[]) }),
                 Step::Bootstrap { member: "fresh".into() },
+            ),
+            (
+                "every pod deleted, PVCs kept: recreate the members, never bootstrap",
+                Box::new(|| Observed { members: None, pods: vec![], ..cluster(3, &["a", "b", "c"]) }),
+                Step::CreatePod { member: "a".into() },
+            ),
+            (
+                "every pod deleted, recreating: the next member with data comes back",
+                Box::new(|| {
+                    let mut o = Observed { members: None, ..cluster(3, &["a", "b", "c"]) };
+                    o.pods.retain(|p| p.name == "a");
+                    o
+                }),
+                Step::CreatePod { member: "b".into() },
+            ),
+            (
+                "the only pod of a size-1 cluster deleted: it comes back from its PVC",
+                Box::new(|| Observed { members: None, pods: vec![], ..cluster(1, &["a"]) }),
+                Step::CreatePod { member: "a".into() },
+            ),
+            (
+                "status knows members but their PVCs are gone: refuse to start from empty",
+                Box::new(|| Observed { members: None, pods: vec![], volumes: vec![], ..cluster(3, &["a", "b", "c"]) }),
+                Step::QuorumLost {
+                    reason: "every member pod is gone and no member's data is left (no member PVC); the operator will not start an empty cluster in its place".into(),
+                },
+            ),
+            (
+                "emptyDir cluster whose pods all died: refuse to start from empty",
+                Box::new(|| Observed { members: None, pods: vec![], volumes: vec![], storage: StorageKind::Ephemeral, ..cluster(3, &["a", "b", "c"]) }),
+                Step::QuorumLost {
+                    reason: "every member pod is gone and no member's data is left (emptyDir storage); the operator will not start an empty cluster in its place".into(),
+                },
+            ),
+            (
+                "two of three pods deleted: quorum is lost, so recreate them from their PVCs",
+                Box::new(|| {
+                    let mut o = cluster(3, &["a", "b", "c"]);
+                    o.pods.retain(|p| p.name == "a");
+                    unhealthy(&mut o, "b", 990);
+                    unhealthy(&mut o, "c", 990);
+                    o
+                }),
+                Step::CreatePod { member: "b".into() },
             ),
             (
                 "seed pod starting: wait",
@@ -881,7 +1004,30 @@ mod tests {
                     unhealthy(&mut o, "c", T1330 - 10);
                     o
                 }),
-                Step::Nothing,
+                Step::Wait { reason: "member c is unhealthy and does not report its version".into() },
+            ),
+            (
+                "a replacement never joins below a running member (spec went back mid-upgrade)",
+                Box::new(|| Observed { size: 5, version: v("3.4.23"), storage: StorageKind::Ephemeral, ..cluster(5, &["a", "b", "c", "d"]) }),
+                Step::UpgradeBlocked { reason: "downgrade from 3.5.16 to 3.4.23 is not supported".into() },
+            ),
+            (
+                "a member newer than spec.version is never Stable",
+                Box::new(|| {
+                    let mut o = cluster(3, &["a", "b", "c"]);
+                    member(&mut o, "b").version = Some(v("3.5.17"));
+                    o
+                }),
+                Step::UpgradeBlocked { reason: "downgrade from 3.5.17 to 3.5.16 is not supported".into() },
+            ),
+            (
+                "a pod restarting at a version below its data is blocked",
+                Box::new(|| {
+                    let mut o = Observed { members: None, version: v("3.4.23"), ..cluster(3, &["a", "b", "c"]) };
+                    o.pods.retain(|p| p.name != "c");
+                    o
+                }),
+                Step::UpgradeBlocked { reason: "downgrade from 3.5.16 to 3.4.23 is not supported".into() },
             ),
             (
                 "defrag never preempts scaling",
