@@ -58,6 +58,137 @@ pub fn default_pod_spec(spec: &mut Value) {
     }
 }
 
+/// Defaults of a Service spec (the clusterIP is allocated apart).
+fn default_service_spec(spec: &mut Value) {
+    set_default(spec, "type", json!("ClusterIP"));
+    set_default(spec, "sessionAffinity", json!("None"));
+    set_default(spec, "ipFamilies", json!(["IPv4"]));
+    set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+    set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+            let port = p["port"].clone();
+            set_default(p, "targetPort", port);
+        }
+    }
+}
+
+/// Spec defaults of Deployments, ReplicaSets, StatefulSets and Jobs (not their templates).
+fn default_workload_spec(rt: &ResourceType, spec: &mut Value) {
+    match rt.plural.as_str() {
+        "deployments" => {
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+            set_default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+            );
+        }
+        "replicasets" => set_default(spec, "replicas", json!(1)),
+        "statefulsets" => {
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+        }
+        "jobs" => {
+            set_default(spec, "parallelism", json!(1));
+            set_default(spec, "completions", json!(1));
+            set_default(spec, "backoffLimit", json!(6));
+            set_default(spec, "completionMode", json!("NonIndexed"));
+            set_default(spec, "suspend", json!(false));
+        }
+        _ => {}
+    }
+}
+
+/// Object-level defaults of Secrets and PersistentVolumeClaims.
+fn default_object(rt: &ResourceType, obj: &mut Value) {
+    match rt.plural.as_str() {
+        "secrets" => set_default(obj, "type", json!("Opaque")),
+        "persistentvolumeclaims" => set_default(
+            ensure_object(obj).entry("spec").or_insert(json!({})),
+            "volumeMode",
+            json!("Filesystem"),
+        ),
+        _ => {}
+    }
+}
+
+/// The defaults an update gets: upstream defaults every decoded object, so a client that
+/// leaves out a defaulted field sends the same object as one that spells it out. Server-owned
+/// values (a Service's clusterIP) are carried over from the old object before this runs.
+fn default_on_update(server: &ApiServer, rt: &ResourceType, obj: &mut Value) {
+    if rt.custom || !["", "apps", "batch"].contains(&rt.group.as_str()) {
+        return;
+    }
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "pods") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                default_pod_spec(spec);
+            }
+        }
+        ("", "services") => {
+            let spec = ensure_object(obj).entry("spec").or_insert(json!({}));
+            default_service_spec(spec);
+            let ip = spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default();
+            if ip.is_empty() && spec["type"] != "ExternalName" {
+                // Becoming a ClusterIP Service (from ExternalName) allocates an address.
+                spec["clusterIP"] = json!(server.allocate_cluster_ip());
+            }
+            let ips = spec.get("clusterIPs").and_then(Value::as_array);
+            if ips.is_none_or(Vec::is_empty)
+                && let Some(ip) = spec
+                    .get("clusterIP")
+                    .filter(|ip| ip.as_str().is_some_and(|s| !s.is_empty()))
+            {
+                spec["clusterIPs"] = json!([ip.clone()]);
+            }
+        }
+        ("", "secrets" | "persistentvolumeclaims") => default_object(rt, obj),
+        ("apps", "deployments" | "replicasets" | "statefulsets") | ("batch", "jobs") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                default_workload_spec(rt, spec);
+            }
+            if let Some(spec) = obj.pointer_mut("/spec/template/spec").filter(|s| s.is_object()) {
+                default_pod_spec(spec);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An update whose spec is unchanged once defaulted keeps the old generation (the write path
+/// counts a spec change before defaulting).
+fn keep_generation_if_spec_unchanged(old: &Value, obj: &mut Value) {
+    let rest = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            for k in ["metadata", "status", "apiVersion", "kind"] {
+                m.remove(k);
+            }
+        }
+        v
+    };
+    if let Some(g) = old.pointer("/metadata/generation").cloned()
+        && rest(old) == rest(obj)
+    {
+        meta_mut(obj).insert("generation".into(), g);
+    }
+}
+
 fn validate_pod_spec(spec: &Value, path: &str) -> Result<(), FieldErr> {
     let containers = spec["containers"].as_array().filter(|c| !c.is_empty());
     let Some(containers) = containers else {
@@ -95,11 +226,7 @@ pub fn on_create(server: &ApiServer, rt: &ResourceType, obj: &mut Value) -> Resu
         }
         ("", "services") => {
             let spec = ensure_object(obj).entry("spec").or_insert(json!({}));
-            set_default(spec, "type", json!("ClusterIP"));
-            set_default(spec, "sessionAffinity", json!("None"));
-            set_default(spec, "ipFamilies", json!(["IPv4"]));
-            set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
-            set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+            default_service_spec(spec);
             if spec
                 .get("clusterIP")
                 .is_none_or(|v| v.as_str().is_none_or(str::is_empty))
@@ -108,69 +235,23 @@ pub fn on_create(server: &ApiServer, rt: &ResourceType, obj: &mut Value) -> Resu
             }
             let ip = spec["clusterIP"].clone();
             spec["clusterIPs"] = json!([ip]);
-            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for p in ports {
-                    set_default(p, "protocol", json!("TCP"));
-                    let port = p["port"].clone();
-                    set_default(p, "targetPort", port);
-                }
-            }
             obj["status"] = json!({"loadBalancer": {}});
         }
-        ("", "secrets") => {
-            set_default(obj, "type", json!("Opaque"));
+        ("", "secrets") | ("", "persistentvolumeclaims") => {
+            default_object(rt, obj);
+            if rt.plural == "persistentvolumeclaims" {
+                obj["status"] = json!({"phase": "Pending"});
+            }
         }
-        ("", "persistentvolumeclaims") => {
-            let spec = ensure_object(obj).entry("spec").or_insert(json!({}));
-            set_default(spec, "volumeMode", json!("Filesystem"));
-            obj["status"] = json!({"phase": "Pending"});
-        }
-        ("apps", "deployments") => {
-            let spec = ensure_object(obj).entry("spec").or_insert(json!({}));
-            set_default(spec, "replicas", json!(1));
-            set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(spec, "progressDeadlineSeconds", json!(600));
-            set_default(
-                spec,
-                "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
-            );
-            workload_template(obj)?;
-        }
-        ("apps", "replicasets") => {
-            set_default(
-                ensure_object(obj).entry("spec").or_insert(json!({})),
-                "replicas",
-                json!(1),
-            );
-            workload_template(obj)?;
-        }
-        ("apps", "statefulsets") => {
-            let spec = ensure_object(obj).entry("spec").or_insert(json!({}));
-            set_default(spec, "replicas", json!(1));
-            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
-            set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
-            set_default(
-                spec,
-                "persistentVolumeClaimRetentionPolicy",
-                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
-            );
+        ("apps", "deployments" | "replicasets" | "statefulsets") => {
+            default_workload_spec(rt, ensure_object(obj).entry("spec").or_insert(json!({})));
             workload_template(obj)?;
         }
         ("batch", "jobs") => {
             let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(json!(""));
             let name = obj.pointer("/metadata/name").cloned().unwrap_or(json!(""));
             let spec = ensure_object(obj).entry("spec").or_insert(json!({}));
-            set_default(spec, "parallelism", json!(1));
-            set_default(spec, "completions", json!(1));
-            set_default(spec, "backoffLimit", json!(6));
-            set_default(spec, "completionMode", json!("NonIndexed"));
-            set_default(spec, "suspend", json!(false));
+            default_workload_spec(rt, spec);
             if spec.get("selector").is_none() {
                 spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
                 let labels = ensure_object(
@@ -250,19 +331,20 @@ fn validate_crd(crd: &Value) -> Result<(), FieldErr> {
     Ok(())
 }
 
-/// Checks and adjustments before any write is stored (create and update).
+/// Checks and adjustments before any write is stored (create and update). Fails with every
+/// field error found (render them with `ApiError::invalid_all`).
 pub fn before_store(
     server: &ApiServer,
     rt: &ResourceType,
     old: Option<&Value>,
     obj: &mut Value,
-) -> Result<(), FieldErr> {
+) -> Result<(), Vec<FieldErr>> {
     if is(rt, "apiextensions.k8s.io", "customresourcedefinitions") {
         // Serving must work before the CRD is stored: a broken schema is rejected here.
         let mut probe = super::registry::Registry::default();
         probe
             .register_crd(obj)
-            .map_err(|e| ("spec.versions".to_string(), format!("Invalid value: {e}")))?;
+            .map_err(|e| vec![("spec.versions".to_string(), format!("Invalid value: {e}"))])?;
         let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
         let stored: Vec<Value> = obj
             .pointer("/spec/versions")
@@ -299,27 +381,17 @@ pub fn before_store(
             }
         }
     }
-    if is(rt, "", "pods") && old.is_some() {
-        // Pod specs are immutable apart from a few fields; keep what is settable.
-        if let (Some(old), Some(new_spec)) = (old, obj.get("spec").cloned()) {
-            let mut spec = old["spec"].clone();
-            for field in ["activeDeadlineSeconds", "tolerations"] {
-                if let Some(v) = new_spec.get(field) {
-                    spec[field] = v.clone();
-                }
-            }
-            if let (Some(oc), Some(nc)) = (
-                spec["containers"].as_array_mut(),
-                new_spec["containers"].as_array(),
-            ) {
-                for (o, n) in oc.iter_mut().zip(nc) {
-                    o["image"] = n["image"].clone();
-                }
-            }
-            obj["spec"] = spec;
+    if let Some(old) = old.filter(|_| !rt.custom) {
+        // Updates: carry over what the server owns, default like a create, then refuse changes
+        // to immutable fields (pod specs, selectors, claims, ...) with upstream's 422.
+        super::immutable::prepare_for_update(rt, old, obj);
+        default_on_update(server, rt, obj);
+        keep_generation_if_spec_unchanged(old, obj);
+        let errors = super::immutable::check_update(rt, old, obj);
+        if !errors.is_empty() {
+            return Err(errors);
         }
     }
-    let _ = server;
     if is(rt, "", "namespaces") && obj.pointer("/metadata/deletionTimestamp").is_some() {
         obj["status"]["phase"] = json!("Terminating");
     }

@@ -110,6 +110,40 @@ impl ApiError {
         e
     }
 
+    /// 422 Invalid for a list of `(field, detail)` errors, rendered as upstream aggregates them:
+    /// one error as `field: detail`, several as `[field1: detail1, field2: detail2]` (a repeated
+    /// message once), each a cause whose reason follows the detail's kind (`Forbidden: ...` is
+    /// `FieldValueForbidden`).
+    pub fn invalid_all(rt: &ResourceType, name: &str, errors: &[(String, String)]) -> Self {
+        let mut messages: Vec<String> = Vec::new();
+        for (field, detail) in errors {
+            let m = format!("{field}: {detail}");
+            if !messages.contains(&m) {
+                messages.push(m);
+            }
+        }
+        let message = match messages.as_slice() {
+            [] => format!("{} \"{name}\" is invalid", rt.qualified_kind()),
+            [one] => format!("{} \"{name}\" is invalid: {one}", rt.qualified_kind()),
+            many => format!(
+                "{} \"{name}\" is invalid: [{}]",
+                rt.qualified_kind(),
+                many.join(", ")
+            ),
+        };
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|(field, detail)| json!({"reason": cause_reason(detail), "message": detail, "field": field}))
+            .collect();
+        let mut e = Self::new(422, "Invalid", message);
+        let mut d = json!({"name": name, "kind": rt.kind, "causes": causes});
+        if !rt.group.is_empty() {
+            d["group"] = json!(rt.group);
+        }
+        e.details = Some(d);
+        e
+    }
+
     /// 405 Method Not Allowed.
     pub fn method_not_allowed() -> Self {
         Self::new(
@@ -154,6 +188,24 @@ impl ApiError {
         }
         s
     }
+}
+
+/// The `StatusCause` reason of a field error, from the kind its detail starts with.
+fn cause_reason(detail: &str) -> &'static str {
+    const KINDS: [(&str, &str); 8] = [
+        ("Forbidden", "FieldValueForbidden"),
+        ("Required value", "FieldValueRequired"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Not found", "FieldValueNotFound"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+        ("Internal error", "InternalError"),
+    ];
+    KINDS
+        .iter()
+        .find(|(prefix, _)| detail.starts_with(prefix))
+        .map_or("FieldValueInvalid", |(_, reason)| reason)
 }
 
 impl std::fmt::Display for ApiError {

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod errors;
 pub mod eviction;
 pub mod http;
+pub mod immutable;
 pub mod kubelet;
 pub mod merge;
 pub mod objects;

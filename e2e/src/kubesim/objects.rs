@@ -406,7 +406,7 @@ impl ApiServer {
             meta_mut(&mut obj).insert("generation".into(), json!(1));
         }
         defaults::before_store(self, rt, None, &mut obj)
-            .map_err(|(field, d)| ApiError::invalid(rt, &name, &field, &d))?;
+            .map_err(|errors| ApiError::invalid_all(rt, &name, &errors))?;
         if !applied {
             let t = now();
             obj = merge::record_update_as(
@@ -685,7 +685,7 @@ impl ApiServer {
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
         defaults::before_store(self, rt, Some(old), &mut new)
-            .map_err(|(field, d)| ApiError::invalid(rt, &name, &field, &d))?;
+            .map_err(|errors| ApiError::invalid_all(rt, &name, &errors))?;
         validation::check(rt, &name, &new)?;
         let ns = old["metadata"]["namespace"].as_str().unwrap_or_default();
         warnings.extend(self.admit_pod_security(rt, ns, &name, &new, Some(old))?);

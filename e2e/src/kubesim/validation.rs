@@ -188,25 +188,10 @@ pub fn check(rt: &ResourceType, name: &str, obj: &Value) -> Result<(), ApiError>
         .collect();
     errs.extend(metadata_errors(obj));
     errs.extend(payload_errors(rt, obj));
-    let Some((field, detail)) = errs.first() else {
+    if errs.is_empty() {
         return Ok(());
-    };
-    let mut e = ApiError::invalid(rt, name, field, detail);
-    if errs.len() > 1 {
-        let all: Vec<String> = errs.iter().map(|(f, d)| format!("{f}: {d}")).collect();
-        e.message = format!(
-            "{} \"{name}\" is invalid: [{}]",
-            rt.qualified_kind(),
-            all.join(", ")
-        );
-        if let Some(d) = e.details.as_mut() {
-            d["causes"] = errs
-                .iter()
-                .map(|(f, m)| serde_json::json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
-                .collect();
-        }
     }
-    Err(e)
+    Err(ApiError::invalid_all(rt, name, &errs))
 }
 
 #[cfg(test)]
