@@ -507,6 +507,8 @@ pub struct MemberView {
     pub unhealthy_since: Option<String>,
     /// Backend size and the part in use, in bytes, when it answered.
     pub db_size: Option<(i64, i64)>,
+    /// Raft index the member reports (how far its log has come), when reachable.
+    pub raft_index: Option<u64>,
     /// RFC 3339 time the operator last defragmented it.
     pub last_defrag: Option<String>,
 }
@@ -595,6 +597,7 @@ async fn observe(etcd: &EtcdApi, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec
             client_url: url,
             unhealthy_since: since,
             db_size: status.as_ref().map(|s| (s.db_size, s.db_size_in_use)),
+            raft_index: status.as_ref().map(|s| s.raft_index),
             last_defrag,
         });
     }
@@ -770,6 +773,7 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                     unhealthy_since: m.unhealthy_since.as_deref().and_then(ts),
                     version: m.version,
                     db_size: m.db_size,
+                    raft_index: m.raft_index,
                     last_defrag: m.last_defrag.as_deref().and_then(ts),
                 })
                 .collect()
@@ -1388,6 +1392,7 @@ mod tests {
             client_url: format!("http://{name}:2379"),
             unhealthy_since: None,
             db_size: Some((1000, 500)),
+            raft_index: None,
             last_defrag: last.map(String::from),
         };
         let members = [

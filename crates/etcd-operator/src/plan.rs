@@ -48,6 +48,8 @@ pub struct MemberObs {
     pub version: Option<Version>,
     /// Backend size in bytes and the part of it in use, when reachable.
     pub db_size: Option<(i64, i64)>,
+    /// Raft index the member reports, when reachable.
+    pub raft_index: Option<u64>,
     /// Seconds (caller's clock) when the operator last defragmented it.
     pub last_defrag: Option<i64>,
 }
@@ -284,10 +286,49 @@ fn version_block(o: &Observed) -> Option<Step> {
         .map(|reason| Step::UpgradeBlocked { reason })
 }
 
+/// `spec.paused`: nothing changes, except that a step already in flight completes. A member
+/// whose pod was deleted (the first half of an upgrade or replacement) gets its pod back, so
+/// a pause never strands it.
+fn paused(o: &Observed) -> Step {
+    let has_pod = |name: &str| o.pods.iter().any(|p| p.name == name);
+    let data_kept = |name: &str| o.storage == StorageKind::Persistent && o.volumes.iter().any(|v| v == name);
+    let stranded = match &o.members {
+        Some(members) => members
+            .iter()
+            .find(|m| !has_pod(&m.name) && (!m.started || data_kept(&m.name)))
+            .map(|m| m.name.clone()),
+        None => o.known.iter().find(|n| !has_pod(n) && data_kept(n)).cloned(),
+    };
+    match stranded {
+        Some(member) if version_block(o).is_none() => Step::CreatePod { member },
+        _ => Step::Paused,
+    }
+}
+
+/// A learner is promoted once its log is within this share of the leader's (etcd itself
+/// refuses a promotion below 90 %), and at most this many entries behind.
+const PROMOTE_MAX_LAG_ENTRIES: u64 = 1000;
+
+/// Whether learner `m` has caught up with the leader's raft log.
+fn caught_up(m: &MemberObs, leader: Option<&MemberObs>) -> Result<(), String> {
+    let (Some(own), Some(lead)) = (m.raft_index, leader.and_then(|l| l.raft_index)) else {
+        return Err(format!("learner {} is catching up (raft index unknown)", m.name));
+    };
+    let lag = lead.saturating_sub(own);
+    if lag <= PROMOTE_MAX_LAG_ENTRIES.min(lead / 10).max(10) {
+        Ok(())
+    } else {
+        Err(format!(
+            "learner {} is catching up (raft index {own} of {lead})",
+            m.name
+        ))
+    }
+}
+
 /// The single next step.
 pub fn plan(o: &Observed) -> Step {
     if o.paused {
-        return Step::Paused;
+        return paused(o);
     }
     // Members whose pod is gone but whose data volume is there come back first, with their
     // name, ID and data: also when no member answers or quorum is lost, because recreating
@@ -363,13 +404,11 @@ pub fn plan(o: &Observed) -> Step {
     }
     // 2. Members without a pod: recreate it when the member's data still exists (or it never
     //    started); a member whose data is gone must never come back with its old ID.
+    // A pod stuck in Terminating holds up only its own member: the others still heal.
+    let terminating = o.pods.iter().find(|p| p.terminating);
     for m in members {
         match pod(&m.name) {
-            Some(p) if p.terminating => {
-                return Step::Wait {
-                    reason: format!("pod {} is terminating", p.name),
-                };
-            }
+            Some(p) if p.terminating => {}
             Some(_) => {}
             None => {
                 let data_kept = o.storage == StorageKind::Persistent && o.volumes.contains(&m.name);
@@ -388,9 +427,17 @@ pub fn plan(o: &Observed) -> Step {
     // 3. Learners (one at a time): promote when caught up; replace when stuck past the timeout.
     if let Some(m) = members.iter().find(|m| m.is_learner) {
         if m.healthy {
-            return Step::Promote {
-                id: m.id,
-                member: m.name.clone(),
+            let leader = members.iter().find(|l| Some(l.id) == o.leader);
+            return match caught_up(m, leader) {
+                Ok(()) => Step::Promote {
+                    id: m.id,
+                    member: m.name.clone(),
+                },
+                Err(reason) if expired(m) => {
+                    let _ = reason;
+                    remove_checked(members, m, RemoveReason::Replace)
+                }
+                Err(reason) => Step::Wait { reason },
             };
         }
         if expired(m) {
@@ -403,6 +450,12 @@ pub fn plan(o: &Observed) -> Step {
     // 4. Members unhealthy for too long: replace them.
     if let Some(m) = voters.iter().find(|m| expired(m)) {
         return remove_checked(members, m, RemoveReason::Replace);
+    }
+    // Membership and version changes wait until no member pod is terminating.
+    if let Some(p) = terminating {
+        return Step::Wait {
+            reason: format!("pod {} is terminating", p.name),
+        };
     }
     // 5. Scale up, one member at a time, only when everything is healthy.
     if voters.len() < o.size {
@@ -543,6 +596,7 @@ mod tests {
             unhealthy_since: None,
             version: Some(v("3.5.16")),
             db_size: Some((1000, 950)),
+            raft_index: Some(5000),
             last_defrag: None,
         }
     }
@@ -751,6 +805,54 @@ mod tests {
                     o
                 }),
                 remove(3, "c", RemoveReason::Replace),
+            ),
+            (
+                "paused between the two halves of an upgrade: the member gets its pod back",
+                Box::new(|| {
+                    let mut o = Observed { paused: true, ..cluster(3, &["a", "b", "c"]) };
+                    o.pods.retain(|p| p.name != "b");
+                    unhealthy(&mut o, "b", 990);
+                    o
+                }),
+                Step::CreatePod { member: "b".into() },
+            ),
+            (
+                "paused size-1 cluster whose only pod was deleted: it comes back",
+                Box::new(|| Observed { paused: true, members: None, pods: vec![], ..cluster(1, &["a"]) }),
+                Step::CreatePod { member: "a".into() },
+            ),
+            (
+                "a pod stuck terminating does not block healing another member",
+                Box::new(|| {
+                    let mut o = cluster(3, &["a", "b", "c"]);
+                    o.pods[0].terminating = true;
+                    o.pods.retain(|p| p.name != "c");
+                    unhealthy(&mut o, "c", 990);
+                    o
+                }),
+                Step::CreatePod { member: "c".into() },
+            ),
+            (
+                "a healthy learner far behind the leader is not promoted yet",
+                Box::new(|| {
+                    let mut o = cluster(4, &["a", "b", "c"]);
+                    o.members.as_mut().unwrap().push(MemberObs { is_learner: true, raft_index: Some(100), ..m(9, "d") });
+                    o.pods.push(pod("d"));
+                    o.volumes.push("d".into());
+                    o
+                }),
+                Step::Wait { reason: "learner d is catching up (raft index 100 of 5000)".into() },
+            ),
+            (
+                "a learner within reach of the leader's log is promoted",
+                Box::new(|| {
+                    let mut o = cluster(4, &["a", "b", "c"]);
+                    o.members.as_mut().unwrap().push(MemberObs { is_learner: true, raft_index: Some(4995), ..m(9, "d") });
+                    o.pods.push(pod("d"));
+                    o.volumes.push("d".into());
+                    o
+                }),
+                Step::Promote { id: 9, member: "d".into() },
             ),
             (
                 "member pod terminating: wait for it",
