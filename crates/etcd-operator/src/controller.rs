@@ -1008,6 +1008,15 @@ async fn create_member_pod(
     Ok(())
 }
 
+/// A deletion that found nothing to delete (404) succeeded; every other error is one.
+fn gone_or_deleted<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn execute(
     ctx: &Context,
     etcd: &EtcdApi,
@@ -1129,15 +1138,16 @@ async fn execute(
         }
         Step::DeletePod { member } => {
             let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-            match pods_api.delete(member, &DeleteParams::default()).await {
-                Ok(_) | Err(kube::Error::Api(_)) => {}
-                Err(e) => return Err(Error::Kube("delete pod", Box::new(e))),
-            }
-            // The member is gone for good: its data must never come back.
+            gone_or_deleted(pods_api.delete(member, &DeleteParams::default()).await)
+                .map_err(|e| Error::Kube("delete pod", Box::new(e)))?;
+            // The member is gone for good: its data must never come back. A failed deletion
+            // fails the step (it is retried), so the old ID cannot return with its data.
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-            let _ = pvcs
-                .delete(&resources::pvc_name(member), &DeleteParams::default())
-                .await;
+            gone_or_deleted(
+                pvcs.delete(&resources::pvc_name(member), &DeleteParams::default())
+                    .await,
+            )
+            .map_err(|e| Error::Kube("delete claim", Box::new(e)))?;
             ctx.member_event(
                 obj,
                 member,
@@ -1263,6 +1273,21 @@ mod tests {
             options: None,
             member_failure_timeout: "2m".to_string(),
             maintenance: None,
+        }
+    }
+
+    #[test]
+    fn only_not_found_counts_as_deleted() {
+        let api = |code: u16| -> Result<(), kube::Error> {
+            Err(kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            })))
+        };
+        assert!(gone_or_deleted(Ok::<_, kube::Error>(())).is_ok());
+        assert!(gone_or_deleted(api(404)).is_ok());
+        for code in [403, 409, 422, 500] {
+            assert!(gone_or_deleted(api(code)).is_err(), "{code}");
         }
     }
 
