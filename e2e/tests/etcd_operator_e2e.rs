@@ -871,16 +871,33 @@ async fn members_whose_pods_vanish_come_back_from_their_volumes() {
         .await
         .unwrap();
     wait_same_members(&env, &clusters, "solo", &solo).await;
-    let solo_eps = Etcdctl::connect(&env, "solo").await.members();
-    let (ok, out) = etcdctl(&[
-        "--endpoints",
-        &solo_eps,
-        "get",
-        "s-",
-        "--prefix",
-        "--count-only",
-        "-w",
-        "fields",
-    ]);
-    assert!(ok && out.contains("\"Count\" : 10"), "{out}");
+    // The recreated pod has a new IP: look it up on every try (a loaded machine may need a few).
+    let last = std::sync::Mutex::new(String::new());
+    let read = wait_for("the solo member's 10 keys", Duration::from_secs(60), || {
+        let (env, last) = (&env, &last);
+        async move {
+            let eps = Etcdctl::connect(env, "solo").await.members();
+            let (ok, out) = etcdctl(&[
+                "--endpoints",
+                &eps,
+                "get",
+                "s-",
+                "--prefix",
+                "--count-only",
+                "-w",
+                "fields",
+            ]);
+            let done = ok && out.contains("\"Count\" : 10");
+            if let Ok(mut l) = last.lock() {
+                *l = out;
+            }
+            done
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "{}",
+        last.lock().map(|l| l.clone()).unwrap_or_default()
+    );
 }
