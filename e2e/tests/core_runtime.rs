@@ -441,7 +441,7 @@ async fn a_panicking_reconcile_does_not_stop_the_others() {
     };
     wait_for(
         "the panic and the first reconcile",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || async { seen.1.load(Ordering::SeqCst) >= 1 && *seen.0.lock().unwrap() == "1" },
     )
     .await
@@ -454,7 +454,7 @@ async fn a_panicking_reconcile_does_not_stop_the_others() {
     )
     .await
     .unwrap();
-    wait_for("the change reconciled", Duration::from_secs(20), || async {
+    wait_for("the change reconciled", Duration::from_secs(60), || async {
         *seen.0.lock().unwrap() == "2"
     })
     .await
