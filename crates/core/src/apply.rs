@@ -3,10 +3,20 @@
 //! kinds that are no longer desired.
 //!
 //! Objects are handled as `DynamicObject`s so one code path serves every kind; typed children
-//! are converted with [`Desired::from_typed`], which takes the kind's plural and scope from
-//! k8s-openapi or the CRD type rather than guessing them.
+//! are converted with [`Desired::namespaced`] or [`Desired::cluster`], which take the kind's
+//! plural and scope from k8s-openapi or the CRD type rather than guessing them.
+//!
+//! Two rules keep it safe and cheap:
+//! - An object that exists and is not controlled by the owner is never changed or deleted: the
+//!   whole apply is refused with [`ApplyError::Conflict`], which controllers report in status.
+//! - With [`Children`] caches, an object already as desired (same content as our last apply
+//!   and the same resourceVersion since) is not sent again, and orphans are found in the
+//!   cache, so a steady reconcile costs no API request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
@@ -16,6 +26,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use tracing::info;
 
+use crate::children::Children;
 use crate::controller::ReconcileError;
 use crate::labels;
 
@@ -53,12 +64,37 @@ pub enum ApplyError {
         /// Cause.
         source: Box<kube::Error>,
     },
+    /// Objects we would write exist and belong to someone else; nothing was written.
+    #[error("{}", .0.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("; "))]
+    Conflict(Vec<Conflict>),
+}
+
+/// An existing object, with a name we want to use, that is not controlled by our owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// Kind of the object.
+    pub kind: String,
+    /// `namespace/name` or `name`.
+    pub name: String,
+    /// Who controls it: `Kind/name`, or a note that nobody does.
+    pub holder: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} already exists and {}; it is left alone (delete or rename it, or rename this object)",
+            self.kind, self.name, self.holder
+        )
+    }
 }
 
 impl ReconcileError for ApplyError {
     fn reason(&self) -> &'static str {
         match self {
             ApplyError::Api { .. } => "api",
+            ApplyError::Conflict(_) => "conflict",
             _ => "build",
         }
     }
@@ -153,11 +189,21 @@ pub struct ApplyReport {
     pub deleted: Vec<String>,
 }
 
+/// What the applier remembers of its last write of one object.
+#[derive(Clone, Debug)]
+struct Record {
+    hash: u64,
+    resource_version: String,
+}
+
 /// Applies owned objects as one field manager.
 #[derive(Clone)]
 pub struct Applier {
     client: kube::Client,
     field_manager: String,
+    children: Option<Arc<Children>>,
+    records: Arc<Mutex<HashMap<String, Record>>>,
+    writes: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Applier {
@@ -166,7 +212,21 @@ impl Applier {
         Self {
             client,
             field_manager: field_manager.to_string(),
+            children: None,
+            records: Arc::default(),
+            writes: Arc::default(),
         }
+    }
+
+    /// Reads current children from `children` instead of the API where it can.
+    pub fn with_children(mut self, children: Arc<Children>) -> Self {
+        self.children = Some(children);
+        self
+    }
+
+    /// The children caches, if any.
+    pub fn children(&self) -> Option<&Arc<Children>> {
+        self.children.as_ref()
     }
 
     /// The field manager name.
@@ -174,10 +234,35 @@ impl Applier {
         &self.field_manager
     }
 
+    /// Notes that the object with UID `owner_uid` just had a child written outside this
+    /// applier (a pod created or deleted directly), see [`Applier::quiet_for`].
+    pub fn touched(&self, owner_uid: &str) {
+        if let Ok(mut w) = self.writes.lock() {
+            w.insert(owner_uid.to_string(), Instant::now());
+        }
+    }
+
+    /// Whether nothing was written for `owner_uid` during the last `period` and the caches are
+    /// filled: then the caches have long seen our own writes and may stand in for the API.
+    /// Right after a write a watch event may still be on its way, and a decision taken on a
+    /// cache that misses our own last change (a pod just created) could repeat it.
+    pub fn quiet_for(&self, owner_uid: &str, period: Duration) -> bool {
+        let cached = self.children.as_ref().is_some_and(|c| c.is_ready());
+        let quiet = self
+            .writes
+            .lock()
+            .map(|w| w.get(owner_uid).is_none_or(|at| at.elapsed() >= period))
+            .unwrap_or(false);
+        cached && quiet
+    }
+
     /// Applies every object in `desired` as a child of `owner`, then deletes objects of the
     /// `prune` kinds that carry `selector`'s labels and a controller reference to `owner`'s UID
     /// but are not in `desired`. Every desired object gets the owner reference and `selector`'s
     /// labels, so the next prune finds it.
+    ///
+    /// Nothing is written when a desired object exists without our owner as its controller:
+    /// the call fails with [`ApplyError::Conflict`] naming every such object.
     pub async fn apply_owned<O>(
         &self,
         owner: &O,
@@ -196,6 +281,9 @@ impl Applier {
         let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let params = PatchParams::apply(&self.field_manager).force();
 
+        // First look at what exists, so a conflict stops the apply before anything is written.
+        let mut plan = Vec::with_capacity(desired.len());
+        let mut conflicts = Vec::new();
         for mut d in desired {
             adopt(&mut d.object, &owner_ref, selector);
             let name = d
@@ -206,15 +294,50 @@ impl Applier {
                 .ok_or_else(|| ApplyError::MissingName {
                     kind: d.kind.resource.kind.clone(),
                 })?;
-            let api = self.api(
-                &d.kind,
-                namespace.as_deref(),
-                d.object.metadata.namespace.as_deref(),
-            );
             if d.kind.namespaced && d.object.metadata.namespace.is_none() {
                 d.object.metadata.namespace = namespace.clone();
             }
-            api.patch(&name, &params, &Patch::Apply(&d.object))
+            let ns = if d.kind.namespaced {
+                d.object.metadata.namespace.clone()
+            } else {
+                None
+            };
+            let live = self.live(&d.kind, ns.as_deref(), &name).await?;
+            if let Some(live) = &live
+                && let Some(holder) = foreign_holder(live, &owner_ref.uid)
+            {
+                conflicts.push(Conflict {
+                    kind: d.kind.resource.kind.clone(),
+                    name: ns.as_ref().map_or(name.clone(), |ns| format!("{ns}/{name}")),
+                    holder,
+                });
+            }
+            plan.push((d, name, ns, live));
+        }
+        if !conflicts.is_empty() {
+            return Err(ApplyError::Conflict(conflicts));
+        }
+
+        for (d, name, ns, live) in plan {
+            let key = object_key(&d.kind, ns.as_deref(), &name);
+            let hash = content_hash(&d.object);
+            wanted.entry(kind_key(&d.kind)).or_default().insert(name.clone());
+            let unchanged = live
+                .as_ref()
+                .and_then(|l| l.metadata.resource_version.clone())
+                .is_some_and(|rv| {
+                    self.records
+                        .lock()
+                        .ok()
+                        .and_then(|r| r.get(&key).cloned())
+                        .is_some_and(|rec| rec.hash == hash && rec.resource_version == rv)
+                });
+            if unchanged {
+                continue;
+            }
+            let api = self.api(&d.kind, namespace.as_deref(), ns.as_deref());
+            let applied = api
+                .patch(&name, &params, &Patch::Apply(&d.object))
                 .await
                 .map_err(|source| ApplyError::Api {
                     verb: "apply",
@@ -222,21 +345,46 @@ impl Applier {
                     name: name.clone(),
                     source: Box::new(source),
                 })?;
+            self.touched(&owner_ref.uid);
+            if let (Some(resource_version), Ok(mut records)) =
+                (applied.metadata.resource_version.clone(), self.records.lock())
+            {
+                records.insert(
+                    key,
+                    Record {
+                        hash,
+                        resource_version,
+                    },
+                );
+            }
             report.applied.push(format!("{}/{name}", d.kind.resource.kind));
-            wanted.entry(kind_key(&d.kind)).or_default().insert(name);
         }
 
         let lp = ListParams::default().labels(&labels::to_selector(selector));
         for kind in prune {
-            let api = self.api(kind, namespace.as_deref(), None);
-            let existing = api.list(&lp).await.map_err(|source| ApplyError::Api {
-                verb: "list",
-                kind: kind.resource.kind.clone(),
-                name: String::new(),
-                source: Box::new(source),
-            })?;
+            let existing = match self
+                .children
+                .as_ref()
+                .filter(|c| c.is_ready())
+                .and_then(|c| c.list(kind, namespace.as_deref(), selector))
+            {
+                Some(cached) => cached.iter().map(|o| o.as_ref().clone()).collect(),
+                None => {
+                    let api = self.api(kind, namespace.as_deref(), None);
+                    api.list(&lp)
+                        .await
+                        .map_err(|source| ApplyError::Api {
+                            verb: "list",
+                            kind: kind.resource.kind.clone(),
+                            name: String::new(),
+                            source: Box::new(source),
+                        })?
+                        .items
+                }
+            };
             let keep = wanted.get(&kind_key(kind)).cloned().unwrap_or_default();
-            for (name, uid) in orphans(&existing.items, &keep, &owner_ref.uid) {
+            for (name, uid, ns) in orphans(&existing, &keep, &owner_ref.uid) {
+                let api = self.api(kind, namespace.as_deref(), ns.as_deref());
                 let dp = DeleteParams {
                     preconditions: Some(Preconditions {
                         uid: Some(uid),
@@ -244,6 +392,7 @@ impl Applier {
                     }),
                     ..DeleteParams::background()
                 };
+                self.touched(&owner_ref.uid);
                 match api.delete(&name, &dp).await {
                     Ok(_) => {}
                     // Already gone or replaced by a new object of the same name: nothing to do.
@@ -264,6 +413,30 @@ impl Applier {
         Ok(report)
     }
 
+    /// The object as it is now: from the cache when it holds it, otherwise from the API
+    /// (an object missing from the cache may still exist without our label).
+    async fn live(
+        &self,
+        kind: &OwnedKind,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, ApplyError> {
+        if let Some(c) = self.children.as_ref().filter(|c| c.is_ready())
+            && let Some(o) = c.get(kind, ns, name)
+        {
+            return Ok(Some(o.as_ref().clone()));
+        }
+        self.api(kind, ns, ns)
+            .get_opt(name)
+            .await
+            .map_err(|source| ApplyError::Api {
+                verb: "get",
+                kind: kind.resource.kind.clone(),
+                name: name.to_string(),
+                source: Box::new(source),
+            })
+    }
+
     fn api(&self, kind: &OwnedKind, owner_ns: Option<&str>, obj_ns: Option<&str>) -> Api<DynamicObject> {
         if kind.namespaced {
             match obj_ns.or(owner_ns) {
@@ -274,6 +447,30 @@ impl Applier {
             Api::all_with(self.client.clone(), &kind.resource)
         }
     }
+}
+
+/// Who controls `live` when it is not the owner with UID `owner_uid`; `None` when it is ours.
+pub fn foreign_holder(live: &DynamicObject, owner_uid: &str) -> Option<String> {
+    let controller = live
+        .owner_references()
+        .iter()
+        .find(|r| r.controller == Some(true));
+    match controller {
+        Some(r) if r.uid == owner_uid => None,
+        Some(r) => Some(format!("is controlled by {}/{} (uid {})", r.kind, r.name, r.uid)),
+        None => Some("has no controller (it was not created by this operator)".to_string()),
+    }
+}
+
+fn object_key(kind: &OwnedKind, ns: Option<&str>, name: &str) -> String {
+    format!("{}/{}/{}", kind_key(kind), ns.unwrap_or_default(), name)
+}
+
+/// A hash of the object as we send it; maps serialize in key order, so equal objects hash equal.
+fn content_hash(obj: &DynamicObject) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(obj).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// Writes `status` to the status subresource of `obj` by server-side apply as `field_manager`.
@@ -320,12 +517,13 @@ pub fn adopt(obj: &mut DynamicObject, owner: &OwnerReference, selector: &BTreeMa
 }
 
 /// Objects in `existing` controlled by `owner_uid` whose names are not in `keep`, as
-/// `(name, uid)`. Objects owned by someone else are never returned, even when labels match.
+/// `(name, uid, namespace)`. Objects owned by someone else are never returned, even when
+/// labels match.
 pub fn orphans(
     existing: &[DynamicObject],
     keep: &BTreeSet<String>,
     owner_uid: &str,
-) -> Vec<(String, String)> {
+) -> Vec<(String, String, Option<String>)> {
     existing
         .iter()
         .filter(|o| {
@@ -337,7 +535,7 @@ pub fn orphans(
         .filter_map(|o| {
             let name = o.metadata.name.clone()?;
             let uid = o.metadata.uid.clone()?;
-            (!keep.contains(&name)).then_some((name, uid))
+            (!keep.contains(&name)).then_some((name, uid, o.metadata.namespace.clone()))
         })
         .collect()
 }
@@ -383,8 +581,36 @@ mod tests {
         let keep = BTreeSet::from(["keep".to_string()]);
         assert_eq!(
             orphans(&existing, &keep, "owner"),
-            vec![("stale".to_string(), "2".to_string())]
+            vec![("stale".to_string(), "2".to_string(), None)]
         );
+    }
+
+    #[test]
+    fn only_objects_controlled_by_the_owner_are_ours() {
+        assert_eq!(
+            foreign_holder(&child("x", "1", Some("owner"), true), "owner"),
+            None
+        );
+        let other = foreign_holder(&child("x", "1", Some("other"), true), "owner").unwrap_or_default();
+        assert!(other.contains("controlled by Widget/w (uid other)"), "{other}");
+        // Owned but not controlled, or not owned at all: someone else made it.
+        for o in [
+            child("x", "1", Some("owner"), false),
+            child("x", "1", None, false),
+        ] {
+            let h = foreign_holder(&o, "owner").unwrap_or_default();
+            assert!(h.contains("has no controller"), "{h}");
+        }
+    }
+
+    #[test]
+    fn equal_objects_hash_equal_and_changes_show() {
+        let ar = ApiResource::erase::<ConfigMap>(&());
+        let mut a = DynamicObject::new("c", &ar).data(serde_json::json!({"data": {"b": "2", "a": "1"}}));
+        let b = DynamicObject::new("c", &ar).data(serde_json::json!({"data": {"a": "1", "b": "2"}}));
+        assert_eq!(content_hash(&a), content_hash(&b));
+        a.data["data"]["a"] = "changed".into();
+        assert_ne!(content_hash(&a), content_hash(&b));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! conditions, Events, and the server-side-apply path for owned objects.
 
 pub mod apply;
+pub mod children;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
@@ -18,7 +19,8 @@ pub mod security;
 pub mod server;
 pub mod telemetry;
 
-pub use apply::{Applier, ApplyError, Desired, OwnedKind};
+pub use apply::{Applier, ApplyError, Conflict, Desired, OwnedKind};
+pub use children::{ChildStream, Children};
 pub use cli::{CommonArgs, LogFormat};
 pub use controller::{ControllerRuntime, ReconcileError};
 pub use events::EventRecorder;
