@@ -1,6 +1,6 @@
 //! Authentication (bearer tokens) and RBAC authorization, answering like the real API server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use serde_json::Value;
@@ -15,6 +15,9 @@ pub struct UserInfo {
     pub name: String,
     /// Groups, e.g. `system:masters`.
     pub groups: Vec<String>,
+    /// Extra attributes; pod-bound ServiceAccount tokens carry the pod's name and UID under
+    /// upstream's keys (`authentication.kubernetes.io/pod-name`, `.../pod-uid`).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -27,13 +30,25 @@ impl UserInfo {
                 format!("system:serviceaccounts:{ns}"),
                 "system:authenticated".into(),
             ],
+            extra: BTreeMap::new(),
         }
+    }
+
+    /// The pod a pod-bound token was issued for.
+    pub fn pod_name(&self) -> Option<&str> {
+        self.extra
+            .get(POD_NAME_EXTRA)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 
     fn is_master(&self) -> bool {
         self.groups.iter().any(|g| g == "system:masters")
     }
 }
+
+/// The user-info extra key naming the pod of a pod-bound token (as upstream sets it).
+pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 
 /// Known bearer tokens.
 pub struct Tokens {
@@ -75,6 +90,20 @@ impl Tokens {
         token
     }
 
+    /// Issues a ServiceAccount token bound to a pod, as the kubelet's projected token is:
+    /// requests made with it name the pod (audit log).
+    pub fn issue_pod_bound(&self, ns: &str, sa: &str, pod: &str, pod_uid: &str) -> String {
+        let token = random_token(&format!("kubesim-sa.{ns}.{sa}"));
+        let mut user = UserInfo::service_account(ns, sa);
+        user.extra.insert(POD_NAME_EXTRA.into(), vec![pod.to_string()]);
+        user.extra.insert(
+            "authentication.kubernetes.io/pod-uid".into(),
+            vec![pod_uid.to_string()],
+        );
+        self.register(&token, user);
+        token
+    }
+
     /// Makes `token` authenticate as `user`.
     pub fn register(&self, token: &str, user: UserInfo) {
         if let Ok(mut m) = self.issued.write() {
@@ -95,6 +124,7 @@ impl Tokens {
             return Some(UserInfo {
                 name: "kubesim-admin".into(),
                 groups: vec!["system:masters".into(), "system:authenticated".into()],
+                extra: BTreeMap::new(),
             });
         }
         self.issued.read().ok()?.get(token).cloned()

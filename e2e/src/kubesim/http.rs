@@ -63,12 +63,32 @@ async fn handle(State(server): State<Arc<ApiServer>>, req: Request) -> Response 
         .unwrap_or_default();
     let labels =
         super::request_metrics::labels_for(req.method().as_str(), req.uri().path(), &query, content_type);
+    // Who asked, for the audit log (dispatch authenticates again and refuses the unknown).
+    let user = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| server.tokens.authenticate(t.trim()));
+    let path = req.uri().path().to_string();
     let resp = match dispatch(server.clone(), req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
     if let Some(l) = labels {
-        server.request_metrics.record(l, resp.status().as_u16());
+        let code = resp.status().as_u16();
+        server.audit.record(user.as_ref(), &path, &l, code);
+        server.request_metrics.record(l, code);
+    }
+    let delay = user.as_ref().and_then(|u| u.pod_name()).and_then(|pod| {
+        server
+            .response_delays
+            .read()
+            .ok()
+            .and_then(|d| d.get(pod).copied())
+    });
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
     }
     resp
 }

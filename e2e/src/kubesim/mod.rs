@@ -4,6 +4,7 @@
 //! [`Cluster::start`] runs the API server and the controllers in the current process;
 //! the `kubesim` binary wraps the same thing for the command line.
 
+pub mod audit;
 pub mod auth;
 pub mod controllers;
 pub mod defaults;
@@ -32,6 +33,7 @@ pub mod validation;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine as _;
@@ -222,6 +224,39 @@ impl Cluster {
     /// Kills a container's process (SIGKILL).
     pub fn kill_container(&self, ns: &str, pod: &str, container: &str) -> anyhow::Result<()> {
         self.kubelet()?.kill_container(ns, pod, container)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`, ...) to a container's process group, e.g. to
+    /// freeze a process as a long GC pause or an overloaded node would; returns its pid.
+    pub fn signal_container(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        signal: &str,
+    ) -> anyhow::Result<u32> {
+        self.kubelet()?.signal_container(ns, pod, container, signal)
+    }
+
+    /// The process id of a container's current process.
+    pub fn container_pid(&self, ns: &str, pod: &str, container: &str) -> anyhow::Result<u32> {
+        self.kubelet()?.container_pid(ns, pod, container)
+    }
+
+    /// Holds back every answer to a pod's requests by `delay` after the request took effect
+    /// (`None` ends it), so a test can catch the pod with a request in flight.
+    pub fn delay_responses_to_pod(&self, pod: &str, delay: Option<Duration>) {
+        if let Ok(mut d) = self.server.response_delays.write() {
+            match delay {
+                Some(delay) => d.insert(pod.to_string(), delay),
+                None => d.remove(pod),
+            };
+        }
+    }
+
+    /// Every API request so far, in order of response (see [`audit::AuditLog`]).
+    pub fn audit_events(&self) -> Vec<audit::AuditEvent> {
+        self.server.audit.events()
     }
 
     /// Cuts a pod off the network.

@@ -50,6 +50,11 @@ pub struct ApiServer {
     pub watches_paused: std::sync::atomic::AtomicBool,
     /// `apiserver_request_total`, served on `/metrics`.
     pub request_metrics: super::request_metrics::RequestMetrics,
+    /// Who made which request, for tests (an audit log at the ResponseComplete stage).
+    pub audit: super::audit::AuditLog,
+    /// Fault injection: answers to requests made with a pod's token are held back this long
+    /// after the request took effect (a slow network back to the client), by pod name.
+    pub response_delays: RwLock<std::collections::HashMap<String, std::time::Duration>>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -64,6 +69,8 @@ impl ApiServer {
         let (watch_epoch, _) = tokio::sync::watch::channel(0);
         ApiServer {
             request_metrics: Default::default(),
+            audit: Default::default(),
+            response_delays: Default::default(),
             store: Arc::new(Store::new(200_000)),
             registry: RwLock::new(Registry::default()),
             tokens: Arc::new(Tokens::new()),

@@ -252,6 +252,11 @@ impl ProcessKubelet {
 
     /// Kills a container's process (SIGKILL); the kubelet restarts it per restartPolicy.
     pub fn kill_container(&self, ns: &str, pod: &str, container: &str) -> anyhow::Result<()> {
+        self.signal_container(ns, pod, container, "KILL").map(|_| ())
+    }
+
+    /// The process id of a container's current process.
+    pub fn container_pid(&self, ns: &str, pod: &str, container: &str) -> anyhow::Result<u32> {
         let pods = self
             .pods
             .lock()
@@ -260,9 +265,21 @@ impl ProcessKubelet {
             .get(&(ns.to_string(), pod.to_string()))
             .ok_or_else(|| anyhow::anyhow!("pod {ns}/{pod} is not running"))?;
         let pid = e.shared.lock().ok().and_then(|s| s.pids.get(container).copied());
-        let pid = pid.ok_or_else(|| anyhow::anyhow!("container {container} of {ns}/{pod} has no process"))?;
-        kill_group(pid, "KILL");
-        Ok(())
+        pid.ok_or_else(|| anyhow::anyhow!("container {container} of {ns}/{pod} has no process"))
+    }
+
+    /// Sends `signal` (a `kill` name such as `STOP`, `CONT`, `KILL`) to a container's process
+    /// group; returns the process id signalled.
+    pub fn signal_container(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        signal: &str,
+    ) -> anyhow::Result<u32> {
+        let pid = self.container_pid(ns, pod, container)?;
+        kill_group(pid, signal);
+        Ok(pid)
     }
 
     /// Cuts (`false`) or restores (`true`) a pod's network.
@@ -490,7 +507,11 @@ impl PodRt {
                 .pointer("/spec/serviceAccountName")
                 .and_then(Value::as_str)
                 .unwrap_or("default");
-            self.sa_token = self.k.server.tokens.issue_service_account(&self.ns, sa);
+            self.sa_token = self
+                .k
+                .server
+                .tokens
+                .issue_pod_bound(&self.ns, sa, &self.name, &self.uid);
         }
         let _ = self.write_hosts(pod);
         if self.volume_sync.elapsed() > Duration::from_secs(1) || self.containers.is_empty() {
