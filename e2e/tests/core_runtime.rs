@@ -197,11 +197,13 @@ async fn events_with_different_notes_stay_apart_and_repeats_form_a_series() {
 #[tokio::test]
 async fn exactly_one_leader_and_takeover_after_release() {
     let c = Cluster::start_temp().await.unwrap();
-    let config = |identity: &str| LeaseConfig {
-        name: "test-operator-leader".into(),
-        namespace: "default".into(),
-        identity: identity.into(),
-        duration: Duration::from_secs(3),
+    let config = |identity: &str| {
+        LeaseConfig::new(
+            "test-operator-leader",
+            "default",
+            identity,
+            Duration::from_secs(3),
+        )
     };
     let a = Election::start(c.client().await.unwrap(), config("a"))
         .await

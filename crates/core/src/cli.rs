@@ -40,9 +40,21 @@ pub struct CommonArgs {
     #[arg(long, env = "STEWARD_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
 
-    /// How long a Lease stays valid without renewal, in seconds.
+    /// How long a Lease stays valid without renewal, in seconds: a standby takes the Lease
+    /// after seeing it unrenewed this long.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
     pub lease_duration_seconds: u64,
+
+    /// How long the leader keeps writing after its last successful renewal, in seconds; must
+    /// be below the lease duration, so a leader that cannot renew has stopped before anyone
+    /// may take over. Default: two thirds of the lease duration.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_renew_deadline_seconds: Option<u64>,
+
+    /// Seconds between Lease renewals (and between attempts to acquire); must be below the
+    /// renew deadline. Default: a fifth of the renew deadline.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_retry_period_seconds: Option<u64>,
 
     /// Log output format.
     #[arg(long, env = "STEWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -66,6 +78,20 @@ impl CommonArgs {
     /// How long the leader's Lease is valid without renewal.
     pub fn lease_duration(&self) -> Duration {
         Duration::from_secs(self.lease_duration_seconds)
+    }
+
+    /// How long the leader may write after its last successful renewal.
+    pub fn lease_renew_deadline(&self) -> Duration {
+        self.lease_renew_deadline_seconds
+            .map(Duration::from_secs)
+            .unwrap_or_else(|| crate::leader::default_renew_deadline(self.lease_duration()))
+    }
+
+    /// The pause between Lease renewals.
+    pub fn lease_retry_period(&self) -> Duration {
+        self.lease_retry_period_seconds
+            .map(Duration::from_secs)
+            .unwrap_or_else(|| crate::leader::default_retry_period(self.lease_renew_deadline()))
     }
 
     /// How long shutdown may take before the process exits regardless.
@@ -93,6 +119,23 @@ mod tests {
         assert!(!cli.common.leader_elect);
         assert_eq!(cli.common.log_format, LogFormat::Text);
         assert_eq!(cli.common.log_level, "info");
+        assert_eq!(cli.common.lease_renew_deadline(), Duration::from_secs(10));
+        assert_eq!(cli.common.lease_retry_period(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn lease_timings_follow_the_duration_unless_set() {
+        let cli = Cli::try_parse_from(["op", "--lease-duration-seconds", "30"]).unwrap();
+        assert_eq!(cli.common.lease_renew_deadline(), Duration::from_secs(20));
+        assert_eq!(cli.common.lease_retry_period(), Duration::from_secs(4));
+        let cli = Cli::try_parse_from([
+            "op",
+            "--lease-renew-deadline-seconds=8",
+            "--lease-retry-period-seconds=1",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.lease_renew_deadline(), Duration::from_secs(8));
+        assert_eq!(cli.common.lease_retry_period(), Duration::from_secs(1));
     }
 
     #[test]

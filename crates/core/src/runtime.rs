@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::cli::CommonArgs;
 use crate::controller::{ControllerRuntime, Shutdown};
-use crate::leader::{Election, Leadership, LeaseConfig};
+use crate::leader::{Election, FenceLayer, Leadership, LeaseConfig};
 use crate::metrics::{Metrics, MetricsBuilder};
 use crate::server::{Readiness, Server};
 
@@ -31,6 +31,11 @@ fn one_line(e: impl std::fmt::Display) -> String {
 
 /// Loads kubeconfig or in-cluster config and checks that the API server answers.
 pub async fn connect(timeout: Duration) -> anyhow::Result<kube::Client> {
+    connect_config(timeout).await.map(|(_, client)| client)
+}
+
+/// [`connect`], also returning the config, to build further clients (the fenced one).
+pub async fn connect_config(timeout: Duration) -> anyhow::Result<(kube::Config, kube::Client)> {
     let config = kube::Config::infer().await.map_err(|e| {
         anyhow!(
             "no Kubernetes cluster configured (kubeconfig or in-cluster): {}",
@@ -38,12 +43,12 @@ pub async fn connect(timeout: Duration) -> anyhow::Result<kube::Client> {
         )
     })?;
     let url = config.cluster_url.clone();
-    let client = kube::Client::try_from(config)
+    let client = kube::Client::try_from(config.clone())
         .map_err(|e| anyhow!("cannot build a client for {url}: {}", one_line(e)))?;
     match tokio::time::timeout(timeout, client.apiserver_version()).await {
         Ok(Ok(v)) => {
             info!(server = %url, version = %v.git_version, "connected to the Kubernetes API");
-            Ok(client)
+            Ok((config, client))
         }
         Ok(Err(e)) => bail!("cannot reach the Kubernetes API server at {url}: {}", one_line(e)),
         Err(_) => bail!("cannot reach the Kubernetes API server at {url}: no answer within {timeout:?}"),
@@ -85,7 +90,7 @@ where
     L: FnOnce(ControllerRuntime) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let client = connect(Duration::from_secs(10)).await?;
+    let (config, client) = connect_config(Duration::from_secs(10)).await?;
     let metrics: Metrics = metrics.build();
     let readiness = Readiness::new();
     let server = Server::bind(args.metrics_addr, metrics.clone(), readiness.clone()).await?;
@@ -93,30 +98,32 @@ where
     let (server_stop, server_shutdown) = Shutdown::new();
     let server_task = tokio::spawn(server.serve(server_shutdown.wait()));
 
-    let (stop, shutdown) = Shutdown::new();
-    let rt = ControllerRuntime {
-        client: client.clone(),
-        metrics: metrics.clone(),
-        readiness: readiness.clone(),
-        namespaces: args.namespaces.clone(),
-        concurrency: args.concurrency,
-        shutdown: shutdown.clone(),
-    };
-
     let signal = termination_signal();
     tokio::pin!(signal);
 
+    // With leader election the controllers write through a fenced client: every mutating
+    // request is refused unless the Lease was renewed within the renew deadline. The election
+    // itself uses the plain client.
     let mut election = None;
+    let mut controller_client = client.clone();
     if args.leader_elect {
-        let config = LeaseConfig {
+        let config_lease = LeaseConfig {
             name: format!("{}-leader", info.name),
             namespace: crate::leader::lease_namespace(args.lease_namespace.as_deref()),
             identity: crate::leader::identity(),
             duration: args.lease_duration(),
+            renew_deadline: args.lease_renew_deadline(),
+            retry_period: args.lease_retry_period(),
         };
-        info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "waiting for the leader lease");
+        info!(lease = %config_lease.name, namespace = %config_lease.namespace, identity = %config_lease.identity,
+              duration = ?config_lease.duration, renew_deadline = ?config_lease.renew_deadline,
+              retry_period = ?config_lease.retry_period, "waiting for the leader lease");
         readiness.set_standby(true);
-        let e = Election::start(client.clone(), config).await?;
+        let e = Election::start(client.clone(), config_lease).await?;
+        controller_client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| anyhow!("cannot build the controllers' client: {}", one_line(e)))?
+            .with_layer(&FenceLayer::new(e.fence.clone()))
+            .build();
         let mut state = e.state.clone();
         let acquired = tokio::select! {
             _ = &mut signal => false,
@@ -133,6 +140,15 @@ where
     }
     metrics.set_leader(true);
 
+    let (stop, shutdown) = Shutdown::new();
+    let rt = ControllerRuntime {
+        client: controller_client,
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        namespaces: args.namespaces.clone(),
+        concurrency: args.concurrency,
+        shutdown: shutdown.clone(),
+    };
     let controllers = tokio::spawn(launch(rt));
     tokio::pin!(controllers);
     let lost = async {
@@ -144,18 +160,41 @@ where
             None => std::future::pending::<()>().await,
         }
     };
-    let outcome: anyhow::Result<()> = tokio::select! {
-        _ = &mut signal => Ok(()),
-        _ = lost => Err(anyhow!("lost the leader lease; exiting so a fresh process can compete again")),
-        r = &mut controllers => match r {
-            Ok(()) => Err(anyhow!("controllers stopped unexpectedly")),
-            Err(e) => Err(anyhow!("controllers crashed: {e}")),
-        },
+    enum End {
+        Signal,
+        Lost,
+        Controllers(anyhow::Error),
+    }
+    let end = tokio::select! {
+        _ = &mut signal => End::Signal,
+        _ = lost => End::Lost,
+        r = &mut controllers => End::Controllers(match r {
+            Ok(()) => anyhow!("controllers stopped unexpectedly"),
+            Err(e) => anyhow!("controllers crashed: {e}"),
+        }),
     };
+    metrics.set_leader(false);
+
+    if let End::Lost = end {
+        // Another replica may lead soon: cancel every reconcile now instead of letting the
+        // in-flight ones finish (the fence already refuses their writes), keep the Lease as
+        // it is, and exit non-zero like client-go's "leaderelection lost", so the kubelet
+        // restarts a clean process that competes as a standby.
+        controllers.abort();
+        let _ = (&mut controllers).await;
+        readiness.clear_caches();
+        if let Some(e) = election {
+            e.release().await;
+        }
+        server_stop.trigger();
+        let _ = server_task.await;
+        return Err(anyhow!(
+            "leader election lost: the Lease was not renewed within the renew deadline or another replica holds it; exiting so a fresh process competes again"
+        ));
+    }
 
     // Stop taking work, let in-flight reconciles finish, then give the Lease back.
     stop.trigger();
-    metrics.set_leader(false);
     if !controllers.is_finished() {
         match tokio::time::timeout(args.shutdown_timeout(), &mut controllers).await {
             Ok(_) => info!("controllers stopped"),
@@ -171,7 +210,10 @@ where
     }
     server_stop.trigger();
     let _ = server_task.await;
-    outcome
+    match end {
+        End::Controllers(e) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Shared handle type for controllers that need the readiness tracker directly.
