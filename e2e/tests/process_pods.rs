@@ -310,3 +310,100 @@ async fn container_users_and_fs_group_like_the_kubelet() {
     );
     assert!(out.contains("scratch=wrote"), "{out}");
 }
+
+/// Like the kubelet, every container has a PID namespace of its own (it sees only its own
+/// processes, and it is PID 1 there); with `shareProcessNamespace` the pod's containers see
+/// each other's processes, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_namespaces_per_container_or_shared_by_the_pod() {
+    let env = Env::start().await.unwrap();
+    assert!(
+        env.kubesim().is_some(),
+        "this test checks kubesim's kubelet; it cannot run on another cluster"
+    );
+    let pod = |name: &str, shared: bool| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  shareProcessNamespace: {shared}
+  containers:
+  - name: sleeper
+    image: kubesim/host
+    command: [sleep, "1000"]
+  - name: looker
+    image: kubesim/host
+    command: [sh, -c]
+    args:
+    - |
+      while true; do
+        echo "self=$$ sleepers=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$')"
+        sleep 1
+      done
+"#
+        )
+    };
+    env.apply(&pod("apart", false)).await.unwrap();
+    env.apply(&pod("together", true)).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let last_line = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.logs(
+                name,
+                &LogParams {
+                    container: Some("looker".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_default()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+        }
+    };
+    // Apart: the looker is PID 1 of its own namespace and sees no sleep of its pod's other
+    // container (its own `sleep 1` may be running: at most one). Together: it sees the
+    // sleeper's, and the shell is not PID 1 (the pod's namespace holder is).
+    for (name, want) in [("apart", "self=1 "), ("together", "")] {
+        let seen = std::sync::Mutex::new(String::new());
+        let ok = wait_for(
+            &format!("{name}'s looker output"),
+            Duration::from_secs(60),
+            || async {
+                let line = last_line(name).await;
+                let done = line.starts_with("self=") && line.contains(want);
+                *seen.lock().unwrap() = line;
+                done
+            },
+        )
+        .await;
+        assert!(ok.is_ok(), "{name}: {:?}", seen.lock().unwrap());
+    }
+    let count = |line: &str| -> usize {
+        line.rsplit("sleepers=")
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(usize::MAX)
+    };
+    let apart = last_line("apart").await;
+    assert!(
+        count(&apart) <= 1,
+        "a container saw another container's processes: {apart}"
+    );
+    let together = last_line("together").await;
+    println!("apart: {apart}\ntogether: {together}");
+    assert!(!together.starts_with("self=1 "), "{together}");
+    assert!(
+        count(&together) >= 1,
+        "the shared namespace shows the sleeper: {together}"
+    );
+    // Nothing of other pods: with both pods running there are at least two `sleep 1000` on
+    // the machine, yet the shared namespace shows only its own: the sleeper and the
+    // namespace holder (the looker counts before its own `sleep 1` starts).
+    assert!(count(&together) <= 2, "{together}");
+}

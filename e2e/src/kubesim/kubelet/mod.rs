@@ -353,6 +353,7 @@ impl ProcessKubelet {
             start_time: now(),
             volume_sync: Instant::now(),
             owned_volumes: Default::default(),
+            pid_holder: None,
         };
         pod.run().await;
         self.bridge.remove_pod(slot);
@@ -396,6 +397,9 @@ struct PodRt {
     volume_sync: Instant,
     /// emptyDir and PVC volumes already given fsGroup ownership (once, when first mounted).
     owned_volumes: std::collections::BTreeSet<String>,
+    /// With `shareProcessNamespace`, the process that holds the pod's PID namespace (the
+    /// pause container's job); killed when the pod's runtime goes.
+    pid_holder: Option<Child>,
 }
 
 fn backoff(restarts: i64) -> Duration {
@@ -1055,30 +1059,80 @@ impl PodRt {
                 ));
             }
         };
+        // Like the kubelet: each container sees only its own processes (a PID namespace of its
+        // own), unless the pod shares one namespace among its containers.
+        let netns = self.k.bridge.netns(self.slot);
         let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            &self.k.bridge.netns(self.slot),
-            "unshare",
-            "--mount",
-            "--uts",
-            "--propagation",
-            "private",
-            "--",
-            "/bin/sh",
-        ])
-        .arg(&script_path)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .kill_on_drop(true);
+        cmd.args(["netns", "exec", &netns]);
+        if pod
+            .pointer("/spec/shareProcessNamespace")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            let holder = self.pid_holder(&netns)?;
+            cmd.arg("nsenter")
+                .arg(format!("--pid=/proc/{holder}/ns/pid_for_children"))
+                .args(["--", "unshare"]);
+        } else {
+            cmd.args(["unshare", "--pid", "--fork", "--kill-child"]);
+        }
+        cmd.args(["--mount", "--uts", "--propagation", "private", "--", "/bin/sh"])
+            .arg(&script_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true);
         let child = cmd
             .spawn()
             .map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
         let pid = child.id().unwrap_or(0);
         Ok((child, pid))
+    }
+
+    /// The pid of the process holding the pod's shared PID namespace, started on first use.
+    fn pid_holder(&mut self, netns: &str) -> Result<u32, (String, String)> {
+        if let Some(c) = self.pid_holder.as_mut()
+            && matches!(c.try_wait(), Ok(None))
+            && let Some(pid) = c.id()
+        {
+            return Ok(pid);
+        }
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--",
+                "sleep",
+                "infinity",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                (
+                    "RunContainerError".to_string(),
+                    format!("cannot start the pod's PID namespace: {e}"),
+                )
+            })?;
+        let pid = child.id().unwrap_or(0);
+        // The namespace exists once unshare has forked its child.
+        let ready = std::path::PathBuf::from(format!("/proc/{pid}/ns/pid_for_children"));
+        let own = std::fs::read_link("/proc/self/ns/pid").ok();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(&ready).ok() == own && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.pid_holder = Some(child);
+        Ok(pid)
     }
 
     fn container_status(&self, spec: &Value) -> Value {
@@ -1314,10 +1368,13 @@ async fn run_probe(probe: &Value, container: &Value, ip: &str, pid: Option<u32>)
             if argv.is_empty() {
                 return false;
             }
+            // Into the container's own process (inside its PID namespace and chroot), not the
+            // wrapper that created the namespaces.
+            let target = container_process(pid);
             Command::new("nsenter")
                 .args([
                     "--target",
-                    &pid.to_string(),
+                    &target.to_string(),
                     "--mount",
                     "--net",
                     "--uts",
@@ -1337,6 +1394,25 @@ async fn run_probe(probe: &Value, container: &Value, ip: &str, pid: Option<u32>)
         }
     };
     tokio::time::timeout(timeout, fut).await.unwrap_or(false)
+}
+
+/// The container's own process below the wrappers the kubelet starts it with (`ip netns
+/// exec`, `nsenter`, `unshare --fork`): the first descendant that is none of them.
+fn container_process(pid: u32) -> u32 {
+    let mut pid = pid;
+    for _ in 0..4 {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !matches!(comm.trim_end(), "ip" | "nsenter" | "unshare") {
+            break;
+        }
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        match children.split_whitespace().next().and_then(|c| c.parse().ok()) {
+            Some(child) => pid = child,
+            None => break,
+        }
+    }
+    pid
 }
 
 /// Where a pod's files are (for tests).
