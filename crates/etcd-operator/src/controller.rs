@@ -261,6 +261,9 @@ pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
             Ok(_) => {}
         }
     }
+    if let Err(p) = crate::tls::ca_validity(&spec.tls) {
+        problems.push(p);
+    }
     problems
 }
 
@@ -844,8 +847,8 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     }
     ctx.metrics_for(&obj, &status);
     write_status(&api, &obj, &status).await?;
-    // Come back in time to renew the next certificate.
-    let renew_in = crate::tls::next_renewal(tls.secrets.get(1..).unwrap_or_default())
+    // Come back in time to renew the next certificate, switch CAs or retire the old CA.
+    let renew_in = crate::tls::next_renewal(&tls.secrets)
         .map(|at| Duration::from_secs((at - now_secs).clamp(1, 3600) as u64 + 1));
     // And in time to replace a member whose failure timeout runs out.
     let failure_due = observed_failure_deadline(&status, timeout, now_secs);
@@ -917,7 +920,14 @@ async fn tls_material(
                 }
             }
             let now = conditions::now().0.as_second();
-            let t = crate::tls::desired_secrets(obj, &existing, now, certificate_validity(&obj.spec))?;
+            let ca_validity = crate::tls::ca_validity(&obj.spec.tls).unwrap_or(crate::tls::CA_VALIDITY_SECS);
+            let t = crate::tls::desired_secrets(
+                obj,
+                &existing,
+                now,
+                certificate_validity(&obj.spec),
+                ca_validity,
+            )?;
             Ok(Ok(TlsMaterial {
                 secrets: t.secrets,
                 client: Some(t.client),
@@ -1326,6 +1336,7 @@ mod tests {
             mode: TlsMode::Secrets,
             secrets: None,
             certificate_validity: None,
+            ca_validity: None,
         };
         assert_eq!(validate(&s).len(), 1);
         s.tls.secrets = Some(EtcdTlsSecrets {

@@ -1,5 +1,5 @@
-//! Certificates for `tls.mode: auto`: one CA per cluster, and server, peer and client
-//! certificates it signs, reissued before they expire.
+//! Certificates for `tls.mode: auto`: a CA per cluster, and server, peer and client
+//! certificates it signs, reissued before they expire; the CA itself is rotated too.
 //!
 //! Everything here is pure: the controller reads the existing Secrets, asks
 //! [`desired_secrets`] what they should hold now, and applies the answer. A certificate that
@@ -16,9 +16,25 @@
 //! - The client certificate has no SANs: etcd skips the address check for those, and it is
 //!   used from anywhere.
 //! - etcd reads certificate files on every new connection, and the kubelet swaps Secret files
-//!   in place, so a renewed certificate takes effect without restarting a member; since the CA
-//!   stays the same, old and new certificates are trusted side by side during the swap.
-//! - The CA lives ten years and is not rotated yet.
+//!   in place, so a renewed certificate takes effect without restarting a member.
+//!
+//! CA rotation. etcd (3.4 to 3.6) reads its trusted CA files only when it starts: a CA added
+//! to `ca.crt` later is not trusted by a running member. So a new CA cannot simply be added
+//! to the bundle shortly before it is used. Instead the CA Secret always holds the CA that
+//! takes over next, and every `ca.crt` carries it from the moment the current CA starts
+//! signing — a whole period before the next one signs anything:
+//! 1. The current CA signs; the bundle is [current, next]. The next CA's validity starts at
+//!    the switch (a future `notBefore`, which verifiers accept once it has passed).
+//! 2. Two thirds into the current CA's life, the next one becomes current and every leaf is
+//!    reissued under it. Each running member started with it in its bundle, so it trusts the
+//!    new leaves; a fresh next CA joins the bundle: [previous, current, next].
+//! 3. The previous CA leaves the bundles when it expires. Leaves never outlive their CA, so
+//!    by then no certificate it signed can be in use; until then members that still present
+//!    an old leaf (before their Secret volume is updated) are trusted by everyone.
+//!
+//! A member therefore survives one switch without a restart; it needs to have been
+//! restarted (upgrade, reschedule) at some point during the following CA period to trust
+//! the CA after that. With the default ten-year CA the period is about 6.7 years.
 
 use std::collections::BTreeMap;
 
@@ -34,8 +50,10 @@ use rcgen::{
 use crate::crd::EtcdCluster;
 use crate::etcd::ClientTls;
 
-/// Lifetime of a cluster's CA.
+/// Default lifetime of each CA (`tls.caValidity`): 87600h, ten years.
 pub const CA_VALIDITY_SECS: i64 = 10 * 365 * 24 * 3600;
+/// Shortest lifetime accepted for `tls.caValidity`.
+pub const MIN_CA_VALIDITY_SECS: i64 = 60;
 /// Default lifetime of server, peer and client certificates: 90 days.
 pub const DEFAULT_VALIDITY_SECS: i64 = 90 * 24 * 3600;
 /// Shortest lifetime accepted for `tls.certificateValidity`.
@@ -52,8 +70,14 @@ fn backdate(validity_secs: i64) -> i64 {
 pub const CERT_KEY: &str = "tls.crt";
 /// Key of the private key.
 pub const KEY_KEY: &str = "tls.key";
-/// Key of the CA bundle that verifies the other side.
+/// Key of the CA bundle that verifies the other side: every CA trusted at the moment.
 pub const CA_KEY: &str = "ca.crt";
+/// In the CA Secret: the CA that signs next, and its key.
+pub const NEXT_CERT_KEY: &str = "next.crt";
+/// Key of the next CA's private key.
+pub const NEXT_KEY_KEY: &str = "next.key";
+/// In the CA Secret: the CA that signed before the last switch, while it is still valid.
+pub const PREVIOUS_CERT_KEY: &str = "previous.crt";
 
 /// Failure to issue a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +179,18 @@ pub struct CertInfo {
 pub fn inspect(pem: &str) -> Option<CertInfo> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
     let cert = pem.parse_x509().ok()?;
+    Some(info_of(&cert))
+}
+
+/// Reads every certificate of a PEM bundle such as `ca.crt`, skipping what does not parse.
+pub fn inspect_bundle(pem: &str) -> Vec<CertInfo> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .filter_map(|p| p.parse_x509().ok().map(|c| info_of(&c)))
+        .collect()
+}
+
+fn info_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> CertInfo {
     let mut names = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for n in &ext.value.general_names {
@@ -171,28 +207,55 @@ pub fn inspect(pem: &str) -> Option<CertInfo> {
             }
         }
     }
-    Some(CertInfo {
+    CertInfo {
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
         sans: names,
         issuer: cert.issuer().to_string(),
         subject: cert.subject().to_string(),
-    })
+    }
+}
+
+/// When a certificate hands over to its successor: two thirds into its lifetime.
+fn turnover(info: &CertInfo) -> i64 {
+    let life = (info.not_after - info.not_before).max(0);
+    info.not_before + life * 2 / 3
 }
 
 /// Whether a certificate should be replaced now: two thirds of its lifetime have passed.
 pub fn renewal_due(info: &CertInfo, now: i64) -> bool {
-    let life = (info.not_after - info.not_before).max(0);
-    now >= info.not_before + life * 2 / 3
+    now >= turnover(info)
 }
 
-/// When the next certificate of `secrets` falls due, in Unix seconds.
+/// When something in `secrets` next changes, in Unix seconds: a certificate falls due
+/// (leaves are renewed, the CA hands over to the next one) or the previous CA expires and
+/// leaves the bundles.
 pub fn next_renewal(secrets: &[Secret]) -> Option<i64> {
-    secrets
+    let due = secrets
         .iter()
         .filter_map(|s| inspect(&data(s, CERT_KEY)?))
-        .map(|i| i.not_before + (i.not_after - i.not_before).max(0) * 2 / 3)
-        .min()
+        .map(|i| turnover(&i));
+    let retired = secrets
+        .iter()
+        .filter_map(|s| inspect(&data(s, PREVIOUS_CERT_KEY)?))
+        .map(|i| i.not_after);
+    due.chain(retired).min()
+}
+
+/// The CA lifetime `tls.caValidity` asks for, in seconds, or what is wrong with it.
+pub fn ca_validity(tls: &crate::crd::EtcdTls) -> Result<i64, String> {
+    let Some(v) = tls.ca_validity.as_deref() else {
+        return Ok(CA_VALIDITY_SECS);
+    };
+    let d = steward_core::duration::parse(v).map_err(|e| format!("spec.tls.caValidity: {e}"))?;
+    // parse() caps durations at 100 years, so this always fits.
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    if secs < MIN_CA_VALIDITY_SECS {
+        return Err(format!(
+            "spec.tls.caValidity {v} is too short: at least {MIN_CA_VALIDITY_SECS}s"
+        ));
+    }
+    Ok(secs)
 }
 
 /// A certificate and key, PEM encoded.
@@ -215,8 +278,8 @@ fn serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-/// A fresh CA for `cluster`, valid for [`CA_VALIDITY_SECS`] from `now`.
-pub fn new_ca(cluster: &EtcdCluster, now: i64) -> Result<KeyedCert, TlsError> {
+/// A fresh CA for `cluster`, valid from `not_before` to `not_after` (Unix seconds).
+pub fn new_ca(cluster: &EtcdCluster, not_before: i64, not_after: i64) -> Result<KeyedCert, TlsError> {
     let err = |source| TlsError::Issue { what: "CA", source };
     let key = KeyPair::generate().map_err(err)?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
@@ -240,8 +303,8 @@ pub fn new_ca(cluster: &EtcdCluster, now: i64) -> Result<KeyedCert, TlsError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.not_before = odt(now - BACKDATE_SECS)?;
-    params.not_after = odt(now + CA_VALIDITY_SECS)?;
+    params.not_before = odt(not_before)?;
+    params.not_after = odt(not_after)?;
     params.serial_number = Some(serial());
     let ca = CertifiedIssuer::self_signed(params, key).map_err(err)?;
     Ok(KeyedCert {
@@ -330,38 +393,121 @@ pub struct TlsSecrets {
     pub issued: Vec<String>,
 }
 
+/// A CA certificate with its key.
+struct Ca {
+    keyed: KeyedCert,
+    info: CertInfo,
+}
+
+fn read_ca(secret: Option<&Secret>, cert_key: &str, key_key: &str) -> Option<Ca> {
+    let secret = secret?;
+    let cert = data(secret, cert_key)?;
+    let key = data(secret, key_key)?;
+    let info = inspect(&cert)?;
+    KeyPair::from_pem(&key).ok()?;
+    Some(Ca {
+        keyed: KeyedCert { cert, key },
+        info,
+    })
+}
+
+/// PEM certificates one after the other, each on its own lines.
+fn bundle<'a>(pems: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for pem in pems {
+        out.push_str(pem.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// The TLS Secrets `cluster` should have at `now` (Unix seconds), given the `existing` ones by
-/// name. Existing certificates are kept while they are signed by the current CA, carry the
-/// wanted names and are not yet due for renewal; anything else is issued afresh.
+/// name; leaves live `validity_secs`, CAs `ca_validity_secs`. Existing certificates are kept
+/// while they are signed by the current CA, carry the wanted names and are not yet due for
+/// renewal; anything else is issued afresh. See the module documentation for how the CA
+/// rotates.
 pub fn desired_secrets(
     cluster: &EtcdCluster,
     existing: &BTreeMap<String, Secret>,
     now: i64,
     validity_secs: i64,
+    ca_validity_secs: i64,
 ) -> Result<TlsSecrets, TlsError> {
     let mut issued = Vec::new();
     let ca_name = ca_secret_name(cluster);
-    let current_ca = existing.get(&ca_name).and_then(|s| {
-        let cert = data(s, CERT_KEY)?;
-        let key = data(s, KEY_KEY)?;
-        let info = inspect(&cert)?;
-        (now < info.not_after && KeyPair::from_pem(&key).is_ok()).then_some((KeyedCert { cert, key }, info))
-    });
-    let (ca, ca_info) = match current_ca {
+    let ca_secret = existing.get(&ca_name);
+    let mut ca_changed = false;
+    let valid_now = |c: &Ca| c.info.not_before <= now && now < c.info.not_after;
+    let mut current = read_ca(ca_secret, CERT_KEY, KEY_KEY).filter(|c| now < c.info.not_after);
+    let mut next = read_ca(ca_secret, NEXT_CERT_KEY, NEXT_KEY_KEY).filter(|c| now < c.info.not_after);
+    let mut previous = ca_secret
+        .and_then(|s| data(s, PREVIOUS_CERT_KEY))
+        .and_then(|pem| inspect(&pem).map(|info| (pem, info)));
+
+    // Switch: two thirds into the current CA's life (or when it is gone), the next CA,
+    // trusted by every member since it started, signs from now on.
+    let switch_due = current.as_ref().is_none_or(|c| now >= turnover(&c.info));
+    if switch_due && let Some(n) = next.take_if(|n| valid_now(n)) {
+        if let Some(old) = current.take() {
+            previous = Some((old.keyed.cert, old.info));
+        }
+        current = Some(n);
+        ca_changed = true;
+    }
+    let current = match current {
         Some(c) => c,
         None => {
-            let ca = new_ca(cluster, now)?;
-            let info = inspect(&ca.cert).ok_or(TlsError::Time)?;
-            issued.push(ca_name.clone());
-            (ca, info)
+            // First CA, or the old one is lost or expired: start over, with a next CA that
+            // fits the new one.
+            let keyed = new_ca(cluster, now - backdate(ca_validity_secs), now + ca_validity_secs)?;
+            let info = inspect(&keyed.cert).ok_or(TlsError::Time)?;
+            next = None;
+            ca_changed = true;
+            Ca { keyed, info }
         }
     };
-    let mut secrets = vec![secret(
-        cluster,
-        ca_name,
-        "Opaque",
-        &[(CERT_KEY, &ca.cert), (KEY_KEY, &ca.key), (CA_KEY, &ca.cert)],
-    )];
+    // The next CA joins the bundles a whole CA period before it signs anything, so every
+    // member started from now on trusts it when the switch comes. Its validity starts at the
+    // switch (never in the past, so a late one is not used before members could see it).
+    let next = match next {
+        Some(n) => n,
+        None => {
+            let start = turnover(&current.info).max(now);
+            let keyed = new_ca(
+                cluster,
+                start - backdate(ca_validity_secs),
+                start + ca_validity_secs,
+            )?;
+            let info = inspect(&keyed.cert).ok_or(TlsError::Time)?;
+            ca_changed = true;
+            Ca { keyed, info }
+        }
+    };
+    // The previous CA stays trusted until it expires: leaves never outlive the CA that
+    // signed them, so by then nothing it signed can be in use anywhere.
+    let previous = previous.filter(|(_, info)| now < info.not_after && info.subject != current.info.subject);
+    if ca_changed {
+        issued.push(ca_name.clone());
+    }
+    let trusted = bundle(
+        previous
+            .iter()
+            .map(|(pem, _)| pem.as_str())
+            .chain([current.keyed.cert.as_str(), next.keyed.cert.as_str()]),
+    );
+
+    let ca = &current.keyed;
+    let mut ca_entries = vec![
+        (CERT_KEY, ca.cert.as_str()),
+        (KEY_KEY, ca.key.as_str()),
+        (NEXT_CERT_KEY, next.keyed.cert.as_str()),
+        (NEXT_KEY_KEY, next.keyed.key.as_str()),
+        (CA_KEY, trusted.as_str()),
+    ];
+    if let Some((pem, _)) = &previous {
+        ca_entries.push((PREVIOUS_CERT_KEY, pem.as_str()));
+    }
+    let mut secrets = vec![secret(cluster, ca_name, "Opaque", &ca_entries)];
     let mut client = None;
     for role in Role::ALL {
         let name = secret_name(cluster, role);
@@ -373,7 +519,7 @@ pub fn desired_secrets(
             let info = inspect(&cert)?;
             let mut have = info.sans.clone();
             have.sort();
-            let good = info.issuer == ca_info.subject
+            let good = info.issuer == current.info.subject
                 && have == wanted
                 && !renewal_due(&info, now)
                 && KeyPair::from_pem(&key).is_ok();
@@ -383,12 +529,12 @@ pub fn desired_secrets(
             Some(k) => k,
             None => {
                 issued.push(name.clone());
-                issue(&ca, cluster, role, now, validity_secs)?
+                issue(ca, cluster, role, now, validity_secs)?
             }
         };
         if role == Role::Client {
             client = Some(ClientTls {
-                ca: ca.cert.clone(),
+                ca: trusted.clone(),
                 cert: leaf.cert.clone(),
                 key: leaf.key.clone(),
             });
@@ -397,7 +543,7 @@ pub fn desired_secrets(
             cluster,
             name,
             "kubernetes.io/tls",
-            &[(CERT_KEY, &leaf.cert), (KEY_KEY, &leaf.key), (CA_KEY, &ca.cert)],
+            &[(CERT_KEY, &leaf.cert), (KEY_KEY, &leaf.key), (CA_KEY, &trusted)],
         ));
     }
     Ok(TlsSecrets {
@@ -439,14 +585,14 @@ mod tests {
     #[test]
     fn issues_everything_once_then_keeps_it() {
         let c = cluster();
-        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3600).unwrap();
+        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3600, CA_VALIDITY_SECS).unwrap();
         let names: Vec<_> = first.secrets.iter().map(|s| s.name_any()).collect();
         assert_eq!(
             names,
             ["main-ca", "main-server-tls", "main-peer-tls", "main-client-tls"]
         );
         assert_eq!(first.issued.len(), 4);
-        let again = desired_secrets(&c, &by_name(&first), NOW + 60, 3600).unwrap();
+        let again = desired_secrets(&c, &by_name(&first), NOW + 60, 3600, CA_VALIDITY_SECS).unwrap();
         assert!(again.issued.is_empty());
         assert_eq!(again.secrets, first.secrets);
         assert_eq!(again.client, first.client);
@@ -455,7 +601,7 @@ mod tests {
     #[test]
     fn certificates_carry_the_right_names_and_chain_to_the_ca() {
         let c = cluster();
-        let s = desired_secrets(&c, &BTreeMap::new(), NOW, 3600).unwrap();
+        let s = desired_secrets(&c, &BTreeMap::new(), NOW, 3600, CA_VALIDITY_SECS).unwrap();
         let map = by_name(&s);
         let ca = inspect(&data(&map["main-ca"], CERT_KEY).unwrap()).unwrap();
         let server = inspect(&data(&map["main-server-tls"], CERT_KEY).unwrap()).unwrap();
@@ -475,23 +621,31 @@ mod tests {
             assert_eq!(leaf.not_after - leaf.not_before, 3600 + 60);
         }
         assert_eq!(ca.not_after - NOW, CA_VALIDITY_SECS);
+        // The bundle: the signing CA, then the one that takes over two thirds into its life.
+        let next = inspect(&data(&map["main-ca"], NEXT_CERT_KEY).unwrap()).unwrap();
+        assert_eq!(
+            bundle_subjects(&data(&map["main-ca"], CA_KEY).unwrap()),
+            [ca.subject.clone(), next.subject.clone()]
+        );
+        assert_eq!(next.not_before + 60, turnover(&ca));
+        assert_eq!(next.not_after, turnover(&ca) + CA_VALIDITY_SECS);
         for role in ["server", "peer", "client"] {
             let sec = &map[&format!("main-{role}-tls")];
             assert_eq!(sec.type_.as_deref(), Some("kubernetes.io/tls"));
-            assert_eq!(data(sec, CA_KEY), data(&map["main-ca"], CERT_KEY));
+            assert_eq!(data(sec, CA_KEY), data(&map["main-ca"], CA_KEY));
         }
     }
 
     #[test]
     fn leaves_renew_after_two_thirds_of_their_life_and_the_ca_stays() {
         let c = cluster();
-        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3000).unwrap();
+        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3000, CA_VALIDITY_SECS).unwrap();
         // 2/3 of (3000 + 60 backdate) = 2040 s after not_before = NOW - 60.
         assert_eq!(backdate(3000), 60);
         assert_eq!(backdate(45), 4);
-        let before = desired_secrets(&c, &by_name(&first), NOW + 1979, 3000).unwrap();
+        let before = desired_secrets(&c, &by_name(&first), NOW + 1979, 3000, CA_VALIDITY_SECS).unwrap();
         assert!(before.issued.is_empty());
-        let due = desired_secrets(&c, &by_name(&first), NOW + 1981, 3000).unwrap();
+        let due = desired_secrets(&c, &by_name(&first), NOW + 1981, 3000, CA_VALIDITY_SECS).unwrap();
         assert_eq!(
             due.issued,
             ["main-server-tls", "main-peer-tls", "main-client-tls"]
@@ -507,26 +661,262 @@ mod tests {
     #[test]
     fn damaged_or_foreign_material_is_replaced() {
         let c = cluster();
-        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3600).unwrap();
+        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3600, CA_VALIDITY_SECS).unwrap();
         // A peer certificate from another cluster's CA.
-        let other = desired_secrets(&c, &BTreeMap::new(), NOW, 3600).unwrap();
+        let other = desired_secrets(&c, &BTreeMap::new(), NOW, 3600, CA_VALIDITY_SECS).unwrap();
         let mut mixed = by_name(&first);
         mixed.insert("main-peer-tls".into(), by_name(&other)["main-peer-tls"].clone());
-        let fixed = desired_secrets(&c, &mixed, NOW, 3600).unwrap();
+        let fixed = desired_secrets(&c, &mixed, NOW, 3600, CA_VALIDITY_SECS).unwrap();
         assert_eq!(fixed.issued, ["main-peer-tls"]);
         // A CA Secret with garbage: a new CA, and every leaf reissued under it.
         let mut broken = by_name(&first);
         if let Some(d) = broken.get_mut("main-ca").and_then(|s| s.data.as_mut()) {
             d.insert(CERT_KEY.into(), ByteString(b"not a certificate".to_vec()));
         }
-        let fresh = desired_secrets(&c, &broken, NOW, 3600).unwrap();
+        let fresh = desired_secrets(&c, &broken, NOW, 3600, CA_VALIDITY_SECS).unwrap();
         assert_eq!(fresh.issued.len(), 4);
+    }
+
+    fn bundle_subjects(pem: &str) -> Vec<String> {
+        inspect_bundle(pem).into_iter().map(|i| i.subject).collect()
+    }
+
+    fn cert_of(s: &TlsSecrets, name: &str, key: &str) -> CertInfo {
+        inspect(&data(&by_name(s)[name], key).unwrap()).unwrap()
+    }
+
+    fn trusted(s: &TlsSecrets) -> Vec<String> {
+        bundle_subjects(&data(&s.secrets[0], CA_KEY).unwrap())
+    }
+
+    const LEAVES: [&str; 3] = ["main-server-tls", "main-peer-tls", "main-client-tls"];
+
+    // CA lifetime in the rotation tests: 900 s, switch at 2/3 of (900 + 60 backdate).
+    const CA: i64 = 900;
+
+    #[test]
+    fn phase_one_the_next_ca_is_in_every_bundle_from_the_start() {
+        let c = cluster();
+        let s = desired_secrets(&c, &BTreeMap::new(), NOW, 300, CA).unwrap();
+        let current = cert_of(&s, "main-ca", CERT_KEY);
+        let next = cert_of(&s, "main-ca", NEXT_CERT_KEY);
+        assert_eq!(trusted(&s), [current.subject.clone(), next.subject.clone()]);
+        assert_ne!(current.subject, next.subject);
+        // The next CA is valid from the switch on, for a whole CA lifetime.
+        assert_eq!(turnover(&current), NOW - 60 + 960 * 2 / 3);
+        assert_eq!(next.not_before, turnover(&current) - 60);
+        assert_eq!(next.not_after, turnover(&current) + CA);
+        assert!(data(&s.secrets[0], PREVIOUS_CERT_KEY).is_none());
+        for leaf in LEAVES {
+            assert_eq!(cert_of(&s, leaf, CERT_KEY).issuer, current.subject);
+            assert_eq!(data(&by_name(&s)[leaf], CA_KEY), data(&s.secrets[0], CA_KEY));
+        }
+        assert_eq!(Some(s.client.ca.clone()), data(&s.secrets[0], CA_KEY));
+        // Just before the switch nothing about the CAs changes.
+        let leaves_renewed = desired_secrets(&c, &by_name(&s), turnover(&current) - 1, 300, CA).unwrap();
+        assert_eq!(leaves_renewed.secrets[0], s.secrets[0]);
+        assert!(!leaves_renewed.issued.contains(&"main-ca".to_string()));
+    }
+
+    #[test]
+    fn phase_two_the_next_ca_signs_after_the_switch_and_a_new_next_joins() {
+        let c = cluster();
+        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3000, CA).unwrap();
+        let ca1 = cert_of(&first, "main-ca", CERT_KEY);
+        let ca2 = cert_of(&first, "main-ca", NEXT_CERT_KEY);
+        let at = turnover(&ca1);
+        assert_eq!(
+            next_renewal(&first.secrets),
+            Some(at),
+            "the switch is the first change"
+        );
+        let switched = desired_secrets(&c, &by_name(&first), at, 3000, CA).unwrap();
+        assert_eq!(
+            switched.issued,
+            ["main-ca", "main-server-tls", "main-peer-tls", "main-client-tls"]
+        );
+        let current = cert_of(&switched, "main-ca", CERT_KEY);
+        let ca3 = cert_of(&switched, "main-ca", NEXT_CERT_KEY);
+        assert_eq!(current, ca2, "the published next CA signs now");
+        assert!(data(&switched.secrets[0], NEXT_KEY_KEY).is_some());
+        assert_eq!(cert_of(&switched, "main-ca", PREVIOUS_CERT_KEY), ca1);
+        assert_eq!(
+            trusted(&switched),
+            [ca1.subject.clone(), ca2.subject.clone(), ca3.subject.clone()]
+        );
+        assert_eq!(ca3.not_before, turnover(&ca2) - 60);
+        for leaf in LEAVES {
+            let info = cert_of(&switched, leaf, CERT_KEY);
+            assert_eq!(info.issuer, ca2.subject);
+            assert!(info.not_after <= ca2.not_after);
+        }
+        // Stable until the old CA expires.
+        let again = desired_secrets(&c, &by_name(&switched), at + 10, 3000, CA).unwrap();
+        assert!(again.issued.is_empty());
+        assert_eq!(again.secrets, switched.secrets);
+        assert_eq!(
+            next_renewal(&switched.secrets),
+            Some(ca1.not_after),
+            "the old CA's expiry comes next"
+        );
+    }
+
+    #[test]
+    fn phase_three_the_old_ca_leaves_the_bundles_when_it_expires() {
+        let c = cluster();
+        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3000, CA).unwrap();
+        let ca1 = cert_of(&first, "main-ca", CERT_KEY);
+        let switched = desired_secrets(&c, &by_name(&first), turnover(&ca1), 3000, CA).unwrap();
+        let before = desired_secrets(&c, &by_name(&switched), ca1.not_after - 1, 3000, CA).unwrap();
+        assert_eq!(before.secrets, switched.secrets, "kept while it is valid");
+        let after = desired_secrets(&c, &by_name(&switched), ca1.not_after, 3000, CA).unwrap();
+        assert!(after.issued.is_empty(), "nothing is reissued: {:?}", after.issued);
+        assert!(data(&after.secrets[0], PREVIOUS_CERT_KEY).is_none());
+        let ca2 = cert_of(&after, "main-ca", CERT_KEY);
+        let ca3 = cert_of(&after, "main-ca", NEXT_CERT_KEY);
+        assert!(!trusted(&after).contains(&ca1.subject));
+        assert_eq!(trusted(&after), [ca2.subject, ca3.subject]);
+        for leaf in LEAVES {
+            assert_eq!(
+                cert_of(&after, leaf, CERT_KEY),
+                cert_of(&switched, leaf, CERT_KEY)
+            );
+            assert_eq!(
+                data(&by_name(&after)[leaf], CA_KEY),
+                data(&after.secrets[0], CA_KEY)
+            );
+        }
+    }
+
+    /// Reconciles every 7 s for three CA lifetimes, with members that each started at some
+    /// point and trust only the bundle they started with (as etcd does).
+    #[test]
+    fn rotation_never_uses_an_untrusted_ca_and_retires_only_dead_ones() {
+        let c = cluster();
+        let mut state = BTreeMap::new();
+        // (started at, subjects trusted); a member restarts once per CA period at most.
+        let mut members: Vec<(i64, Vec<String>)> = Vec::new();
+        // Every leaf ever issued: (issuer, not_after).
+        let mut leaves: Vec<(String, i64)> = Vec::new();
+        let mut last_trusted: Vec<String> = Vec::new();
+        let mut switches = 0;
+        let mut t = NOW;
+        while t < NOW + 3 * CA {
+            let s = desired_secrets(&c, &state, t, 300, CA).unwrap();
+            let bundle = trusted(&s);
+            let signer = cert_of(&s, "main-ca", CERT_KEY);
+            if s.issued.contains(&"main-ca".to_string()) && t > NOW {
+                switches += 1;
+            }
+            for leaf in LEAVES {
+                let info = cert_of(&s, leaf, CERT_KEY);
+                assert_eq!(info.issuer, signer.subject);
+                assert!(bundle.contains(&info.issuer));
+                if !leaves.contains(&(info.issuer.clone(), info.not_after)) {
+                    leaves.push((info.issuer.clone(), info.not_after));
+                }
+            }
+            // A member that started before the previous switch trusts the signer already.
+            if let Some((since, trust)) = members.last()
+                && t - since < 2 * CA / 3
+            {
+                assert!(
+                    trust.contains(&signer.subject),
+                    "t={t}: member started at {since} lacks the signer"
+                );
+            }
+            if members.last().is_none_or(|(since, _)| t - since >= CA / 2) {
+                members.push((t, bundle.clone()));
+            }
+            // A CA that left the bundle signed nothing still valid.
+            for gone in last_trusted.iter().filter(|x| !bundle.contains(x)) {
+                for (issuer, end) in &leaves {
+                    assert!(
+                        issuer != gone || *end <= t,
+                        "t={t}: {gone} left while its leaf lives until {end}"
+                    );
+                }
+            }
+            last_trusted = bundle;
+            state = by_name(&s);
+            t += 7;
+        }
+        assert!(switches >= 3, "{switches} switches");
+    }
+
+    #[test]
+    fn a_ca_secret_without_a_next_ca_gains_one_and_leaves_are_kept() {
+        let c = cluster();
+        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 3000, CA).unwrap();
+        let mut legacy = by_name(&first);
+        let ca_pem = data(&first.secrets[0], CERT_KEY).unwrap();
+        if let Some(d) = legacy.get_mut("main-ca").and_then(|s| s.data.as_mut()) {
+            d.remove(NEXT_CERT_KEY);
+            d.remove(NEXT_KEY_KEY);
+            d.insert(CA_KEY.into(), ByteString(ca_pem.clone().into_bytes()));
+        }
+        let upgraded = desired_secrets(&c, &legacy, NOW + 10, 3000, CA).unwrap();
+        assert_eq!(upgraded.issued, ["main-ca"]);
+        assert_eq!(data(&upgraded.secrets[0], CERT_KEY), Some(ca_pem));
+        assert_eq!(trusted(&upgraded).len(), 2);
+        for leaf in LEAVES {
+            assert_eq!(
+                cert_of(&upgraded, leaf, CERT_KEY),
+                cert_of(&first, leaf, CERT_KEY)
+            );
+        }
+        // Found only after the switch point: the new next CA starts now and is not used in
+        // the call that publishes it.
+        let ca1 = cert_of(&first, "main-ca", CERT_KEY);
+        let late = desired_secrets(&c, &legacy, turnover(&ca1) + 5, 3000, CA).unwrap();
+        assert_eq!(cert_of(&late, "main-ca", CERT_KEY), ca1);
+        assert_eq!(
+            cert_of(&late, "main-ca", NEXT_CERT_KEY).not_before,
+            turnover(&ca1) + 5 - 60
+        );
+        let switched = desired_secrets(&c, &by_name(&late), turnover(&ca1) + 10, 3000, CA).unwrap();
+        assert_eq!(
+            cert_of(&switched, "main-ca", CERT_KEY),
+            cert_of(&late, "main-ca", NEXT_CERT_KEY)
+        );
+    }
+
+    #[test]
+    fn an_expired_ca_hands_over_to_a_valid_next_one() {
+        // The operator was away past the switch and past the CA's end.
+        let c = cluster();
+        let first = desired_secrets(&c, &BTreeMap::new(), NOW, 300, CA).unwrap();
+        let ca1 = cert_of(&first, "main-ca", CERT_KEY);
+        let ca2 = cert_of(&first, "main-ca", NEXT_CERT_KEY);
+        let late = desired_secrets(&c, &by_name(&first), ca1.not_after + 1, 300, CA).unwrap();
+        assert_eq!(cert_of(&late, "main-ca", CERT_KEY), ca2);
+        assert!(data(&late.secrets[0], PREVIOUS_CERT_KEY).is_none());
+        // Past both: start over.
+        let lost = desired_secrets(&c, &by_name(&first), ca2.not_after + 1, 300, CA).unwrap();
+        let fresh = cert_of(&lost, "main-ca", CERT_KEY);
+        assert!(fresh.subject != ca1.subject && fresh.subject != ca2.subject);
+    }
+
+    #[test]
+    fn ca_validity_is_parsed_and_bounded() {
+        let mut tls = crate::crd::EtcdTls::default();
+        assert_eq!(ca_validity(&tls), Ok(CA_VALIDITY_SECS));
+        assert_eq!(CA_VALIDITY_SECS, 87_600 * 3600);
+        tls.ca_validity = Some("2m".into());
+        assert_eq!(ca_validity(&tls), Ok(120));
+        tls.ca_validity = Some("59s".into());
+        assert_eq!(
+            ca_validity(&tls),
+            Err("spec.tls.caValidity 59s is too short: at least 60s".to_string())
+        );
+        tls.ca_validity = Some("9999999h9999999h".into());
+        assert!(ca_validity(&tls).is_err_and(|e| e.contains("longer than 100 years")));
     }
 
     #[test]
     fn client_material_reads_back_from_a_secret() {
         let c = cluster();
-        let s = desired_secrets(&c, &BTreeMap::new(), NOW, 3600).unwrap();
+        let s = desired_secrets(&c, &BTreeMap::new(), NOW, 3600, CA_VALIDITY_SECS).unwrap();
         assert_eq!(
             client_from_secret(&by_name(&s)["main-client-tls"]),
             Some(s.client.clone())

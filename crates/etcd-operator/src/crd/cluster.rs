@@ -222,6 +222,17 @@ pub struct EtcdTls {
         length(max = 32)
     )]
     pub certificate_validity: Option<String>,
+    /// Lifetime of each CA the operator issues in mode `auto`, as a duration such as
+    /// `87600h` (10 years, the default; at least `60s`). The CA that takes over next is in
+    /// every `ca.crt` from the start; two thirds into the current CA's life it starts
+    /// signing and every certificate is reissued under it, without restarting members. The
+    /// old CA leaves `ca.crt` when it expires. A change applies to CAs issued afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]{1,7}(\.[0-9]{1,9})?(ms|s|m|h))+$"),
+        length(max = 32)
+    )]
+    pub ca_validity: Option<String>,
 }
 
 /// User-provided certificate Secrets.
