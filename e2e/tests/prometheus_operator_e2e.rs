@@ -146,6 +146,16 @@ async fn team_stacks_scrape_evaluate_and_stay_isolated() {
         .await
         .unwrap();
 
+    // The teams' monitors look into steward-system, which lets both teams discover there.
+    env.kubectl(&[
+        "label",
+        "namespace",
+        "steward-system",
+        "discovery-from.monitoring.steward.dev/team-a=true",
+        "discovery-from.monitoring.steward.dev/team-b=true",
+    ])
+    .await
+    .unwrap();
     let started = Instant::now();
     env.apply(&format!(
         "{}---\n{}",

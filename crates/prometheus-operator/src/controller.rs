@@ -10,9 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -31,15 +32,17 @@ use steward_core::conditions::{self, NewCondition, Status};
 use steward_core::{ControllerRuntime, EventRecorder, MetricsBuilder, ReconcileError};
 use tracing::warn;
 
-use crate::config::{self, Generated, Inputs, Kind};
+use crate::config::{self, Generated, Inputs, Kind, Rejection};
 use crate::crd::common::ConfigResourceStatus;
 use crate::crd::{PodMonitor, Prometheus, PrometheusRule, PrometheusStatus, ScrapeConfig, ServiceMonitor};
-use crate::resources::{self, DiscoveryScope, Tuning};
+use crate::discovery::{self, Policy};
+use crate::resources::{self, Tuning};
 use crate::{FIELD_MANAGER, OPERATOR_NAME};
 
 /// Name of the controller in metrics and logs.
 pub const CONTROLLER: &str = "prometheus";
-/// Finalizer that removes RBAC objects the Prometheus cannot own (other namespaces, cluster).
+/// Finalizer that removes the discovery bindings, which the Prometheus cannot own (they live
+/// in other namespaces, or are cluster-scoped).
 pub const FINALIZER: &str = "monitoring.steward.dev/rbac-cleanup";
 
 /// Reconcile failure.
@@ -127,9 +130,16 @@ struct Caches {
     pod_monitors: Store<PodMonitor>,
     rules: Store<PrometheusRule>,
     scrape_configs: Store<ScrapeConfig>,
+    /// This operator's RoleBindings (discovery bindings, and those of earlier versions).
+    role_bindings: Store<RoleBinding>,
     /// What each Prometheus selected at its last reconcile, and the namespaces whose Secrets
     /// it read; used to find who to re-render.
     last: Arc<Mutex<LastSeen>>,
+    /// Prometheus objects known to have no ClusterRoleBinding (cluster-wide discovery only).
+    cluster_unbound: Arc<Mutex<std::collections::HashSet<ObjectRef<Prometheus>>>>,
+    /// True once every watch cache above has listed its objects: until then a reconcile
+    /// would see too few monitors or bindings and thin the configuration or prune RBAC.
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Shared state of the controller.
@@ -140,6 +150,7 @@ pub struct Context {
     reloader_image: String,
     caches: Caches,
     metrics: PrometheusMetrics,
+    policy: Policy,
 }
 
 /// The objects of `kind` that `p` selects, cloned out of the watch cache in a stable order.
@@ -245,6 +256,24 @@ impl Caches {
         out
     }
 
+    /// The Prometheus a discovery binding serves, when it still exists (a binding deleted or
+    /// changed by someone else is put back).
+    fn binding_owner(&self, m: &kube::api::ObjectMeta) -> Vec<ObjectRef<Prometheus>> {
+        let labels = m.labels.clone().unwrap_or_default();
+        let (Some(ns), Some(name)) = (
+            labels.get(resources::PROMETHEUS_NAMESPACE_LABEL),
+            labels.get(steward_core::labels::INSTANCE),
+        ) else {
+            return Vec::new();
+        };
+        let r = ObjectRef::new(name).within(ns);
+        if self.prometheuses.get(&r).is_some() {
+            vec![r]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn all(&self) -> Vec<ObjectRef<Prometheus>> {
         self.prometheuses
             .state()
@@ -317,6 +346,7 @@ pub fn validate(obj: &Prometheus) -> Vec<String> {
     .into_iter()
     .filter_map(|(field, sel)| sel.as_ref().map(|sel| validate_selector(field, sel)))
     .flatten()
+    .chain(resources::binding_name_problem(obj))
     .collect()
 }
 
@@ -338,6 +368,8 @@ pub struct Outcome {
     pub replicas: (i32, i32),
     /// Tuned settings.
     pub tuning: Tuning,
+    /// What the user should know although everything applied.
+    pub notes: Vec<String>,
 }
 
 /// The status this reconcile reports. Pure.
@@ -363,7 +395,7 @@ pub fn desired_status(obj: &Prometheus, outcome: &Outcome, now: Time) -> Prometh
         status.selected_resources = selected.clone();
         let accepted: i32 = selected.iter().map(|s| s.accepted).sum();
         let rejected: i32 = selected.iter().map(|s| s.rejected).sum();
-        if accepted + rejected == 0 {
+        let (s, r, mut m) = if accepted + rejected == 0 {
             (
                 Status::True,
                 "NoSelectedResources",
@@ -375,7 +407,12 @@ pub fn desired_status(obj: &Prometheus, outcome: &Outcome, now: Time) -> Prometh
                 "Reconciled",
                 format!("configuration generated from {accepted} objects; {rejected} rejected"),
             )
+        };
+        for note in &outcome.notes {
+            m.push_str("; ");
+            m.push_str(note);
         }
+        (s, r, m)
     } else {
         (
             Status::Unknown,
@@ -430,41 +467,111 @@ pub fn desired_status(obj: &Prometheus, outcome: &Outcome, now: Time) -> Prometh
     status
 }
 
-/// The namespaces where `generated`'s monitors discover targets.
-fn discovery_scope(p: &Prometheus, generated: &Generated, caches: &Caches) -> DiscoveryScope {
-    let own = p.namespace().unwrap_or_default();
-    let mut namespaces = BTreeSet::new();
-    let smons = caches.service_monitors.state();
-    let pmons = caches.pod_monitors.state();
-    for o in &generated.accepted {
-        let sel = match o.kind {
-            Kind::ServiceMonitor => smons
-                .iter()
-                .find(|m| m.namespace().as_deref() == Some(o.namespace.as_str()) && m.name_any() == o.name)
-                .map(|m| m.spec.namespace_selector.clone()),
-            Kind::PodMonitor => pmons
-                .iter()
-                .find(|m| m.namespace().as_deref() == Some(o.namespace.as_str()) && m.name_any() == o.name)
-                .map(|m| m.spec.namespace_selector.clone()),
-            _ => None,
+/// Namespace name → labels, for the discovery checks.
+type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+/// Where each admitted monitor discovers (`None`: every namespace).
+type Wanted = BTreeMap<(Kind, String, String), Option<BTreeSet<String>>>;
+
+/// What discovery a Prometheus in `prom_ns` may have.
+struct Admission<'a> {
+    prom_ns: &'a str,
+    namespaces: &'a NamespaceLabels,
+    policy: Policy,
+}
+
+/// Keeps the monitors whose discovery `adm` allows; the others become rejections. Pure.
+fn admit<K: Resource>(
+    adm: &Admission<'_>,
+    monitors: Vec<K>,
+    kind: Kind,
+    selector: impl Fn(&K) -> Option<&crate::crd::common::NamespaceSelector>,
+    wanted: &mut Wanted,
+    refused: &mut Vec<Rejection>,
+) -> Vec<K> {
+    let mut kept = Vec::with_capacity(monitors.len());
+    for m in monitors {
+        let ns = m.meta().namespace.clone().unwrap_or_default();
+        let name = m.meta().name.clone().unwrap_or_default();
+        let sel = selector(&m);
+        let what = match sel {
+            Some(s) if s.any => "namespaceSelector.any",
+            Some(s) if !s.match_names.is_empty() => "namespaceSelector.matchNames",
+            _ => "the monitor's own namespace",
         };
-        let Some(sel) = sel else { continue };
-        let sel = sel.unwrap_or_default();
-        if sel.any {
-            return DiscoveryScope::All;
-        }
-        if sel.match_names.is_empty() {
-            namespaces.insert(o.namespace.clone());
-        } else {
-            namespaces.extend(sel.match_names.iter().cloned());
+        let want = discovery::monitor_namespaces(sel, &ns);
+        match discovery::check(adm.prom_ns, want.as_ref(), adm.namespaces, adm.policy, what) {
+            Ok(()) => {
+                wanted.insert((kind, ns, name), want);
+                kept.push(m);
+            }
+            Err(r) => refused.push(Rejection {
+                object: config::ObjectRef {
+                    kind,
+                    namespace: ns,
+                    name,
+                },
+                reason: r.reason,
+                message: r.message,
+            }),
         }
     }
-    // Its own namespace always, so the Role set never goes empty and flaps.
-    namespaces.insert(own);
-    DiscoveryScope::Namespaces(namespaces)
+    kept
+}
+
+/// Where the accepted monitors and the Alertmanager endpoints discover: the bindings this
+/// Prometheus needs. Its own namespace is always in, so the set never empties and flaps.
+fn discovery_scope(
+    prom_ns: &str,
+    generated: &Generated,
+    wanted: &Wanted,
+    alerting: &BTreeSet<String>,
+) -> discovery::Scope {
+    let mut scope = discovery::Scope::default();
+    scope.namespaces.insert(prom_ns.to_string());
+    scope.namespaces.extend(alerting.iter().cloned());
+    for o in &generated.accepted {
+        if let Some(w) = wanted.get(&(o.kind, o.namespace.clone(), o.name.clone())) {
+            scope.add(w.clone());
+        }
+    }
+    scope
+}
+
+/// The namespaces of `p`'s Alertmanager endpoints, or why it may not discover there.
+fn alerting_namespaces(
+    p: &Prometheus,
+    namespaces: &NamespaceLabels,
+    policy: Policy,
+) -> Result<BTreeSet<String>, String> {
+    let own = p.namespace().unwrap_or_default();
+    let mut out = BTreeSet::new();
+    let ams = p
+        .spec
+        .alerting
+        .as_ref()
+        .map(|a| a.alertmanagers.as_slice())
+        .unwrap_or_default();
+    for (i, am) in ams.iter().enumerate() {
+        let ns = am
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| own.clone());
+        let want = BTreeSet::from([ns]);
+        let what = format!("alerting.alertmanagers[{i}].namespace");
+        discovery::check(&own, Some(&want), namespaces, policy, &what)
+            .map_err(|r| format!("{}: {}", r.reason.as_str(), r.message))?;
+        out.extend(want);
+    }
+    Ok(out)
 }
 
 async fn reconcile(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Nothing is written before every watch cache is filled (after a start or a failover);
+    // `run` reconciles everything once they are.
+    if !*ctx.caches.ready.borrow() {
+        return Ok(Action::await_change());
+    }
     let ns = obj
         .namespace()
         .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
@@ -485,7 +592,35 @@ async fn reconcile(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Er
 }
 
 async fn cleanup(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error> {
-    prune_rbac(&ctx, &obj, &[], &[], None).await?;
+    // The cache may not have seen a binding created just before the deletion: ask the API.
+    let api: Api<RoleBinding> = Api::all(ctx.client.clone());
+    let lp = ListParams::default().labels(&format!(
+        "{},{}={}",
+        steward_core::labels::to_selector(&steward_core::labels::owner_selector(
+            "prometheus",
+            &obj.name_any(),
+            OPERATOR_NAME
+        )),
+        resources::PROMETHEUS_NAMESPACE_LABEL,
+        obj.namespace().unwrap_or_default()
+    ));
+    let mut candidates: Vec<kube::api::ObjectMeta> = api
+        .list_metadata(&lp)
+        .await
+        .map_err(|e| Error::Kube("list rolebindings", Box::new(e)))?
+        .items
+        .into_iter()
+        .map(|b| b.metadata)
+        .collect();
+    candidates.extend(
+        ctx.caches
+            .role_bindings
+            .state()
+            .iter()
+            .map(|b| b.metadata.clone()),
+    );
+    prune_bindings(&ctx, &obj, &BTreeSet::new(), candidates).await?;
+    prune_cluster_binding(&ctx, &obj, false).await?;
     if let Ok(mut last) = ctx.caches.last.lock() {
         last.remove(&ObjectRef::from_obj(obj.as_ref()));
     }
@@ -500,7 +635,11 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
         problems: validate(&obj),
         ..Default::default()
     };
-    outcome.replicas = statefulset_replicas(&ctx, &obj).await;
+    let live = live_statefulset(&ctx, &obj).await?;
+    outcome.replicas = live
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .map_or((0, 0), |st| (st.replicas, st.ready_replicas.unwrap_or(0)));
     if !outcome.problems.is_empty() || obj.spec.paused {
         return finish(&ctx, &api, &obj, &outcome, Duration::from_secs(300)).await;
     }
@@ -514,6 +653,41 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
     let pmons = selected(&c.pod_monitors, &obj, Kind::PodMonitor, &c.namespaces);
     let scfgs = selected(&c.scrape_configs, &obj, Kind::ScrapeConfig, &c.namespaces);
     let rules = selected(&c.rules, &obj, Kind::PrometheusRule, &c.namespaces);
+    // Validate discovery: a monitor reading where this Prometheus may not is rejected alone.
+    let ns_labels: NamespaceLabels = namespaces
+        .iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect();
+    let alerting = match alerting_namespaces(&obj, &ns_labels, ctx.policy) {
+        Ok(a) => a,
+        Err(problem) => {
+            outcome.problems.push(problem);
+            return finish(&ctx, &api, &obj, &outcome, Duration::from_secs(300)).await;
+        }
+    };
+    let mut wanted = Wanted::new();
+    let mut refused = Vec::new();
+    let adm = Admission {
+        prom_ns: &ns,
+        namespaces: &ns_labels,
+        policy: ctx.policy,
+    };
+    let smons = admit(
+        &adm,
+        smons,
+        Kind::ServiceMonitor,
+        |m: &ServiceMonitor| m.spec.namespace_selector.as_ref(),
+        &mut wanted,
+        &mut refused,
+    );
+    let pmons = admit(
+        &adm,
+        pmons,
+        Kind::PodMonitor,
+        |m: &PodMonitor| m.spec.namespace_selector.as_ref(),
+        &mut wanted,
+        &mut refused,
+    );
     let empty = config::Store::new();
     let mut inputs = Inputs {
         prometheus: &obj,
@@ -562,7 +736,7 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
     let started = Instant::now();
     let generated = config::generate(&inputs);
     ctx.metrics.generation.observe(started.elapsed().as_secs_f64());
-    let generated = match generated {
+    let mut generated = match generated {
         Ok(g) => g,
         Err(problem) => {
             outcome
@@ -581,9 +755,15 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
             return finish(&ctx, &api, &obj, &outcome, Duration::from_secs(300)).await;
         }
     };
+    generated.rejected.extend(refused);
+    // The StatefulSet is built with the storage it can take (see storage_in_effect).
+    let (storage, storage_note) = resources::storage_in_effect(&obj, live.as_ref());
+    let mut sts_obj = obj.as_ref().clone();
+    sts_obj.spec.storage = storage;
+    outcome.notes.extend(storage_note);
     let tuning = Tuning {
-        retention_size: config::tuning::retention_size_for(&obj.spec),
-        gomemlimit: config::tuning::gomemlimit_for(&obj.spec),
+        retention_size: config::tuning::retention_size_for(&sts_obj.spec),
+        gomemlimit: config::tuning::gomemlimit_for(&sts_obj.spec),
     };
 
     // Build and apply.
@@ -592,7 +772,7 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
     let cms = resources::rule_configmaps(&obj, &generated);
     let mut desired = vec![
         Desired::namespaced(&resources::statefulset(
-            &obj,
+            &sts_obj,
             &ctx.reloader_image,
             cms.len(),
             &tuning,
@@ -606,53 +786,47 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
     if let Some(sa) = resources::service_account(&obj) {
         desired.push(Desired::namespaced(&sa)?);
     }
-    let own_ns_rbac;
-    let scope = discovery_scope(&obj, &generated, &ctx.caches);
-    let (roles, bindings, cluster) = resources::discovery_rbac(&obj, &scope);
-    {
-        // RBAC in its own namespace is owned like any child; elsewhere it is labelled and
-        // cleaned up by the finalizer.
-        own_ns_rbac = roles
-            .iter()
-            .any(|r| r.namespace().as_deref() == Some(ns.as_str()));
-        for r in roles
-            .iter()
-            .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
-        {
-            desired.push(Desired::namespaced(r)?);
-        }
-        for b in bindings
-            .iter()
-            .filter(|b| b.namespace().as_deref() == Some(ns.as_str()))
-        {
-            desired.push(Desired::namespaced(b)?);
-        }
-    }
     let selector = steward_core::labels::owner_selector("prometheus", &name, OPERATOR_NAME);
-    let mut prune = vec![
+    let prune = [
         OwnedKind::namespaced::<StatefulSet>(),
         OwnedKind::namespaced::<Service>(),
         OwnedKind::namespaced::<Secret>(),
         OwnedKind::namespaced::<ConfigMap>(),
         OwnedKind::namespaced::<ServiceAccount>(),
     ];
-    if own_ns_rbac || matches!(scope, DiscoveryScope::All) {
-        prune.push(OwnedKind::namespaced::<Role>());
-        prune.push(OwnedKind::namespaced::<RoleBinding>());
-    }
     ctx.applier
         .apply_owned(obj.as_ref(), &selector, desired, &prune)
         .await?;
-    let foreign_roles: Vec<Role> = roles
-        .into_iter()
-        .filter(|r| r.namespace().as_deref() != Some(ns.as_str()))
+
+    // Discovery bindings: labelled, not owned (owner references cannot cross namespaces),
+    // removed by the finalizer.
+    let scope = discovery_scope(&ns, &generated, &wanted, &alerting);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for b in resources::discovery_role_bindings(&obj, &scope.namespaces) {
+        // Unchanged bindings cost no request.
+        let cached = ctx
+            .caches
+            .role_bindings
+            .get(&ObjectRef::new(&b.name_any()).within(&b.namespace().unwrap_or_default()));
+        if cached.is_some_and(|c| {
+            c.role_ref == b.role_ref && c.subjects == b.subjects && c.metadata.labels == b.metadata.labels
+        }) {
+            continue;
+        }
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+        api.patch(&b.name_any(), &params, &Patch::Apply(typed(&b)?))
+            .await
+            .map_err(|e| Error::Kube("apply rolebinding", Box::new(e)))?;
+    }
+    let cached: Vec<kube::api::ObjectMeta> = ctx
+        .caches
+        .role_bindings
+        .state()
+        .iter()
+        .map(|b| b.metadata.clone())
         .collect();
-    let foreign_bindings: Vec<RoleBinding> = bindings
-        .into_iter()
-        .filter(|b| b.namespace().as_deref() != Some(ns.as_str()))
-        .collect();
-    apply_rbac(&ctx, &foreign_roles, &foreign_bindings, cluster.as_ref()).await?;
-    prune_rbac(&ctx, &obj, &foreign_roles, &foreign_bindings, cluster.as_ref()).await?;
+    prune_bindings(&ctx, &obj, &scope.namespaces, cached).await?;
+    prune_cluster_binding(&ctx, &obj, scope.cluster_wide).await?;
     apply_governing_service(&ctx, &ns).await?;
 
     // Status of every selected object, Events for newly rejected ones, metrics.
@@ -712,15 +886,11 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
     finish(&ctx, &api, &obj, &outcome, requeue).await
 }
 
-async fn statefulset_replicas(ctx: &Context, obj: &Prometheus) -> (i32, i32) {
+async fn live_statefulset(ctx: &Context, obj: &Prometheus) -> Result<Option<StatefulSet>, Error> {
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    match api.get_opt(&resources::base_name(obj)).await {
-        Ok(Some(s)) => {
-            let st = s.status.unwrap_or_default();
-            (st.replicas, st.ready_replicas.unwrap_or(0))
-        }
-        _ => (0, 0),
-    }
+    api.get_opt(&resources::base_name(obj))
+        .await
+        .map_err(|e| Error::Kube("get statefulset", Box::new(e)))
 }
 
 async fn finish(
@@ -749,39 +919,6 @@ async fn finish(
     Ok(Action::requeue(requeue))
 }
 
-async fn apply_rbac(
-    ctx: &Context,
-    roles: &[Role],
-    bindings: &[RoleBinding],
-    cluster: Option<&(ClusterRole, ClusterRoleBinding)>,
-) -> Result<(), Error> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let err = |what| move |e| Error::Kube(what, Box::new(e));
-    for r in roles {
-        let api: Api<Role> = Api::namespaced(ctx.client.clone(), &r.namespace().unwrap_or_default());
-        api.patch(&r.name_any(), &params, &Patch::Apply(typed(r)?))
-            .await
-            .map_err(err("apply role"))?;
-    }
-    for b in bindings {
-        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-        api.patch(&b.name_any(), &params, &Patch::Apply(typed(b)?))
-            .await
-            .map_err(err("apply rolebinding"))?;
-    }
-    if let Some((role, binding)) = cluster {
-        let api: Api<ClusterRole> = Api::all(ctx.client.clone());
-        api.patch(&role.name_any(), &params, &Patch::Apply(typed(role)?))
-            .await
-            .map_err(err("apply clusterrole"))?;
-        let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-        api.patch(&binding.name_any(), &params, &Patch::Apply(typed(binding)?))
-            .await
-            .map_err(err("apply clusterrolebinding"))?;
-    }
-    Ok(())
-}
-
 /// A typed object with apiVersion and kind, as apply needs.
 fn typed<K: Resource<DynamicType = ()> + Serialize>(obj: &K) -> Result<serde_json::Value, Error> {
     let mut v = serde_json::to_value(obj).map_err(|e| Error::Finalizer(e.to_string()))?;
@@ -792,89 +929,70 @@ fn typed<K: Resource<DynamicType = ()> + Serialize>(obj: &K) -> Result<serde_jso
     Ok(v)
 }
 
-/// Deletes labelled RBAC objects of `obj` outside its namespace that are not wanted.
-async fn prune_rbac(
+/// Deletes the RoleBindings of `obj` among `candidates` that are not in `keep` (namespaces).
+async fn prune_bindings(
     ctx: &Context,
     obj: &Prometheus,
-    roles: &[Role],
-    bindings: &[RoleBinding],
-    cluster: Option<&(ClusterRole, ClusterRoleBinding)>,
+    keep: &BTreeSet<String>,
+    candidates: Vec<kube::api::ObjectMeta>,
 ) -> Result<(), Error> {
-    let own = obj.namespace().unwrap_or_default();
-    let lp = ListParams::default().labels(&format!(
-        "{}={}",
-        resources::RBAC_OWNER_LABEL,
-        resources::rbac_owner(obj)
-    ));
-    let dp = DeleteParams::default();
-    let key = |ns: Option<String>, name: String| (ns.unwrap_or_default(), name);
-    let want_roles: BTreeSet<_> = roles.iter().map(|r| key(r.namespace(), r.name_any())).collect();
-    let want_bindings: BTreeSet<_> = bindings
-        .iter()
-        .map(|r| key(r.namespace(), r.name_any()))
-        .collect();
-    let gone = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404);
-    let all_roles: Api<Role> = Api::all(ctx.client.clone());
-    for r in all_roles
-        .list(&lp)
-        .await
-        .map_err(|e| Error::Kube("list roles", Box::new(e)))?
-        .items
-    {
-        let k = key(r.namespace(), r.name_any());
-        if k.0 != own && !want_roles.contains(&k) {
-            let api: Api<Role> = Api::namespaced(ctx.client.clone(), &k.0);
-            if let Err(e) = api.delete(&k.1, &dp).await
-                && !gone(&e)
-            {
-                return Err(Error::Kube("delete role", Box::new(e)));
-            }
+    let want = resources::discovery_binding_name(obj);
+    let mut done = BTreeSet::new();
+    for b in candidates {
+        let (Some(bns), Some(bname)) = (b.namespace.clone(), b.name.clone()) else {
+            continue;
+        };
+        let wanted = bname == want && keep.contains(&bns);
+        if wanted
+            || !resources::is_discovery_binding_of(obj, &b)
+            || !done.insert((bns.clone(), bname.clone()))
+        {
+            continue;
+        }
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &bns);
+        match api.delete(&bname, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::Kube("delete rolebinding", Box::new(e))),
         }
     }
-    let all_bindings: Api<RoleBinding> = Api::all(ctx.client.clone());
-    for b in all_bindings
-        .list(&lp)
-        .await
-        .map_err(|e| Error::Kube("list rolebindings", Box::new(e)))?
-        .items
-    {
-        let k = key(b.namespace(), b.name_any());
-        if k.0 != own && !want_bindings.contains(&k) {
-            let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &k.0);
-            if let Err(e) = api.delete(&k.1, &dp).await
-                && !gone(&e)
-            {
-                return Err(Error::Kube("delete rolebinding", Box::new(e)));
-            }
-        }
+    Ok(())
+}
+
+/// Applies (`wanted`) or removes `obj`'s ClusterRoleBinding. Only with cluster-wide
+/// discovery allowed: otherwise the operator has no RBAC for ClusterRoleBindings at all.
+async fn prune_cluster_binding(ctx: &Context, obj: &Prometheus, wanted: bool) -> Result<(), Error> {
+    if !ctx.policy.cluster_wide {
+        return Ok(());
     }
-    if cluster.is_none() {
-        let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-        for b in api
-            .list(&lp)
-            .await
-            .map_err(|e| Error::Kube("list clusterrolebindings", Box::new(e)))?
-            .items
-        {
-            if let Err(e) = api.delete(&b.name_any(), &dp).await
-                && !gone(&e)
-            {
-                return Err(Error::Kube("delete clusterrolebinding", Box::new(e)));
-            }
+    let key = ObjectRef::from_obj(obj);
+    let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    let crb = resources::discovery_cluster_role_binding(obj);
+    let unbound = &ctx.caches.cluster_unbound;
+    if wanted {
+        if let Ok(mut u) = unbound.lock() {
+            u.remove(&key);
         }
-        let api: Api<ClusterRole> = Api::all(ctx.client.clone());
-        for r in api
-            .list(&lp)
-            .await
-            .map_err(|e| Error::Kube("list clusterroles", Box::new(e)))?
-            .items
-        {
-            if let Err(e) = api.delete(&r.name_any(), &dp).await
-                && !gone(&e)
-            {
-                return Err(Error::Kube("delete clusterrole", Box::new(e)));
-            }
-        }
+        api.patch(
+            &crb.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(typed(&crb)?),
+        )
+        .await
+        .map_err(|e| Error::Kube("apply clusterrolebinding", Box::new(e)))?;
+        return Ok(());
+    }
+    // Delete once after a start (it may exist from before) or after binding, not every time.
+    if unbound.lock().is_ok_and(|u| u.contains(&key)) {
+        return Ok(());
+    }
+    match api.delete(&crb.name_any(), &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(Error::Kube("delete clusterrolebinding", Box::new(e))),
+    }
+    if let Ok(mut u) = unbound.lock() {
+        u.insert(key);
     }
     Ok(())
 }
@@ -1067,114 +1185,221 @@ fn wc() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
-/// Runs the Prometheus controller until the runtime shuts down. `reloader_image` is the image
-/// of the config-reloader sidecar (this operator's own image).
-pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_image: String) {
-    let client = rt.client.clone();
-    let apis = rt.apis::<Prometheus>();
-    let runs = apis.into_iter().map(|api| {
-        let controller = Controller::new(api, wc());
-        let prometheuses = controller.store();
-        let (namespaces, ns_w) = reflector::store();
-        let (service_monitors, smon_w) = reflector::store();
-        let (pod_monitors, pmon_w) = reflector::store();
-        let (rules, rule_w) = reflector::store();
-        let (scrape_configs, scfg_w) = reflector::store();
-        let caches = Caches {
-            prometheuses,
-            namespaces,
-            service_monitors,
-            pod_monitors,
-            rules,
-            scrape_configs,
-            last: Arc::default(),
-        };
-        let ns_stream = watcher(Api::<Namespace>::all(client.clone()), wc())
-            .default_backoff()
-            .modify(drop_managed_fields)
-            .reflect(ns_w)
-            .touched_objects();
-        let smon_stream = watcher(Api::<ServiceMonitor>::all(client.clone()), wc())
-            .default_backoff()
-            .modify(drop_managed_fields)
-            .reflect(smon_w)
-            .touched_objects();
-        let pmon_stream = watcher(Api::<PodMonitor>::all(client.clone()), wc())
-            .default_backoff()
-            .modify(drop_managed_fields)
-            .reflect(pmon_w)
-            .touched_objects();
-        let rule_stream = watcher(Api::<PrometheusRule>::all(client.clone()), wc())
-            .default_backoff()
-            .modify(drop_managed_fields)
-            .reflect(rule_w)
-            .touched_objects();
-        let scfg_stream = watcher(Api::<ScrapeConfig>::all(client.clone()), wc())
-            .default_backoff()
-            .modify(drop_managed_fields)
-            .reflect(scfg_w)
-            .touched_objects();
-        let secret_stream = watcher(
-            Api::<kube::core::PartialObjectMeta<Secret>>::all(client.clone()),
-            wc(),
-        )
-        .default_backoff()
-        .touched_objects();
-        let (c1, c2, c3, c4, c5, c6) = (
-            caches.clone(),
-            caches.clone(),
-            caches.clone(),
-            caches.clone(),
-            caches.clone(),
-            caches.clone(),
-        );
-        let mapped = |kind: Kind| {
-            move |c: &Caches, m: &kube::api::ObjectMeta| {
-                c.who_selects(
-                    kind,
-                    m.namespace.as_deref().unwrap_or_default(),
-                    m.name.as_deref().unwrap_or_default(),
-                    m.labels.as_ref().unwrap_or(&BTreeMap::new()),
-                )
+/// Keeps watch events of Prometheus objects in `scope` (every namespace when `None`).
+fn in_scope(scope: &Option<BTreeSet<String>>, ev: &watcher::Event<Prometheus>) -> bool {
+    let Some(scope) = scope else { return true };
+    match ev {
+        watcher::Event::Apply(p) | watcher::Event::Delete(p) | watcher::Event::InitApply(p) => {
+            p.namespace().is_some_and(|ns| scope.contains(&ns))
+        }
+        watcher::Event::Init | watcher::Event::InitDone => true,
+    }
+}
+
+/// Marks `flag` once `store` has listed its objects.
+async fn wait_ready<K>(store: Store<K>, flag: Arc<std::sync::atomic::AtomicBool>)
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    // The readiness signal wakes only its latest waiter and others wait on some of these
+    // stores too: poll again now and then instead of waiting once.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(Ok(())) => {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
             }
-        };
-        let (f_smon, f_pmon, f_rule, f_scfg) = (
-            mapped(Kind::ServiceMonitor),
-            mapped(Kind::PodMonitor),
-            mapped(Kind::PrometheusRule),
-            mapped(Kind::ScrapeConfig),
-        );
-        let controller = controller
-            .owns(Api::<StatefulSet>::all(client.clone()), wc())
-            .watches_stream(ns_stream, move |_: Namespace| c1.all())
-            .watches_stream(smon_stream, move |o: ServiceMonitor| f_smon(&c2, &o.metadata))
-            .watches_stream(pmon_stream, move |o: PodMonitor| f_pmon(&c3, &o.metadata))
-            .watches_stream(rule_stream, move |o: PrometheusRule| f_rule(&c4, &o.metadata))
-            .watches_stream(scfg_stream, move |o: ScrapeConfig| f_scfg(&c5, &o.metadata))
-            .watches_stream(secret_stream, move |s: kube::core::PartialObjectMeta<Secret>| {
-                // Our own Secrets (generated configs) never feed a configuration.
-                let ours = s
-                    .labels()
-                    .get(steward_core::labels::MANAGED_BY)
-                    .map(String::as_str)
-                    == Some(OPERATOR_NAME);
-                if ours {
-                    Vec::new()
-                } else {
-                    c6.reading_secrets_in(s.namespace().as_deref().unwrap_or_default())
-                }
-            });
-        let ctx = Arc::new(Context {
-            client: client.clone(),
-            recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
-            applier: Applier::new(client.clone(), FIELD_MANAGER),
-            reloader_image: reloader_image.clone(),
-            caches,
-            metrics: metrics.clone(),
-        });
-        steward_core::controller::run(&rt, CONTROLLER, controller, ctx, reconcile)
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Runs the Prometheus controller until the runtime shuts down. `reloader_image` is the image
+/// of the config-reloader sidecar (this operator's own image); `policy` is what discovery
+/// the cluster admin allows.
+///
+/// One set of watches whatever `--namespace` says: Prometheus objects of other namespaces are
+/// dropped from the watch before they reach the cache, while monitors, rules, scrape configs,
+/// namespaces, Secrets and ConfigMaps are watched everywhere (a Prometheus may select them in
+/// any namespace).
+pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_image: String, policy: Policy) {
+    let client = rt.client.clone();
+    let scope: Option<BTreeSet<String>> =
+        (!rt.namespaces.is_empty()).then(|| rt.namespaces.iter().cloned().collect());
+    let (prometheuses, prom_w) = reflector::store();
+    let prom_stream = watcher(Api::<Prometheus>::all(client.clone()), wc())
+        .default_backoff()
+        .filter(move |ev| std::future::ready(ev.as_ref().map_or(true, |ev| in_scope(&scope, ev))))
+        .modify(drop_managed_fields)
+        .reflect(prom_w)
+        .applied_objects();
+    let controller = Controller::for_stream(prom_stream, prometheuses.clone());
+    let (namespaces, ns_w) = reflector::store();
+    let (service_monitors, smon_w) = reflector::store();
+    let (pod_monitors, pmon_w) = reflector::store();
+    let (rules, rule_w) = reflector::store();
+    let (scrape_configs, scfg_w) = reflector::store();
+    let (role_bindings, rb_w) = reflector::store();
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let caches = Caches {
+        prometheuses: prometheuses.clone(),
+        namespaces: namespaces.clone(),
+        service_monitors: service_monitors.clone(),
+        pod_monitors: pod_monitors.clone(),
+        rules: rules.clone(),
+        scrape_configs: scrape_configs.clone(),
+        role_bindings: role_bindings.clone(),
+        last: Arc::default(),
+        cluster_unbound: Arc::default(),
+        ready: ready_rx.clone(),
+    };
+    // Every cache shows in /readyz, and the first reconcile waits for all of them.
+    let r = &rt.readiness;
+    let flags = [
+        r.register_cache("prometheus/prometheuses"),
+        r.register_cache("prometheus/namespaces"),
+        r.register_cache("prometheus/servicemonitors"),
+        r.register_cache("prometheus/podmonitors"),
+        r.register_cache("prometheus/prometheusrules"),
+        r.register_cache("prometheus/scrapeconfigs"),
+        r.register_cache("prometheus/rolebindings"),
+    ];
+    let waits = vec![
+        tokio::spawn(wait_ready(prometheuses, flags[0].clone())),
+        tokio::spawn(wait_ready(namespaces, flags[1].clone())),
+        tokio::spawn(wait_ready(service_monitors, flags[2].clone())),
+        tokio::spawn(wait_ready(pod_monitors, flags[3].clone())),
+        tokio::spawn(wait_ready(rules, flags[4].clone())),
+        tokio::spawn(wait_ready(scrape_configs, flags[5].clone())),
+        tokio::spawn(wait_ready(role_bindings, flags[6].clone())),
+    ];
+    tokio::spawn(async move {
+        for w in waits {
+            let _ = w.await;
+        }
+        if flags.iter().all(|f| f.load(std::sync::atomic::Ordering::SeqCst)) {
+            let _ = ready_tx.send(true);
+        }
+        // Keep the sender, so the receivers never see the channel closed.
+        ready_tx.closed().await;
     });
-    futures::future::join_all(runs).await;
+    let mut all_ready = ready_rx;
+    let reconcile_all = futures::stream::once(async move {
+        let _ = all_ready.wait_for(|r| *r).await;
+    });
+
+    let ns_stream = watcher(Api::<Namespace>::all(client.clone()), wc())
+        .default_backoff()
+        .modify(drop_managed_fields)
+        .reflect(ns_w)
+        .touched_objects();
+    let smon_stream = watcher(Api::<ServiceMonitor>::all(client.clone()), wc())
+        .default_backoff()
+        .modify(drop_managed_fields)
+        .reflect(smon_w)
+        .touched_objects();
+    let pmon_stream = watcher(Api::<PodMonitor>::all(client.clone()), wc())
+        .default_backoff()
+        .modify(drop_managed_fields)
+        .reflect(pmon_w)
+        .touched_objects();
+    let rule_stream = watcher(Api::<PrometheusRule>::all(client.clone()), wc())
+        .default_backoff()
+        .modify(drop_managed_fields)
+        .reflect(rule_w)
+        .touched_objects();
+    let scfg_stream = watcher(Api::<ScrapeConfig>::all(client.clone()), wc())
+        .default_backoff()
+        .modify(drop_managed_fields)
+        .reflect(scfg_w)
+        .touched_objects();
+    let ours = format!("{}={OPERATOR_NAME}", steward_core::labels::MANAGED_BY);
+    let rb_stream = watcher(Api::<RoleBinding>::all(client.clone()), wc().labels(&ours))
+        .default_backoff()
+        .modify(drop_managed_fields)
+        .reflect(rb_w)
+        .touched_objects();
+    let secret_stream = watcher(
+        Api::<kube::core::PartialObjectMeta<Secret>>::all(client.clone()),
+        wc(),
+    )
+    .default_backoff()
+    .touched_objects();
+    // ConfigMaps feed the configuration too (TLS CAs, for instance).
+    let cm_stream = watcher(
+        Api::<kube::core::PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        wc(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (c1, c2, c3, c4, c5, c6, c7) = (
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+        caches.clone(),
+    );
+    let mapped = |kind: Kind| {
+        move |c: &Caches, m: &kube::api::ObjectMeta| {
+            c.who_selects(
+                kind,
+                m.namespace.as_deref().unwrap_or_default(),
+                m.name.as_deref().unwrap_or_default(),
+                m.labels.as_ref().unwrap_or(&BTreeMap::new()),
+            )
+        }
+    };
+    let (f_smon, f_pmon, f_rule, f_scfg) = (
+        mapped(Kind::ServiceMonitor),
+        mapped(Kind::PodMonitor),
+        mapped(Kind::PrometheusRule),
+        mapped(Kind::ScrapeConfig),
+    );
+    // Our own Secrets and ConfigMaps (generated configs, rule files) never feed a
+    // configuration.
+    let input_in = |c: &Caches, m: &kube::api::ObjectMeta| {
+        let ours = m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(steward_core::labels::MANAGED_BY))
+            .map(String::as_str)
+            == Some(OPERATOR_NAME);
+        if ours {
+            Vec::new()
+        } else {
+            c.reading_secrets_in(m.namespace.as_deref().unwrap_or_default())
+        }
+    };
+    let c8 = caches.clone();
+    let controller = controller
+        .owns(Api::<StatefulSet>::all(client.clone()), wc())
+        .reconcile_all_on(reconcile_all)
+        .watches_stream(ns_stream, move |_: Namespace| c1.all())
+        .watches_stream(smon_stream, move |o: ServiceMonitor| f_smon(&c2, &o.metadata))
+        .watches_stream(pmon_stream, move |o: PodMonitor| f_pmon(&c3, &o.metadata))
+        .watches_stream(rule_stream, move |o: PrometheusRule| f_rule(&c4, &o.metadata))
+        .watches_stream(scfg_stream, move |o: ScrapeConfig| f_scfg(&c5, &o.metadata))
+        .watches_stream(rb_stream, move |b: RoleBinding| c7.binding_owner(&b.metadata))
+        .watches_stream(secret_stream, move |s: kube::core::PartialObjectMeta<Secret>| {
+            input_in(&c6, &s.metadata)
+        })
+        .watches_stream(cm_stream, move |s: kube::core::PartialObjectMeta<ConfigMap>| {
+            input_in(&c8, &s.metadata)
+        });
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
+        applier: Applier::new(client.clone(), FIELD_MANAGER),
+        reloader_image,
+        caches,
+        metrics,
+        policy,
+    });
+    steward_core::controller::run(&rt, CONTROLLER, controller, ctx, reconcile).await;
 }
 
 #[cfg(test)]
@@ -1343,7 +1568,10 @@ mod tests {
             pod_monitors: reflector::store().0,
             rules: reflector::store().0,
             scrape_configs: reflector::store().0,
+            role_bindings: reflector::store().0,
             last: Arc::default(),
+            cluster_unbound: Arc::default(),
+            ready: tokio::sync::watch::channel(true).1,
         };
         let l = |v: &str| BTreeMap::from([("team".to_string(), v.to_string())]);
         assert_eq!(

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod discovery;
 pub mod reloader;
 pub mod resources;
 

@@ -24,6 +24,18 @@ enum Command {
         /// image, which also runs `prometheus-operator config-reloader`.
         #[arg(long, env = "STEWARD_CONFIG_RELOADER_IMAGE", default_value = concat!("steward/prometheus-operator:v", env!("CARGO_PKG_VERSION")))]
         config_reloader_image: String,
+        /// Let a Prometheus discover targets in any existing namespace its monitors name,
+        /// without that namespace's `discovery-from.monitoring.steward.dev/<namespace>=true`
+        /// label. Only for clusters whose tenants trust each other.
+        #[arg(long, env = "STEWARD_ALLOW_CROSS_NAMESPACE_DISCOVERY", default_value_t = false, num_args = 0..=1,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        allow_cross_namespace_discovery: bool,
+        /// Let monitors with `namespaceSelector.any` give their Prometheus read of Services,
+        /// Endpoints, EndpointSlices and Pods in every namespace (a ClusterRoleBinding). Needs
+        /// the extra RBAC in deploy/prometheus-operator/cluster-wide-discovery/.
+        #[arg(long, env = "STEWARD_ALLOW_CLUSTER_WIDE_DISCOVERY", default_value_t = false, num_args = 0..=1,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        allow_cluster_wide_discovery: bool,
     },
     /// Sidecar next to Prometheus: render its config (gunzip, `$(VAR)` expansion) into a shared
     /// directory and call `/-/reload` when the config or a rule file changes.
@@ -31,11 +43,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let (common, reloader_image) = match Cli::parse().command {
+    let (common, reloader_image, policy) = match Cli::parse().command {
         Command::Run {
             common,
             config_reloader_image,
-        } => (common, config_reloader_image),
+            allow_cross_namespace_discovery,
+            allow_cluster_wide_discovery,
+        } => (
+            common,
+            config_reloader_image,
+            prometheus_operator::discovery::Policy {
+                cross_namespace: allow_cross_namespace_discovery,
+                cluster_wide: allow_cluster_wide_discovery,
+            },
+        ),
         Command::ConfigReloader(args) => return prometheus_operator::reloader::main(args),
     };
     let info = OperatorInfo {
@@ -46,6 +67,6 @@ fn main() -> ExitCode {
     let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
     let prom_metrics = prometheus_operator::controller::PrometheusMetrics::register(&mut metrics);
     steward_core::runtime::main(info, common, metrics, move |rt| {
-        prometheus_operator::controller::run(rt, prom_metrics, reloader_image)
+        prometheus_operator::controller::run(rt, prom_metrics, reloader_image, policy)
     })
 }

@@ -1,6 +1,6 @@
 //! Pure builders of every child object of a Prometheus: the StatefulSet, its Services, the
-//! config Secret, rule ConfigMaps, and the ServiceAccount with the RBAC its service discovery
-//! needs.
+//! config Secret, rule ConfigMaps, the ServiceAccount, and the bindings of the fixed discovery
+//! ClusterRole its service discovery needs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,9 +12,7 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, Service, ServiceAccount,
     ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
-};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -22,7 +20,7 @@ use kube::ResourceExt;
 
 use crate::OPERATOR_NAME;
 use crate::config::{Generated, RULES_DIR, rule_configmap_name};
-use crate::crd::Prometheus;
+use crate::crd::{Prometheus, PrometheusStorage, PrometheusVolumeClaimTemplate};
 
 /// Port of the Prometheus web UI and API.
 pub const WEB_PORT: i32 = 9090;
@@ -32,9 +30,6 @@ pub const RELOADER_PORT: i32 = 8080;
 pub const CONFIG_KEY: &str = "prometheus.yaml.gz";
 /// Name of the governing Service shared by every Prometheus in a namespace.
 pub const GOVERNING_SERVICE: &str = "prometheus-operated";
-/// Label on RBAC objects outside the Prometheus' namespace: `<namespace>.<name>` of the
-/// Prometheus they serve (owner references cannot cross namespaces).
-pub const RBAC_OWNER_LABEL: &str = "monitoring.steward.dev/prometheus";
 /// Default image repository.
 pub const DEFAULT_IMAGE: &str = "quay.io/prometheus/prometheus";
 /// Retention when `spec.retention` is unset (upstream's default).
@@ -343,6 +338,55 @@ pub fn statefulset(
     }
 }
 
+/// The storage to build `p`'s StatefulSet with, and a note when it is not `spec.storage`.
+/// Claim templates of a running StatefulSet cannot change (the API answers 422), and the CRD
+/// refuses such edits; a Prometheus stored before that rule may still ask for a change, and
+/// then the running templates are kept, so that every other change still applies.
+pub fn storage_in_effect(
+    p: &Prometheus,
+    live: Option<&StatefulSet>,
+) -> (Option<PrometheusStorage>, Option<String>) {
+    let wanted = p.spec.storage.clone();
+    let Some(live) = live else { return (wanted, None) };
+    let claim = |s: &StatefulSet| {
+        s.spec
+            .volume_claim_templates
+            .as_ref()
+            .and_then(|v| v.first())
+            .map(|c| {
+                let spec = c.spec.clone().unwrap_or_default();
+                let size = spec
+                    .resources
+                    .and_then(|r| r.requests)
+                    .and_then(|r| r.get("storage").map(|q| q.0.clone()));
+                (size, spec.storage_class_name)
+            })
+    };
+    let running = claim(live);
+    if running == claim(&statefulset(p, "", 0, &Tuning::default())) {
+        return (wanted, None);
+    }
+    let kept = match &running {
+        Some((size, class)) => PrometheusStorage {
+            volume_claim_template: Some(PrometheusVolumeClaimTemplate {
+                size: size.clone(),
+                storage_class_name: class.clone(),
+            }),
+            empty_dir: None,
+        },
+        None => PrometheusStorage {
+            volume_claim_template: None,
+            empty_dir: wanted.as_ref().and_then(|s| s.empty_dir.clone()),
+        },
+    };
+    let note = format!(
+        "spec.storage differs from the volume claim templates of StatefulSet {}, which cannot change; \
+         the running ones are kept (delete and recreate the Prometheus to apply it)",
+        base_name(p)
+    );
+    (Some(kept), Some(note))
+}
+
 /// The user and group Prometheus runs as: its image's `nobody`.
 pub const PROMETHEUS_UID: i64 = 65534;
 
@@ -440,47 +484,53 @@ pub fn service_account(p: &Prometheus) -> Option<ServiceAccount> {
     })
 }
 
-/// Where the service discovery of a Prometheus looks for targets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DiscoveryScope {
-    /// Every namespace (some monitor has `namespaceSelector.any`).
-    All,
-    /// These namespaces.
-    Namespaces(BTreeSet<String>),
-}
+/// The ClusterRole (shipped in deploy/prometheus-operator) with what service discovery reads:
+/// get, list and watch of Services, Endpoints, EndpointSlices and Pods. The operator only
+/// binds it; it never creates or changes roles.
+pub const DISCOVERY_CLUSTER_ROLE: &str = "steward-prometheus-discovery";
+/// Label on discovery bindings naming the namespace of the Prometheus they serve (the
+/// standard `app.kubernetes.io/instance` label names the Prometheus).
+pub const PROMETHEUS_NAMESPACE_LABEL: &str = "monitoring.steward.dev/prometheus-namespace";
+/// Component label of discovery bindings.
+pub const DISCOVERY_COMPONENT: &str = "discovery";
+/// Prefix of every discovery binding's name.
+const BINDING_PREFIX: &str = "prometheus-discovery.";
+/// Longest object name the API accepts.
+const MAX_NAME: usize = 253;
 
-/// Read access for Kubernetes service discovery (endpointslice and pod roles).
-fn discovery_rules() -> Vec<PolicyRule> {
-    vec![
-        PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["services".into(), "endpoints".into(), "pods".into()]),
-            verbs: vec!["get".into(), "list".into(), "watch".into()],
-            ..Default::default()
-        },
-        PolicyRule {
-            api_groups: Some(vec!["discovery.k8s.io".into()]),
-            resources: Some(vec!["endpointslices".into()]),
-            verbs: vec!["get".into(), "list".into(), "watch".into()],
-            ..Default::default()
-        },
-    ]
-}
-
-fn rbac_name(p: &Prometheus) -> String {
+/// Name of the discovery RoleBindings (and ClusterRoleBinding) of `p`:
+/// `prometheus-discovery.<namespace>.<name>`. Namespace names never hold a dot, so the name
+/// tells apart `a-b`/`c` from `a`/`b-c` (and any other pair): no two Prometheus objects share
+/// a binding.
+pub fn discovery_binding_name(p: &Prometheus) -> String {
     format!(
-        "steward-prometheus-{}-{}",
+        "{BINDING_PREFIX}{}.{}",
         p.namespace().unwrap_or_default(),
         p.name_any()
     )
 }
 
-/// Label value naming the Prometheus on RBAC objects it cannot own.
-pub fn rbac_owner(p: &Prometheus) -> String {
-    format!("{}.{}", p.namespace().unwrap_or_default(), p.name_any())
+/// Why `p`'s binding name cannot exist (a Prometheus name close to the 253-character limit).
+pub fn binding_name_problem(p: &Prometheus) -> Option<String> {
+    let n = discovery_binding_name(p).len();
+    (n > MAX_NAME).then(|| {
+        format!(
+            "metadata.name is too long: the discovery RoleBinding name would have {n} characters (at most {MAX_NAME})"
+        )
+    })
 }
 
-fn subject(p: &Prometheus) -> Subject {
+/// Labels of `p`'s discovery bindings.
+pub fn discovery_labels(p: &Prometheus) -> BTreeMap<String, String> {
+    let mut l = labels(p, DISCOVERY_COMPONENT);
+    l.insert(
+        PROMETHEUS_NAMESPACE_LABEL.into(),
+        p.namespace().unwrap_or_default(),
+    );
+    l
+}
+
+fn discovery_subject(p: &Prometheus) -> Subject {
     Subject {
         kind: "ServiceAccount".into(),
         name: service_account_name(p),
@@ -489,70 +539,60 @@ fn subject(p: &Prometheus) -> Subject {
     }
 }
 
-fn rbac_meta(p: &Prometheus, name: String, namespace: Option<String>) -> ObjectMeta {
-    let mut labels = labels(p, "rbac");
-    labels.insert(RBAC_OWNER_LABEL.into(), rbac_owner(p));
-    ObjectMeta {
-        name: Some(name),
-        namespace,
-        labels: Some(labels),
-        ..Default::default()
+fn discovery_role_ref() -> RoleRef {
+    RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: "ClusterRole".into(),
+        name: DISCOVERY_CLUSTER_ROLE.into(),
     }
 }
 
-/// Least-privilege discovery RBAC: a Role and RoleBinding in exactly the namespaces the
-/// monitors look in, or a ClusterRole and ClusterRoleBinding when one of them looks
-/// everywhere.
-pub fn discovery_rbac(
-    p: &Prometheus,
-    scope: &DiscoveryScope,
-) -> (
-    Vec<Role>,
-    Vec<RoleBinding>,
-    Option<(ClusterRole, ClusterRoleBinding)>,
-) {
-    let name = rbac_name(p);
-    match scope {
-        DiscoveryScope::All => {
-            let role = ClusterRole {
-                metadata: rbac_meta(p, name.clone(), None),
-                rules: Some(discovery_rules()),
+/// A RoleBinding of the discovery ClusterRole to `p`'s ServiceAccount in each of
+/// `namespaces`.
+pub fn discovery_role_bindings(p: &Prometheus, namespaces: &BTreeSet<String>) -> Vec<RoleBinding> {
+    namespaces
+        .iter()
+        .map(|ns| RoleBinding {
+            metadata: ObjectMeta {
+                name: Some(discovery_binding_name(p)),
+                namespace: Some(ns.clone()),
+                labels: Some(discovery_labels(p)),
                 ..Default::default()
-            };
-            let binding = ClusterRoleBinding {
-                metadata: rbac_meta(p, name.clone(), None),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "ClusterRole".into(),
-                    name,
-                },
-                subjects: Some(vec![subject(p)]),
-            };
-            (Vec::new(), Vec::new(), Some((role, binding)))
-        }
-        DiscoveryScope::Namespaces(namespaces) => {
-            let roles = namespaces
-                .iter()
-                .map(|ns| Role {
-                    metadata: rbac_meta(p, name.clone(), Some(ns.clone())),
-                    rules: Some(discovery_rules()),
-                })
-                .collect();
-            let bindings = namespaces
-                .iter()
-                .map(|ns| RoleBinding {
-                    metadata: rbac_meta(p, name.clone(), Some(ns.clone())),
-                    role_ref: RoleRef {
-                        api_group: Some("rbac.authorization.k8s.io".into()),
-                        kind: "Role".into(),
-                        name: name.clone(),
-                    },
-                    subjects: Some(vec![subject(p)]),
-                })
-                .collect();
-            (roles, bindings, None)
-        }
+            },
+            role_ref: discovery_role_ref(),
+            subjects: Some(vec![discovery_subject(p)]),
+        })
+        .collect()
+}
+
+/// The ClusterRoleBinding of the discovery ClusterRole to `p`'s ServiceAccount, for
+/// `namespaceSelector.any` when the operator allows cluster-wide discovery.
+pub fn discovery_cluster_role_binding(p: &Prometheus) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(discovery_binding_name(p)),
+            labels: Some(discovery_labels(p)),
+            ..Default::default()
+        },
+        role_ref: discovery_role_ref(),
+        subjects: Some(vec![discovery_subject(p)]),
     }
+}
+
+/// Label on the per-Prometheus Roles and RoleBindings of earlier versions (`<namespace>.<name>`);
+/// their RoleBindings are removed when found.
+pub const LEGACY_RBAC_OWNER_LABEL: &str = "monitoring.steward.dev/prometheus";
+
+/// Whether `binding` (one of this operator's, from the watch cache) is a discovery binding of
+/// `p`, current or from an earlier version.
+pub fn is_discovery_binding_of(p: &Prometheus, binding: &ObjectMeta) -> bool {
+    let labels = binding.labels.clone().unwrap_or_default();
+    let ns = p.namespace().unwrap_or_default();
+    let current = binding.name.as_deref() == Some(discovery_binding_name(p).as_str())
+        && labels.get(PROMETHEUS_NAMESPACE_LABEL) == Some(&ns);
+    let legacy = labels.get(LEGACY_RBAC_OWNER_LABEL).map(String::as_str)
+        == Some(format!("{ns}.{}", p.name_any()).as_str());
+    current || legacy
 }
 
 #[cfg(test)]
@@ -604,9 +644,71 @@ mod tests {
         golden("governing-service.yaml", &governing_service("mon"));
         golden("config-secret.yaml", &config_secret(&p, b"gz".to_vec()));
         golden("serviceaccount.yaml", &service_account(&p));
-        let scope = DiscoveryScope::Namespaces(["mon".to_string(), "apps".to_string()].into());
-        golden("rbac-namespaces.yaml", &discovery_rbac(&p, &scope));
-        golden("rbac-all.yaml", &discovery_rbac(&p, &DiscoveryScope::All));
+        let nss = ["mon".to_string(), "apps".to_string()].into();
+        golden("rbac-namespaces.yaml", &discovery_role_bindings(&p, &nss));
+        golden("rbac-all.yaml", &discovery_cluster_role_binding(&p));
+    }
+
+    #[test]
+    fn binding_names_never_collide_between_tenants() {
+        let named = |ns: &str, name: &str| {
+            let mut p = prom();
+            p.metadata.namespace = Some(ns.into());
+            p.metadata.name = Some(name.into());
+            p
+        };
+        let (x, y) = (named("a-b", "c"), named("a", "b-c"));
+        assert_ne!(discovery_binding_name(&x), discovery_binding_name(&y));
+        assert_eq!(discovery_binding_name(&x), "prometheus-discovery.a-b.c");
+        // A dotted Prometheus name cannot pose as another namespace: namespaces hold no dot,
+        // so the namespace is everything up to the first one.
+        let dotted = discovery_binding_name(&named("a", "b.c"));
+        assert_eq!(
+            dotted
+                .strip_prefix(BINDING_PREFIX)
+                .and_then(|r| r.split_once('.')),
+            Some(("a", "b.c"))
+        );
+        let bx = &discovery_role_bindings(&x, &["apps".to_string()].into())[0].metadata;
+        assert!(is_discovery_binding_of(&x, bx));
+        assert!(!is_discovery_binding_of(&y, bx));
+        // Bindings of earlier versions are recognised by their owner label.
+        let legacy = ObjectMeta {
+            name: Some("steward-prometheus-a-b-c".into()),
+            labels: Some(BTreeMap::from([(
+                LEGACY_RBAC_OWNER_LABEL.to_string(),
+                "a.b-c".to_string(),
+            )])),
+            ..Default::default()
+        };
+        assert!(is_discovery_binding_of(&y, &legacy));
+        assert!(!is_discovery_binding_of(&x, &legacy));
+        assert!(binding_name_problem(&x).is_none());
+        assert!(binding_name_problem(&named("a", &"n".repeat(240))).is_some());
+    }
+
+    #[test]
+    fn a_running_statefulsets_claim_templates_are_kept() {
+        let p = prom();
+        let live = statefulset(&p, "r", 1, &Tuning::default());
+        assert_eq!(storage_in_effect(&p, Some(&live)), (p.spec.storage.clone(), None));
+        assert_eq!(storage_in_effect(&p, None), (p.spec.storage.clone(), None));
+        // The size changed behind the CEL rule's back: the running 10Gi stays.
+        let mut bigger = prom();
+        bigger.spec.storage =
+            serde_json::from_value(serde_json::json!({"volumeClaimTemplate": {"size": "20Gi"}})).unwrap();
+        let (kept, note) = storage_in_effect(&bigger, Some(&live));
+        let kept = kept.unwrap().volume_claim_template.unwrap();
+        assert_eq!(kept.size.as_deref(), Some("10Gi"));
+        assert!(note.unwrap().contains("cannot change"));
+        // emptyDir asked for where a claim template runs, and the other way round.
+        let mut ephemeral = prom();
+        ephemeral.spec.storage = None;
+        let (kept, note) = storage_in_effect(&ephemeral, Some(&live));
+        assert!(kept.unwrap().volume_claim_template.is_some() && note.is_some());
+        let live_ephemeral = statefulset(&ephemeral, "r", 1, &Tuning::default());
+        let (kept, note) = storage_in_effect(&p, Some(&live_ephemeral));
+        assert!(kept.unwrap().volume_claim_template.is_none() && note.is_some());
     }
 
     #[test]

@@ -189,6 +189,11 @@ pub enum Reason {
     RuleFileTooLarge,
     /// Another object of the same kind has the same namespace and name.
     Duplicate,
+    /// The monitor discovers targets where this Prometheus may not read (see
+    /// `crate::discovery`); set by the controller, not by [`generate`].
+    DiscoveryNotAllowed,
+    /// The monitor names a namespace that does not exist; set by the controller.
+    NamespaceNotFound,
 }
 
 impl Reason {
@@ -210,6 +215,8 @@ impl Reason {
             Reason::InvalidField => "InvalidField",
             Reason::RuleFileTooLarge => "RuleFileTooLarge",
             Reason::Duplicate => "Duplicate",
+            Reason::DiscoveryNotAllowed => "DiscoveryNotAllowed",
+            Reason::NamespaceNotFound => "NamespaceNotFound",
         }
     }
 }

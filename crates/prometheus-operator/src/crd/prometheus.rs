@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, PodSecurityContext, ResourceRequirements, SecretKeySelector, SecurityContext, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,9 +23,13 @@ fn default_version() -> String {
     DEFAULT_VERSION.to_string()
 }
 
+/// CEL transition rule: `storage.volumeClaimTemplate` keeps its presence and value.
+const STORAGE_IMMUTABLE_RULE: &str = "(has(self.storage) && has(self.storage.volumeClaimTemplate)) == (has(oldSelf.storage) && has(oldSelf.storage.volumeClaimTemplate)) && (!has(self.storage) || !has(self.storage.volumeClaimTemplate) || self.storage.volumeClaimTemplate == oldSelf.storage.volumeClaimTemplate)";
+const STORAGE_IMMUTABLE_MESSAGE: &str = "storage.volumeClaimTemplate cannot be added, removed or changed after creation (StatefulSet volume claim templates are immutable): to grow the volumes, expand each PVC data-prometheus-<name>-<i> (if its StorageClass allows it) and set retentionSize; for another StorageClass, create a new Prometheus";
+
 /// A Prometheus server whose configuration is generated from the monitors, rules and scrape
 /// configs its selectors pick.
-#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "monitoring.steward.dev",
     version = "v1alpha1",
@@ -53,6 +57,9 @@ fn default_version() -> String {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+// A StatefulSet's volumeClaimTemplates cannot change: refusing the edit here tells the user at
+// once, where accepting it would leave every later reconcile failing with 422.
+#[x_kube(validation = Rule::new(STORAGE_IMMUTABLE_RULE).message(STORAGE_IMMUTABLE_MESSAGE))]
 pub struct PrometheusSpec {
     /// Number of identical Prometheus replicas.
     #[serde(default = "default_replicas")]

@@ -1,0 +1,348 @@
+//! The prometheus-operator's watches: nothing is written before every watch cache is filled
+//! (a new leader must not render a configuration from half-listed monitors), one set of
+//! watches whatever `--namespace` says, and `spec.storage` changes the StatefulSet cannot take
+//! are refused at admission. kubesim instant mode, the operator binary run directly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e::bins;
+use e2e::harness::{Env, wait_for};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher;
+
+fn api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.steward.dev", "v1alpha1", kind),
+        plural,
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn stack(ns: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Prometheus
+metadata: {{name: main, namespace: {ns}}}
+spec:
+  serviceMonitorSelector: {{}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: ServiceMonitor
+metadata: {{name: app, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: app}}}}
+  endpoints: [{{port: metrics}}]
+"#
+    )
+}
+
+/// The operator run as a local process with `kubeconfig`, serving /metrics and /readyz on
+/// the returned port; killed when the handle drops.
+fn spawn_operator(kubeconfig: &std::path::Path, extra: &[&str]) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(bins::own_binary("prometheus-operator").unwrap())
+        .args([
+            "run",
+            "--leader-elect=false",
+            &format!("--metrics-addr=127.0.0.1:{port}"),
+            "--log-level=warn",
+        ])
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
+async fn readyz(port: u16) -> String {
+    match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// `apiserver_request_total` for `verb` on `resource`, summed over codes and scopes.
+fn requests(env: &Env, verb: &str, resource: &str) -> u64 {
+    env.kubesim()
+        .unwrap()
+        .server
+        .request_metrics
+        .render()
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("resource=\"{resource}\"")) && l.contains(&format!("verb=\"{verb}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn reconciled(p: &DynamicObject) -> bool {
+    p.data["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Reconciled" && c["status"] == "True")
+    })
+}
+
+/// The operator's ClusterRole from deploy/, without list and watch of ServiceMonitors, bound
+/// to a ServiceAccount; the discovery ClusterRole as shipped.
+fn operator_rbac_without_monitor_list() -> String {
+    let text =
+        std::fs::read_to_string(bins::repo_root().join("deploy/prometheus-operator/rbac.yaml")).unwrap();
+    let mut out = String::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] != "ClusterRole" {
+            continue;
+        }
+        if v["metadata"]["name"] == "steward-prometheus-operator" {
+            v["metadata"]["name"] = "test-operator".into();
+            for rule in v["rules"].as_array_mut().unwrap() {
+                let verbs = rule["verbs"].as_array().unwrap();
+                if verbs.iter().any(|v| v == "list")
+                    && let Some(rs) = rule["resources"].as_array_mut()
+                {
+                    rs.retain(|r| r != "servicemonitors");
+                }
+            }
+        }
+        out.push_str(&serde_yaml_ng::to_string(&v).unwrap());
+        out.push_str("---\n");
+    }
+    out.push_str(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: ops}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: operator, namespace: ops}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: test-operator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-operator}
+subjects: [{kind: ServiceAccount, name: operator, namespace: ops}]
+"#,
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_written_before_every_watch_cache_is_filled() {
+    let env = Env::start_instant_with_crds().await.unwrap();
+    env.apply(&operator_rbac_without_monitor_list()).await.unwrap();
+    env.apply(&stack("team")).await.unwrap();
+    let cluster = env.kubesim().unwrap();
+    let token = cluster.server.tokens.issue_service_account("ops", "operator");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
+    let mut kc = serde_json::to_value(&kc).unwrap();
+    for user in kc["users"].as_array_mut().unwrap() {
+        user["user"] = serde_json::json!({"token": token});
+    }
+    std::fs::write(&kubeconfig, serde_json::to_string(&kc).unwrap()).unwrap();
+
+    // Every version of the generated configuration, from before the operator starts.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "team");
+    let record = seen.clone();
+    let recorder = tokio::spawn(async move {
+        let cfg = watcher::Config::default().fields("metadata.name=prometheus-main");
+        let mut events = watcher(secrets, cfg).boxed();
+        while let Some(ev) = events.next().await {
+            if let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = ev {
+                let raw = s
+                    .data
+                    .and_then(|d| d.get("prometheus.yaml.gz").cloned())
+                    .map(|b| b.0)
+                    .unwrap_or_default();
+                let text = prometheus_operator::reloader::decode_config(std::path::Path::new("c.gz"), &raw)
+                    .unwrap_or_else(|e| format!("undecodable: {e}"));
+                record.lock().unwrap().push(text);
+            }
+        }
+    });
+
+    // The operator may list Prometheus objects but not (yet) ServiceMonitors, as a new
+    // leader whose monitor list is slow.
+    let (mut op, port) = spawn_operator(&kubeconfig, &[]);
+    wait_for(
+        "a configuration written, or the operator waiting for the monitors",
+        Duration::from_secs(60),
+        || async {
+            !seen.lock().unwrap().is_empty()
+                || (readyz(port).await.trim() == "not ready: caches not synced: prometheus/servicemonitors"
+                    && requests(&env, "LIST", "servicemonitors") >= 2)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: readyz {:?}, monitor lists {}",
+            futures::executor::block_on(readyz(port)),
+            requests(&env, "LIST", "servicemonitors")
+        )
+    });
+    env.apply(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: test-monitor-reader}
+rules: [{apiGroups: [monitoring.steward.dev], resources: [servicemonitors], verbs: [list, watch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: test-monitor-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-monitor-reader}
+subjects: [{kind: ServiceAccount, name: operator, namespace: ops}]
+"#,
+    )
+    .await
+    .unwrap();
+    let job = "serviceMonitor/team/app/0";
+    wait_for(
+        "the monitor's job in the configuration",
+        Duration::from_secs(90),
+        || async { seen.lock().unwrap().iter().any(|c| c.contains(job)) },
+    )
+    .await
+    .unwrap();
+    let versions = seen.lock().unwrap().clone();
+    for (i, c) in versions.iter().enumerate() {
+        assert!(
+            c.contains(job),
+            "version {i} of {} lacks {job}:\n{c}",
+            versions.len()
+        );
+    }
+    let ready = readyz(port).await;
+    assert!(ready.trim().ends_with(" caches synced"), "{ready}");
+    recorder.abort();
+    op.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_set_of_watches_whatever_namespace_says() {
+    let env = Env::start_instant_with_crds().await.unwrap();
+    for ns in ["a", "b", "c"] {
+        env.apply(&stack(ns)).await.unwrap();
+    }
+    let (mut op, _) = spawn_operator(&env.kubeconfig, &["--namespace=a", "--namespace=b"]);
+    for ns in ["a", "b"] {
+        let proms = api(&env.client, ns, "Prometheus", "prometheuses");
+        wait_for(
+            &format!("{ns}/main reconciled"),
+            Duration::from_secs(60),
+            || async { proms.get("main").await.is_ok_and(|p| reconciled(&p)) },
+        )
+        .await
+        .unwrap();
+    }
+    for resource in [
+        "servicemonitors",
+        "podmonitors",
+        "prometheusrules",
+        "scrapeconfigs",
+        "namespaces",
+        "secrets",
+        "configmaps",
+        "rolebindings",
+        "prometheuses",
+    ] {
+        assert_eq!(requests(&env, "WATCH", resource), 1, "watches of {resource}");
+    }
+    // Prometheus objects outside --namespace are never reconciled.
+    let c = api(&env.client, "c", "Prometheus", "prometheuses")
+        .get("main")
+        .await
+        .unwrap();
+    assert!(
+        c.data["status"].is_null(),
+        "c is not watched: {:?}",
+        c.data["status"]
+    );
+    op.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_changes_the_statefulset_cannot_take_are_refused() {
+    let env = Env::start_instant_with_crds().await.unwrap();
+    env.apply(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Prometheus
+metadata: {name: pvc, namespace: team}
+spec:
+  storage: {volumeClaimTemplate: {size: 1Gi}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Prometheus
+metadata: {name: ephemeral, namespace: team}
+spec:
+  storage: {emptyDir: {}}
+"#,
+    )
+    .await
+    .unwrap();
+    let patch = |name: &'static str, body: &'static str| {
+        let env = &env;
+        async move {
+            env.kubectl(&[
+                "patch",
+                "prometheus",
+                name,
+                "-n",
+                "team",
+                "--type=merge",
+                "-p",
+                body,
+            ])
+            .await
+        }
+    };
+    for (name, body) in [
+        (
+            "pvc",
+            r#"{"spec":{"storage":{"volumeClaimTemplate":{"size":"2Gi"}}}}"#,
+        ),
+        (
+            "pvc",
+            r#"{"spec":{"storage":{"volumeClaimTemplate":{"storageClassName":"fast"}}}}"#,
+        ),
+        ("pvc", r#"{"spec":{"storage":null}}"#),
+        (
+            "ephemeral",
+            r#"{"spec":{"storage":{"emptyDir":null,"volumeClaimTemplate":{"size":"1Gi"}}}}"#,
+        ),
+    ] {
+        let err = patch(name, body).await.unwrap_err().to_string();
+        assert!(
+            err.contains("storage.volumeClaimTemplate cannot be added, removed or changed after creation"),
+            "{name} {body}: {err}"
+        );
+    }
+    // Everything else, emptyDir settings included, still changes.
+    patch("pvc", r#"{"spec":{"retention":"2d"}}"#).await.unwrap();
+    patch(
+        "ephemeral",
+        r#"{"spec":{"storage":{"emptyDir":{"sizeLimit":"1Gi"}}}}"#,
+    )
+    .await
+    .unwrap();
+}
