@@ -1,8 +1,9 @@
 //! `prometheus-operator config-reloader` against a real Prometheus process: a gzipped config
 //! with `$(POD_NAME)` is rendered for Prometheus, and config changes and rule files swapped the
 //! way kubelet updates a ConfigMap volume reach the same Prometheus process through
-//! `/-/reload`. A broken config is counted and logged while Prometheus keeps its last good
-//! config; fixing it is picked up. SIGTERM stops the reloader with exit code 0.
+//! `/-/reload`, or by SIGHUP (how the operator runs it: Prometheus then has no lifecycle API,
+//! so `/-/quit` is refused). A broken config is counted and logged while Prometheus keeps its
+//! last good config; fixing it is picked up. SIGTERM stops the reloader with exit code 0.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
@@ -151,7 +152,14 @@ async fn metric(http: &reqwest::Client, url: &str, series: &str) -> Option<f64> 
     })
 }
 
-async fn reloader_against(release: Release) {
+/// How the reloader makes Prometheus reload.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Method {
+    Http,
+    Signal,
+}
+
+async fn reloader_against(release: Release, method: Method) {
     let prometheus = bins::prometheus(release).unwrap();
     let operator = bins::own_binary("prometheus-operator").unwrap();
     // A binary from before the reloader existed would fail confusingly later.
@@ -178,6 +186,16 @@ async fn reloader_against(release: Release) {
     let reloader_addr = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{prom_addr}");
     let reloader_metrics = format!("http://{reloader_addr}/metrics");
+    // Signals go to a process found by name: a name of its own (what /proc/PID/comm shows,
+    // at most 15 characters) keeps other tests' Prometheus processes out of reach.
+    let process_name = format!("prom{}", &prom_addr.rsplit(':').next().unwrap_or_default());
+    let prometheus = if method == Method::Signal {
+        let link = tmp.path().join(&process_name);
+        std::os::unix::fs::symlink(&prometheus, &link).unwrap();
+        link
+    } else {
+        prometheus
+    };
 
     kubelet_write(
         &config_dir,
@@ -200,6 +218,10 @@ async fn reloader_against(release: Release) {
             .arg(format!("--listen-address={reloader_addr}"))
             .arg("--log-level=debug")
             .env("POD_NAME", POD_NAME);
+        if method == Method::Signal {
+            cmd.arg("--reload-method=signal")
+                .arg(format!("--process-name={process_name}"));
+        }
         if once {
             cmd.arg("--once");
         }
@@ -219,8 +241,10 @@ async fn reloader_against(release: Release) {
             "--storage.tsdb.path={}",
             tmp.path().join("data").display()
         ))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .arg("--web.enable-lifecycle");
+        .arg(format!("--web.listen-address={prom_addr}"));
+    if method == Method::Http {
+        prom_cmd.arg("--web.enable-lifecycle");
+    }
     let mut prom = Proc::spawn(prom_cmd, tmp.path().join("prometheus.log"));
     let mut reloader = Proc::spawn(reloader_cmd(false), tmp.path().join("reloader.log"));
     let http = reqwest::Client::new();
@@ -312,10 +336,10 @@ async fn reloader_against(release: Release) {
         Some(0.0)
     );
     let log = reloader.log();
-    assert!(
-        log.contains("Prometheus rejected the reload") && log.contains("banana"),
-        "the error and Prometheus' answer are logged:\n{log}"
-    );
+    assert!(log.contains("Prometheus rejected the reload"), "the error is logged:\n{log}");
+    if method == Method::Http {
+        assert!(log.contains("banana"), "Prometheus' answer is logged:\n{log}");
+    }
 
     // Fixed: picked up by the same process.
     kubelet_write(
@@ -350,6 +374,13 @@ async fn reloader_against(release: Release) {
     .unwrap();
     assert!(ts > 1.0e9, "{ts}");
 
+    if method == Method::Signal {
+        // Without the lifecycle API nobody can stop Prometheus over HTTP.
+        let quit = http.post(format!("{base}/-/quit")).send().await.unwrap();
+        assert!(!quit.status().is_success(), "/-/quit answered {}", quit.status());
+        assert!(prom.still_running());
+    }
+
     // SIGTERM: the reloader exits 0 promptly.
     let pid = reloader.child.id().to_string();
     assert!(
@@ -372,15 +403,20 @@ async fn reloader_against(release: Release) {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}\n{}", reloader.log());
-    eprintln!("{release:?}: took {:?}", started.elapsed());
+    eprintln!("{release:?} {method:?}: took {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reloader_reloads_prometheus_current() {
-    reloader_against(Release::Current).await;
+async fn reloader_reloads_prometheus_current_over_http() {
+    reloader_against(Release::Current, Method::Http).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reloader_reloads_prometheus_old() {
-    reloader_against(Release::Old).await;
+async fn reloader_reloads_prometheus_current_by_signal() {
+    reloader_against(Release::Current, Method::Signal).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloader_reloads_prometheus_old_by_signal() {
+    reloader_against(Release::Old, Method::Signal).await;
 }

@@ -82,8 +82,22 @@ pub struct Args {
 
     /// Prometheus' reload endpoint, POSTed when the rendered config or a watched file changed
     /// (and once at start). When it ends in `/-/reload`, the sibling `/-/ready` is checked first.
+    /// With `--reload-method=signal` only its siblings `/-/ready` and `/metrics` are used.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090/-/reload")]
     pub reload_url: Url,
+
+    /// How to make Prometheus reload: `http` POSTs the reload URL (Prometheus then needs
+    /// `--web.enable-lifecycle`, which also opens `/-/quit` to anyone who reaches its port);
+    /// `signal` sends SIGHUP to the process named `--process-name`, which needs a pod with
+    /// `shareProcessNamespace: true`, and reads Prometheus' own reload metrics to learn the
+    /// outcome.
+    #[arg(long, value_enum, default_value_t = ReloadMethod::Http)]
+    pub reload_method: ReloadMethod,
+
+    /// The process to signal with `--reload-method=signal` (its name as /proc/PID/comm shows
+    /// it).
+    #[arg(long, value_name = "NAME", default_value = "prometheus")]
+    pub process_name: String,
 
     /// How often to check the config and the watched directories, e.g. `3s` or `500ms`.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_interval)]
@@ -105,6 +119,15 @@ pub struct Args {
     /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `debug`.
     #[arg(long, env = "STEWARD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+/// How the reloader asks Prometheus to reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReloadMethod {
+    /// POST to `/-/reload`.
+    Http,
+    /// SIGHUP to the Prometheus process in the pod's shared process namespace.
+    Signal,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -709,6 +732,158 @@ async fn reload(client: &reqwest::Client, url: &Url, ready: Option<&Url>) -> Out
     }
 }
 
+/// `name` next to the `/-/reload` URL (`/metrics`, `/-/ready`), or `None` for another path.
+fn sibling_url(reload: &Url, name: &str) -> Option<Url> {
+    let prefix = reload.path().strip_suffix("/-/reload")?;
+    let mut url = reload.clone();
+    url.set_path(&format!("{prefix}{name}"));
+    url.set_query(None);
+    Some(url)
+}
+
+/// Prometheus' own account of its last reload: when it last succeeded (Unix seconds, with
+/// fractions) and whether the last attempt succeeded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReloadMetrics {
+    /// `prometheus_config_last_reload_success_timestamp_seconds`.
+    pub last_success: f64,
+    /// `prometheus_config_last_reload_successful` is 1.
+    pub ok: bool,
+}
+
+/// Reads the two reload metrics from Prometheus' exposition text.
+pub fn parse_reload_metrics(text: &str) -> Option<ReloadMetrics> {
+    let value = |name: &str| {
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = rest
+                .strip_prefix(' ')
+                .or_else(|| rest.split_once("} ").map(|(_, v)| v))?;
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        })
+    };
+    Some(ReloadMetrics {
+        last_success: value("prometheus_config_last_reload_success_timestamp_seconds")?,
+        ok: value("prometheus_config_last_reload_successful")? == 1.0,
+    })
+}
+
+/// The pids of the processes named `name` that this process can see (its own excluded).
+fn processes_named(name: &str) -> Vec<i32> {
+    let own = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != own)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .collect()
+}
+
+async fn reload_metrics(client: &reqwest::Client, url: &Url) -> Result<ReloadMetrics, String> {
+    let resp = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url} answered {}", resp.status()));
+    }
+    let text = resp.text().await.map_err(|e| error_chain(&e))?;
+    parse_reload_metrics(&text).ok_or_else(|| format!("{url} has no prometheus_config_last_reload_* metrics"))
+}
+
+/// SIGHUP to Prometheus, then its reload metrics say whether the new config was taken.
+async fn reload_by_signal(
+    client: &reqwest::Client,
+    url: &Url,
+    ready: Option<&Url>,
+    process: &str,
+) -> Outcome {
+    if let Some(ready) = ready {
+        match client.get(ready.clone()).send().await {
+            Ok(resp) if resp.status().is_success() => {}
+            Ok(resp) => {
+                return Outcome::Failed(
+                    FailureKind::Unreachable,
+                    format!("{ready} answered {}", resp.status()),
+                );
+            }
+            Err(e) => return Outcome::Failed(FailureKind::Unreachable, error_chain(&e)),
+        }
+    }
+    let Some(metrics_url) = sibling_url(url, "/metrics") else {
+        return Outcome::Failed(
+            FailureKind::Unreachable,
+            format!("{url} does not end in /-/reload; cannot find /metrics next to it"),
+        );
+    };
+    let before = match reload_metrics(client, &metrics_url).await {
+        Ok(b) => b,
+        Err(e) => return Outcome::Failed(FailureKind::Unreachable, e),
+    };
+    let pids = processes_named(process);
+    let [pid] = pids.as_slice() else {
+        return Outcome::Failed(
+            FailureKind::Unreachable,
+            format!(
+                "{} processes named {process:?} are visible (want exactly one; the pod needs shareProcessNamespace: true)",
+                pids.len()
+            ),
+        );
+    };
+    let signalled = rustix::process::Pid::from_raw(*pid)
+        .ok_or_else(|| format!("invalid pid {pid}"))
+        .and_then(|p| {
+            rustix::process::kill_process(p, rustix::process::Signal::HUP)
+                .map_err(|e| format!("cannot send SIGHUP to {process} (pid {pid}): {e}"))
+        });
+    if let Err(e) = signalled {
+        return Outcome::Failed(FailureKind::Unreachable, e);
+    }
+    // A reload is quick; after an earlier failure a second failure shows only as "no new
+    // success", so it is not waited for as long.
+    let deadline = Instant::now()
+        + if before.ok {
+            RELOAD_TIMEOUT
+        } else {
+            Duration::from_secs(10)
+        };
+    let mut last = before;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(now) = reload_metrics(client, &metrics_url).await else {
+            continue;
+        };
+        last = now;
+        if now.last_success > before.last_success && now.ok {
+            return Outcome::Reloaded;
+        }
+        if !now.ok && before.ok {
+            return Outcome::Failed(
+                FailureKind::Rejected,
+                "Prometheus rejected the new config (prometheus_config_last_reload_successful is 0; its log says why)"
+                    .into(),
+            );
+        }
+    }
+    if last.ok {
+        Outcome::Failed(
+            FailureKind::Unreachable,
+            format!("no reload seen within {RELOAD_TIMEOUT:?} of SIGHUP"),
+        )
+    } else {
+        Outcome::Failed(
+            FailureKind::Rejected,
+            "Prometheus still fails to load its config (prometheus_config_last_reload_successful is 0; its log says why)"
+                .into(),
+        )
+    }
+}
+
 async fn watch(args: Args, metrics: ReloaderMetrics) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(RELOAD_TIMEOUT)
@@ -773,7 +948,13 @@ async fn watch(args: Args, metrics: ReloaderMetrics) -> anyhow::Result<()> {
                     reasons.join(", ")
                 };
                 debug!(%reason, url = %args.reload_url, "reloading Prometheus");
-                match reload(&client, &args.reload_url, ready.as_ref()).await {
+                let outcome = match args.reload_method {
+                    ReloadMethod::Http => reload(&client, &args.reload_url, ready.as_ref()).await,
+                    ReloadMethod::Signal => {
+                        reload_by_signal(&client, &args.reload_url, ready.as_ref(), &args.process_name).await
+                    }
+                };
+                match outcome {
                     Outcome::Reloaded => {
                         state.succeeded(digest);
                         info!(%reason, "Prometheus reloaded");
@@ -1085,6 +1266,31 @@ mod tests {
         assert_eq!(FailureKind::Rejected.backoff(10, interval), REJECTED_MAX_BACKOFF);
         // Going back to what Prometheus runs needs no reload.
         assert!(!s.due(1, t0));
+    }
+
+    #[test]
+    fn reload_metrics_are_read_from_the_exposition() {
+        let text = "# HELP prometheus_config_last_reload_successful Whether the last configuration reload attempt was successful.\n\
+                    # TYPE prometheus_config_last_reload_successful gauge\n\
+                    prometheus_config_last_reload_successful 0\n\
+                    prometheus_config_last_reload_success_timestamp_seconds 1.7335e+09\n\
+                    prometheus_config_last_reload_success_timestamp_seconds_other 3\n";
+        assert_eq!(
+            parse_reload_metrics(text),
+            Some(ReloadMetrics {
+                last_success: 1.7335e9,
+                ok: false
+            })
+        );
+        assert_eq!(parse_reload_metrics("up 1\n"), None);
+        assert_eq!(
+            sibling_url(
+                &Url::parse("http://127.0.0.1:9090/prom/-/reload").unwrap(),
+                "/metrics"
+            )
+            .map(|u| u.to_string()),
+            Some("http://127.0.0.1:9090/prom/metrics".to_string())
+        );
     }
 
     #[test]
