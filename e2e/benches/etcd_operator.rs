@@ -1,6 +1,8 @@
 //! etcd-operator figures: time from apply to 3 Ready members and from a member's failure to
 //! its healthy replacement (kubesim process mode, operator from deploy/), and the operator's
-//! memory managing 50 EtcdClusters (kubesim instant mode). Run with `make bench` (root).
+//! memory managing 50 EtcdClusters (kubesim instant mode), and the API requests 50 idle
+//! single-member clusters cost per minute (process mode, kubesim's audit log). Run with
+//! `make bench` (root).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
@@ -112,10 +114,76 @@ async fn operator_memory(version: &str) {
     op.kill().await.ok();
 }
 
+/// 50 running single-member clusters left alone: the operator's API requests per minute,
+/// from kubesim's audit log (watches and its leader Lease aside: they do not grow with the
+/// number of clusters).
+async fn idle_api_load(version: &str) {
+    let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
+    let sim = env.kubesim().unwrap();
+    let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar());
+    const N: usize = 50;
+    for i in 0..N {
+        let mut c = cluster(&format!("idle{i:02}"), version, "2m");
+        c.data["spec"]["size"] = 1.into();
+        c.data["spec"]["storage"] = serde_json::json!({"emptyDir": {}});
+        clusters.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let started = Instant::now();
+    wait_for("50 stable clusters", Duration::from_secs(900), || async {
+        clusters.list(&Default::default()).await.is_ok_and(|l| {
+            l.items
+                .iter()
+                .filter(|c| {
+                    let st = &c.data["status"];
+                    st["readyMembers"] == 1
+                        && st["conditions"].as_array().is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c["type"] == "Progressing" && c["reason"] == "Stable")
+                        })
+                })
+                .count()
+                == N
+        })
+    })
+    .await
+    .unwrap();
+    println!(
+        "  {N} single-member clusters stable after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let user = "system:serviceaccount:steward-system:etcd-operator";
+    // The operator reads the API for a short while after its own last writes.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let start = sim.audit_events().last().map_or(0, |e| e.seq);
+    let window = Duration::from_secs(120);
+    tokio::time::sleep(window).await;
+    let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+    for e in sim.audit_events() {
+        if e.seq > start && e.user == user && e.verb != "watch" && e.resource != "leases" {
+            *by_kind.entry(format!("{} {}", e.verb, e.resource)).or_default() += 1;
+        }
+    }
+    let total: usize = by_kind.values().sum();
+    let per_minute = total as f64 * 60.0 / window.as_secs_f64();
+    println!(
+        "  idle API requests, {N} clusters   {per_minute:>7.1} /min ({:.3} per cluster per minute; target <= 1) {by_kind:?}",
+        per_minute / N as f64
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let version = bins::version("ETCD_CURRENT").unwrap();
     println!("etcd-operator benchmark (etcd {version})");
-    lifecycle_times(&version).await;
-    operator_memory(&version).await;
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    if run("lifecycle") {
+        lifecycle_times(&version).await;
+    }
+    if run("memory") {
+        operator_memory(&version).await;
+    }
+    if run("idle") {
+        idle_api_load(&version).await;
+    }
 }

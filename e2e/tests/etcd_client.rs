@@ -185,6 +185,42 @@ async fn plain_clients_are_refused_by_tls_members() {
             .await
             .is_err()
     );
+    // A client whose CA did not sign the server's certificate: the status names TLS.
+    let other = LocalTls::new(dir.path().join("other-tls")).unwrap();
+    let stranger = EtcdApi::new(
+        Some(ClientTls {
+            ca: other.ca.clone(),
+            cert: other.client.cert_pem.clone(),
+            key: other.client.key_pem.clone(),
+        }),
+        Duration::from_secs(3),
+    );
+    let err = stranger
+        .members(std::slice::from_ref(&a.client_url))
+        .await
+        .unwrap_err();
+    let said = err.describe();
+    assert!(said.starts_with("cannot reach etcd (TLS failure)"), "{said}");
+}
+
+#[tokio::test]
+async fn connection_failures_are_described_as_what_they_are() {
+    // Nothing listens on a port we bound and closed: refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = EtcdApi::new(None, Duration::from_secs(3));
+    let said = api
+        .members(&[format!("http://127.0.0.1:{port}")])
+        .await
+        .unwrap_err()
+        .describe();
+    assert!(
+        said.starts_with("cannot reach etcd (connection refused)"),
+        "{said}"
+    );
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use steward_core::apply::{Applier, ApplyError, Desired, OwnedKind};
+use steward_core::children::Children;
 use steward_core::conditions::{self, NewCondition, Status};
 use steward_core::{ControllerRuntime, EventRecorder, MetricsBuilder, ReconcileError};
 
@@ -120,21 +121,47 @@ impl EtcdMetrics {
     }
 }
 
+/// How long after the operator's last write for a cluster its reads still go to the API
+/// instead of the watch caches (see [`Applier::quiet_for`]).
+const CACHE_QUIET: Duration = Duration::from_secs(10);
+
+/// How long the user's TLS Secrets (mode secrets) are trusted without reading them again.
+/// Members read the files themselves; the operator only needs its client material, so an idle
+/// cluster does not have to cost three reads every few seconds.
+const USER_SECRETS_TTL: Duration = Duration::from_secs(300);
+
+/// The kinds of child the controller caches (every object labelled as ours).
+fn child_kinds() -> Vec<OwnedKind> {
+    vec![
+        OwnedKind::namespaced::<Service>(),
+        OwnedKind::namespaced::<PodDisruptionBudget>(),
+        OwnedKind::namespaced::<Secret>(),
+        OwnedKind::namespaced::<Pod>(),
+        OwnedKind::namespaced::<PersistentVolumeClaim>(),
+    ]
+}
+
+type UserSecrets = std::sync::Mutex<BTreeMap<(String, String), (std::time::Instant, Option<Secret>)>>;
+
 /// Shared state of the controller.
 pub struct Context {
     client: kube::Client,
     recorder: EventRecorder,
     applier: Applier,
+    children: Arc<Children>,
+    user_secrets: UserSecrets,
     member_changes: Family<ChangeLabels, Counter>,
     metrics: EtcdMetrics,
 }
 
 impl Context {
-    fn new(rt: &ControllerRuntime, metrics: EtcdMetrics) -> Self {
+    fn new(rt: &ControllerRuntime, metrics: EtcdMetrics, children: Arc<Children>) -> Self {
         Context {
             client: rt.client.clone(),
             recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
-            applier: Applier::new(rt.client.clone(), FIELD_MANAGER),
+            applier: Applier::new(rt.client.clone(), FIELD_MANAGER).with_children(children.clone()),
+            children,
+            user_secrets: Default::default(),
             member_changes: metrics.member_changes.clone(),
             metrics,
         }
@@ -371,13 +398,14 @@ pub fn observed_status(
     let available = !voters.is_empty() && healthy >= quorum;
     let (a_reason, a_msg) = match step {
         Step::QuorumLost { reason } => ("QuorumLost", reason.clone()),
+        Step::Unreachable { reason } => ("EtcdUnreachable", reason.clone()),
         _ if available => (
             "QuorumHealthy",
             format!("{healthy} of {} voting members healthy", voters.len()),
         ),
         _ => ("NotReady", "no healthy quorum yet".to_string()),
     };
-    let available = available && !matches!(step, Step::QuorumLost { .. });
+    let available = available && !matches!(step, Step::QuorumLost { .. } | Step::Unreachable { .. });
     let cond = |status: &mut EtcdClusterStatus, type_, ok: bool, reason: &str, message: String| {
         conditions::set(
             &mut status.conditions,
@@ -435,12 +463,14 @@ pub fn observed_status(
         ),
         Step::Wait { reason } => (true, "Waiting", reason.clone()),
         Step::QuorumLost { reason } => (false, "QuorumLost", reason.clone()),
+        Step::Unreachable { reason } => (false, "EtcdUnreachable", reason.clone()),
         Step::UpgradeBlocked { reason } => (false, "UpgradeBlocked", reason.clone()),
     };
     cond(&mut status, "Progressing", progressing, p_reason, p_msg);
     let unhealthy = members.iter().filter(|m| !m.healthy).count();
     let (degraded, d_reason, d_msg) = match step {
         Step::QuorumLost { reason } => (true, "QuorumLost", reason.clone()),
+        Step::Unreachable { reason } => (true, "EtcdUnreachable", reason.clone()),
         Step::UpgradeBlocked { reason } => (true, "UpgradeBlocked", reason.clone()),
         _ if unhealthy > 0 => (
             true,
@@ -472,7 +502,7 @@ pub fn observed_status(
     status.phase = Some(
         match step {
             Step::Paused => "Paused",
-            Step::QuorumLost { .. } => "Degraded",
+            Step::QuorumLost { .. } | Step::Unreachable { .. } => "Degraded",
             Step::Bootstrap { .. } => "Creating",
             Step::UpgradeMember { .. } | Step::MoveLeader { .. } => "Upgrading",
             Step::AddMember { .. }
@@ -531,17 +561,23 @@ fn fresh_member_name(cluster: &str) -> String {
     format!("{cluster}-{suffix}")
 }
 
-async fn observe(etcd: &EtcdApi, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec<MemberView>>, Option<u64>) {
+/// The membership as etcd reports it, its leader, and why etcd could not be asked if it could not.
+async fn observe(
+    etcd: &EtcdApi,
+    obj: &EtcdCluster,
+    pods: &[Pod],
+) -> (Option<Vec<MemberView>>, Option<u64>, Option<String>) {
     let endpoints: Vec<String> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .map(|p| resources::client_url(obj, &p.name_any()))
         .collect();
     if endpoints.is_empty() {
-        return (None, None);
+        return (None, None, None);
     }
-    let Ok(list) = etcd.members(&endpoints).await else {
-        return (None, None);
+    let list = match etcd.members(&endpoints).await {
+        Ok(list) => list,
+        Err(e) => return (None, None, Some(e.describe())),
     };
     let previous = obj.status.as_ref().map(|s| s.members.clone()).unwrap_or_default();
     let now = conditions::now();
@@ -604,7 +640,7 @@ async fn observe(etcd: &EtcdApi, obj: &EtcdCluster, pods: &[Pod]) -> (Option<Vec
             last_defrag,
         });
     }
-    (Some(views), leader)
+    (Some(views), leader, None)
 }
 
 /// The members the cluster had, without asking etcd: `status.members` and the member PVCs
@@ -626,10 +662,43 @@ fn known_members(obj: &EtcdCluster, pvcs: &[PersistentVolumeClaim]) -> Vec<Strin
     known
 }
 
+/// The cluster's member pods and claims: from the watch caches when `cached`, else from the API.
+async fn member_objects(
+    ctx: &Context,
+    obj: &EtcdCluster,
+    ns: &str,
+    cached: bool,
+) -> Result<(Vec<Pod>, Vec<PersistentVolumeClaim>), Error> {
+    if cached {
+        let labels = resources::member_selector(obj);
+        if let (Some(pods), Some(pvcs)) = (
+            ctx.children.list_as::<Pod>(Some(ns), &labels),
+            ctx.children.list_as::<PersistentVolumeClaim>(Some(ns), &labels),
+        ) {
+            return Ok((pods, pvcs));
+        }
+    }
+    let lp = ListParams::default().labels(&member_selector(&obj.name_any()));
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .list(&lp)
+        .await
+        .map_err(|e| Error::Kube("list pods", Box::new(e)))?
+        .items;
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns)
+        .list(&lp)
+        .await
+        .map_err(|e| Error::Kube("list claims", Box::new(e)))?
+        .items;
+    Ok((pods, pvcs))
+}
+
 async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj.namespace().ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let uid = obj.uid().unwrap_or_default();
+    // Right after our own writes the caches may lag behind them: read the API then.
+    let cached = ctx.applier.quiet_for(&uid, CACHE_QUIET);
     let problems = validate(&obj.spec);
     if !problems.is_empty() {
         let status = desired_status(&obj, &problems, conditions::now());
@@ -642,28 +711,10 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
     // TLS material: issued here in mode auto, read from the user's Secrets in mode secrets.
-    let tls = match tls_material(&ctx, &obj, &ns).await? {
+    let tls = match tls_material(&ctx, &obj, &ns, cached).await? {
         Ok(t) => t,
         Err(problem) => {
-            let mut status = desired_status(&obj, &[], conditions::now());
-            status.observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
-            conditions::set(
-                &mut status.conditions,
-                NewCondition {
-                    type_: "Progressing",
-                    status: Status::False,
-                    reason: "TLSSecretsMissing",
-                    message: problem.clone(),
-                    observed_generation: obj.metadata.generation,
-                },
-                conditions::now(),
-            );
-            if obj.status.as_ref() != Some(&status) {
-                ctx.recorder
-                    .warning(obj.as_ref(), "TLSSecretsMissing", "ReadSecrets", problem)
-                    .await;
-            }
-            write_status(&api, &obj, &status).await?;
+            blocked(&ctx, &api, &obj, "TLSSecretsMissing", "ReadSecrets", problem).await?;
             return Ok(Action::requeue(Duration::from_secs(15)));
         }
     };
@@ -695,7 +746,8 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                 .collect::<Result<Vec<_>, _>>()?,
         )
         .collect();
-    ctx.applier
+    match ctx
+        .applier
         .apply_owned(
             obj.as_ref(),
             &selector,
@@ -706,22 +758,23 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                 OwnedKind::namespaced::<Secret>(),
             ],
         )
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        Err(ApplyError::Conflict(conflicts)) => {
+            let message = conflicts
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            blocked(&ctx, &api, &obj, "ChildConflict", "Apply", message).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        Err(e) => return Err(e.into()),
+    }
 
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let pvcs_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-    let lp = ListParams::default().labels(&member_selector(&name));
-    let pods = pods_api
-        .list(&lp)
-        .await
-        .map_err(|e| Error::Kube("list pods", Box::new(e)))?
-        .items;
-    let pvcs = pvcs_api
-        .list(&lp)
-        .await
-        .map_err(|e| Error::Kube("list claims", Box::new(e)))?
-        .items;
-    let (members, leader) = observe(&etcd, &obj, &pods).await;
+    let (pods, pvcs) = member_objects(&ctx, &obj, &ns, cached).await?;
+    let (members, leader, unreachable) = observe(&etcd, &obj, &pods).await;
 
     let now = conditions::now();
     let timeout =
@@ -799,9 +852,15 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                         .map_or(now.0.as_second(), |t| t.0.as_second()),
                 })
             }),
+        unreachable,
     };
     let step = plan(&observed);
-    execute(
+    if cached && matches!(step, Step::Bootstrap { .. }) {
+        // A new cluster is never started from a cache's view: look again at the API itself.
+        ctx.applier.touched(&uid);
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    match execute(
         &ctx,
         &etcd,
         &obj,
@@ -809,7 +868,20 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         members.as_deref().unwrap_or_default(),
         &pods,
     )
-    .await?;
+    .await
+    {
+        Ok(()) => {}
+        Err(Error::Apply(ApplyError::Conflict(conflicts))) => {
+            let message = conflicts
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            blocked(&ctx, &api, &obj, "ChildConflict", "CreatePod", message).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        Err(e) => return Err(e),
+    }
     let mut members = members.unwrap_or_default();
     if let Step::Defrag { id, .. } = &step
         && let Some(m) = members.iter_mut().find(|m| m.id == *id)
@@ -860,9 +932,10 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         // Health is polled: a member that stops answering is noticed within this period.
         Step::Nothing | Step::Paused => settle(Duration::from_secs(5)),
         // Nothing to do until etcd or the pods change: do not crowd out other clusters.
-        Step::Wait { .. } | Step::QuorumLost { .. } | Step::UpgradeBlocked { .. } => {
-            settle(Duration::from_secs(5))
-        }
+        Step::Wait { .. }
+        | Step::QuorumLost { .. }
+        | Step::Unreachable { .. }
+        | Step::UpgradeBlocked { .. } => settle(Duration::from_secs(5)),
         // A membership change was made: look again soon (pod changes also wake us).
         _ => settle(Duration::from_secs(1)),
     })
@@ -893,15 +966,42 @@ async fn tls_material(
     ctx: &Context,
     obj: &EtcdCluster,
     ns: &str,
+    cached: bool,
 ) -> Result<Result<TlsMaterial, String>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let get = |name: String| {
+    // Our own Secrets come from the cache when it can be trusted; the user's from a short-lived
+    // memory of the last read.
+    let get = |name: String, cached: bool| {
         let api = api.clone();
+        let from_cache = match obj.spec.tls.mode {
+            TlsMode::Auto if cached => ctx.children.get_as::<Secret>(Some(ns), &name),
+            _ => None,
+        };
+        let remembered = match obj.spec.tls.mode {
+            TlsMode::Secrets => ctx.user_secrets.lock().ok().and_then(|m| {
+                m.get(&(ns.to_string(), name.clone()))
+                    .filter(|(at, _)| at.elapsed() < USER_SECRETS_TTL)
+                    .map(|(_, s)| s.clone())
+            }),
+            _ => None,
+        };
         async move {
-            api.get_opt(&name)
+            if let Some(secret) = from_cache.or(remembered) {
+                return Ok::<_, Error>((name, secret));
+            }
+            let secret = api
+                .get_opt(&name)
                 .await
-                .map_err(|e| Error::Kube("get secret", Box::new(e)))
-                .map(|s| (name, s))
+                .map_err(|e| Error::Kube("get secret", Box::new(e)))?;
+            if obj.spec.tls.mode == TlsMode::Secrets
+                && let Ok(mut m) = ctx.user_secrets.lock()
+            {
+                m.insert(
+                    (ns.to_string(), name.clone()),
+                    (std::time::Instant::now(), secret.clone()),
+                );
+            }
+            Ok((name, secret))
         }
     };
     match obj.spec.tls.mode {
@@ -911,23 +1011,31 @@ async fn tls_material(
             issued: Vec::new(),
         })),
         TlsMode::Auto => {
-            let names = std::iter::once(crate::tls::ca_secret_name(obj))
-                .chain(crate::tls::Role::ALL.map(|r| crate::tls::secret_name(obj, r)));
-            let mut existing = BTreeMap::new();
-            for name in names {
-                if let (name, Some(secret)) = get(name).await? {
-                    existing.insert(name, secret);
-                }
-            }
             let now = conditions::now().0.as_second();
             let ca_validity = crate::tls::ca_validity(&obj.spec.tls).unwrap_or(crate::tls::CA_VALIDITY_SECS);
-            let t = crate::tls::desired_secrets(
-                obj,
-                &existing,
-                now,
-                certificate_validity(&obj.spec),
-                ca_validity,
-            )?;
+            // The cache serves the steady case only: whatever would be issued or rotated is
+            // decided on the API's own copy (a cache a step behind would mint a second CA).
+            let material = |use_cache: bool| async move {
+                let names = std::iter::once(crate::tls::ca_secret_name(obj))
+                    .chain(crate::tls::Role::ALL.map(|r| crate::tls::secret_name(obj, r)));
+                let mut existing = BTreeMap::new();
+                for name in names {
+                    if let (name, Some(secret)) = get(name, use_cache).await? {
+                        existing.insert(name, secret);
+                    }
+                }
+                Ok::<_, Error>(crate::tls::desired_secrets(
+                    obj,
+                    &existing,
+                    now,
+                    certificate_validity(&obj.spec),
+                    ca_validity,
+                )?)
+            };
+            let mut t = material(cached).await?;
+            if cached && !t.issued.is_empty() {
+                t = material(false).await?;
+            }
             Ok(Ok(TlsMaterial {
                 secrets: t.secrets,
                 client: Some(t.client),
@@ -947,7 +1055,7 @@ async fn tls_material(
                 ("peer", &names.peer),
                 ("client", &names.client),
             ] {
-                match get(name.clone()).await? {
+                match get(name.clone(), cached).await? {
                     (_, None) => missing.push(format!("Secret {name} ({role}) not found")),
                     (_, Some(secret)) => match crate::tls::client_from_secret(&secret) {
                         None => {
@@ -968,6 +1076,35 @@ async fn tls_material(
             }))
         }
     }
+}
+
+/// Stops the reconcile for a problem only a person can fix: `Progressing=False` with `reason`
+/// and `message`, and a Warning Event when the message is new. Nothing else is changed.
+async fn blocked(
+    ctx: &Context,
+    api: &Api<EtcdCluster>,
+    obj: &EtcdCluster,
+    reason: &str,
+    action: &str,
+    message: String,
+) -> Result<(), Error> {
+    let mut status = desired_status(obj, &[], conditions::now());
+    status.observed_generation = obj.status.as_ref().and_then(|s| s.observed_generation);
+    conditions::set(
+        &mut status.conditions,
+        NewCondition {
+            type_: "Progressing",
+            status: Status::False,
+            reason,
+            message: message.clone(),
+            observed_generation: obj.metadata.generation,
+        },
+        conditions::now(),
+    );
+    if obj.status.as_ref() != Some(&status) {
+        ctx.recorder.warning(obj, reason, action, message).await;
+    }
+    write_status(api, obj, &status).await
 }
 
 async fn write_status(
@@ -998,24 +1135,81 @@ async fn create_member_pod(
         .controller_owner_ref(&())
         .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    ctx.applier.touched(&owner.uid);
+    // A pod or claim of that name that is not ours is never taken over.
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut conflicts = Vec::new();
+    if let Some(pod) = pods
+        .get_opt(member)
+        .await
+        .map_err(|e| Error::Kube("get pod", Box::new(e)))?
+        && let Some(holder) = foreign_holder_of(&pod, &owner.uid)
+    {
+        conflicts.push(steward_core::Conflict {
+            kind: "Pod".into(),
+            name: format!("{ns}/{member}"),
+            holder,
+        });
+    }
+    if obj.spec.storage.empty_dir.is_none()
+        && let Some(pvc) = claims
+            .get_opt(&resources::pvc_name(member))
+            .await
+            .map_err(|e| Error::Kube("get claim", Box::new(e)))?
+        && !is_member_claim(&pvc, obj, member)
+    {
+        conflicts.push(steward_core::Conflict {
+            kind: "PersistentVolumeClaim".into(),
+            name: format!("{ns}/{}", resources::pvc_name(member)),
+            holder: "does not carry this cluster's member labels".into(),
+        });
+    }
+    if !conflicts.is_empty() {
+        return Err(Error::Apply(ApplyError::Conflict(conflicts)));
+    }
     if obj.spec.storage.empty_dir.is_none() {
         let mut pvc = resources::member_pvc(obj, member);
         // With reclaimPolicy Delete the claims go with the cluster; with Retain they stay.
         if obj.spec.storage.reclaim_policy == crate::crd::ReclaimPolicy::Delete {
             pvc.metadata.owner_references = Some(vec![owner.clone()]);
         }
-        let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        let api = claims;
         api.patch(&resources::pvc_name(member), &params, &Patch::Apply(&pvc))
             .await
             .map_err(|e| Error::Kube("apply claim", Box::new(e)))?;
     }
     let mut pod = resources::member_pod(obj, member, initial, state);
     pod.metadata.owner_references = Some(vec![owner]);
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch(member, &params, &Patch::Apply(&pod))
+    pods.patch(member, &params, &Patch::Apply(&pod))
         .await
         .map_err(|e| Error::Kube("apply pod", Box::new(e)))?;
     Ok(())
+}
+
+/// Who controls `obj` when it is not the cluster with UID `owner_uid`.
+fn foreign_holder_of<K: Resource>(obj: &K, owner_uid: &str) -> Option<String> {
+    let controller = obj
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true));
+    match controller {
+        Some(r) if r.uid == owner_uid => None,
+        Some(r) => Some(format!("is controlled by {}/{} (uid {})", r.kind, r.name, r.uid)),
+        None => Some("has no controller (it was not created by this operator)".into()),
+    }
+}
+
+/// Whether `pvc` is the data claim of `member` of `cluster` (claims kept by reclaimPolicy
+/// Retain have no owner, so their labels say whose they are).
+fn is_member_claim(pvc: &PersistentVolumeClaim, cluster: &EtcdCluster, member: &str) -> bool {
+    let l = pvc.labels();
+    resources::member_selector(cluster)
+        .iter()
+        .all(|(k, v)| l.get(k) == Some(v))
+        && l.get(resources::MEMBER_LABEL).map(String::as_str) == Some(member)
 }
 
 /// A deletion that found nothing to delete (404) succeeded; every other error is one.
@@ -1036,6 +1230,19 @@ async fn execute(
     pods: &[Pod],
 ) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
+    if !matches!(
+        step,
+        Step::Nothing
+            | Step::Paused
+            | Step::Wait { .. }
+            | Step::QuorumLost { .. }
+            | Step::Unreachable { .. }
+            | Step::UpgradeBlocked { .. }
+    ) {
+        // Every step changes what the next reconcile must see; read the API until the caches
+        // have caught up.
+        ctx.applier.touched(&obj.uid().unwrap_or_default());
+    }
     // Membership calls go to healthy voters only: a learner refuses them ("rpc not supported
     // for learner"), and the client may pick any endpoint.
     let endpoints: Vec<String> = members
@@ -1238,6 +1445,11 @@ async fn execute(
                 .warning(obj, "UpgradeBlocked", "Upgrade", reason.clone())
                 .await;
         }
+        Step::Unreachable { reason } => {
+            ctx.recorder
+                .warning(obj, "EtcdUnreachable", "Observe", reason.clone())
+                .await;
+        }
         Step::Nothing | Step::Paused | Step::Wait { .. } => {}
     }
     Ok(())
@@ -1245,22 +1457,23 @@ async fn execute(
 
 /// Runs the EtcdCluster controller until the runtime shuts down.
 pub async fn run(rt: ControllerRuntime, metrics: EtcdMetrics) {
-    let ctx = Arc::new(Context::new(&rt, metrics));
-    // Member pods wake their cluster: a pod turning ready or not ready (its etcd stopped
-    // answering /health) is what the next step usually waits for.
-    let pods_config = kube::runtime::watcher::Config::default()
-        .labels(&format!("{}={OPERATOR_NAME}", steward_core::labels::MANAGED_BY))
-        .any_semantic();
+    // Children wake their cluster (a member pod turning ready or not ready is what the next
+    // step usually waits for) and fill the caches a steady reconcile reads instead of the API.
+    let (children, streams) = Children::watch(&rt, OPERATOR_NAME, &child_kinds());
+    let ctx = Arc::new(Context::new(&rt, metrics, children));
+    let mut streams: Vec<_> = streams.into_iter().map(Some).collect();
     let runs = rt.apis::<EtcdCluster>().into_iter().map(|api| {
-        let pods: Api<Pod> = match api.namespace() {
-            Some(ns) => Api::namespaced(rt.client.clone(), ns),
-            None => Api::all(rt.client.clone()),
-        };
-        let controller =
-            kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default().any_semantic())
-                .owns(pods, pods_config.clone());
+        let ns = api.namespace().map(str::to_string);
+        let mut controller =
+            kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default().any_semantic());
+        for slot in streams.iter_mut() {
+            if let Some(s) = slot.take_if(|s| s.namespace == ns) {
+                controller = controller.owns_stream_with(s.stream, s.resource);
+            }
+        }
         steward_core::controller::run(&rt, CONTROLLER, controller, ctx.clone(), reconcile)
     });
+    let runs: Vec<_> = runs.collect();
     futures::future::join_all(runs).await;
 }
 

@@ -96,6 +96,8 @@ pub struct Observed {
     pub fresh_name: String,
     /// Scheduled defragmentation, if configured.
     pub defrag: Option<DefragObs>,
+    /// Why etcd could not be asked for its membership (TLS, timeout, refused), when it could not.
+    pub unreachable: Option<String>,
 }
 
 /// Why a member is removed.
@@ -180,6 +182,12 @@ pub enum Step {
     /// Fewer healthy voters than a quorum: report, touch nothing.
     QuorumLost {
         /// Details.
+        reason: String,
+    },
+    /// etcd could not be asked at all (TLS handshake, timeout, refused connection): report the
+    /// failure as it is, touch nothing.
+    Unreachable {
+        /// What failed.
         reason: String,
     },
     /// The requested version change is not allowed.
@@ -365,6 +373,11 @@ pub fn plan(o: &Observed) -> Step {
         if o.pods.len() == 1 && o.known.len() <= 1 && o.pods.iter().all(|p| !p.terminating) {
             return Step::Wait {
                 reason: "waiting for the seed member to answer".into(),
+            };
+        }
+        if let Some(reason) = &o.unreachable {
+            return Step::Unreachable {
+                reason: reason.clone(),
             };
         }
         return Step::QuorumLost {
@@ -631,6 +644,7 @@ mod tests {
             leader: Some(1),
             fresh_name: "fresh".into(),
             defrag: None,
+            unreachable: None,
         }
     }
 
@@ -746,6 +760,15 @@ mod tests {
                 "pods but no member answers: quorum lost, nothing destructive",
                 Box::new(|| Observed { members: None, ..cluster(3, &["a", "b", "c"]) }),
                 Step::QuorumLost { reason: "no member answers".into() },
+            ),
+            (
+                "pods but etcd refuses the connection: reported as itself, nothing destructive",
+                Box::new(|| Observed {
+                    members: None,
+                    unreachable: Some("connection refused: cannot connect to etcd".into()),
+                    ..cluster(3, &["a", "b", "c"])
+                }),
+                Step::Unreachable { reason: "connection refused: cannot connect to etcd".into() },
             ),
             (
                 "one of three voters healthy: quorum lost",

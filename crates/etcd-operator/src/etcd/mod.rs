@@ -29,6 +29,53 @@ pub enum EtcdError {
     Timeout(&'static str),
 }
 
+impl EtcdError {
+    /// One line that names the kind of failure first (timeout, TLS, refused connection, name
+    /// resolution), then the whole cause chain, so a status message says what really failed.
+    pub fn describe(&self) -> String {
+        let mut chain = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if !chain.contains(&text) {
+                chain.push_str(": ");
+                chain.push_str(&text);
+            }
+            cause = e.source();
+        }
+        let lower = chain.to_lowercase();
+        let kind = if matches!(self, EtcdError::Timeout(_))
+            || lower.contains("timed out")
+            || lower.contains("deadline")
+        {
+            "timeout"
+        } else if [
+            "certificate",
+            "tls",
+            "handshake",
+            "x509",
+            "unknownissuer",
+            "invalidcontenttype",
+            "corrupt message",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+        {
+            "TLS failure"
+        } else if lower.contains("refused") {
+            "connection refused"
+        } else if ["dns", "resolve", "lookup", "name or service"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            "name resolution failed"
+        } else {
+            "request failed"
+        };
+        format!("cannot reach etcd ({kind}): {chain}")
+    }
+}
+
 /// Client certificate material (PEM).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientTls {
