@@ -318,6 +318,14 @@ spec:
     })
     .await
     .unwrap();
+    // Nobody can stop Prometheus over HTTP: it has no lifecycle API (the reloader signals it).
+    let quit = reqwest::Client::new()
+        .post(format!("http://{ip}:9090/-/quit"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!quit.status().is_success(), "/-/quit answered {}", quit.status());
+    assert!(!query(&ip, "up").await.is_empty(), "Prometheus still answers");
     let pod = prometheus_pod(&env, "a").await.unwrap();
     assert_eq!(pod.metadata.uid.as_deref(), Some(uid.as_str()), "same pod");
     let restarts: i32 = pod

@@ -149,7 +149,8 @@ pub fn statefulset(
             "--storage.tsdb.retention.time={}",
             p.spec.retention.as_deref().unwrap_or(DEFAULT_RETENTION)
         ),
-        "--web.enable-lifecycle".to_string(),
+        // No --web.enable-lifecycle: it would also open /-/quit to every pod that reaches the
+        // port. The config-reloader reloads by SIGHUP over the pod's shared process namespace.
         format!("--web.listen-address=0.0.0.0:{WEB_PORT}"),
     ];
     if let Some(size) = &tuning.retention_size {
@@ -210,6 +211,7 @@ pub fn statefulset(
         a
     };
     reloader_args.push(format!("--reload-url=http://127.0.0.1:{WEB_PORT}/-/reload"));
+    reloader_args.push("--reload-method=signal".into());
     reloader_args.push(format!("--listen-address=0.0.0.0:{RELOADER_PORT}"));
     let storage = p.spec.storage.clone().unwrap_or_default();
     let claim = storage
@@ -314,6 +316,8 @@ pub fn statefulset(
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
+                    // The config-reloader sends Prometheus SIGHUP (both run as the same user).
+                    share_process_namespace: Some(true),
                     service_account_name: Some(service_account_name(p)),
                     init_containers: Some(vec![init]),
                     containers: vec![prometheus, reloader],
