@@ -336,7 +336,10 @@ async fn reloader_against(release: Release, method: Method) {
         Some(0.0)
     );
     let log = reloader.log();
-    assert!(log.contains("Prometheus rejected the reload"), "the error is logged:\n{log}");
+    assert!(
+        log.contains("Prometheus rejected the reload"),
+        "the error is logged:\n{log}"
+    );
     if method == Method::Http {
         assert!(log.contains("banana"), "Prometheus' answer is logged:\n{log}");
     }
