@@ -1116,3 +1116,95 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
         assert!(out.contains(k.as_str()), "acknowledged write {k} lost");
     }
 }
+
+/// One EtcdCluster whose reconcile panics (a test-only trigger: an annotation honoured only
+/// when the operator runs with STEWARD_TESTING_PANIC_ON_ANNOTATION=1) does not stop the
+/// operator: another cluster is created and scaled meanwhile, the panics are counted as
+/// `reason="panic"`, and no operator pod restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_cluster_does_not_stop_the_others() {
+    let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
+    env.kubectl(&[
+        "set",
+        "env",
+        "-n",
+        "steward-system",
+        "deployment/etcd-operator",
+        "STEWARD_TESTING_PANIC_ON_ANNOTATION=1",
+    ])
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "steward-system");
+    let operator_pods = || async {
+        pods.list(&ListParams::default().labels("app.kubernetes.io/name=etcd-operator"))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect::<Vec<_>>()
+    };
+    let armed = |p: &Pod| {
+        p.spec.as_ref().is_some_and(|s| {
+            s.containers[0]
+                .env
+                .iter()
+                .flatten()
+                .any(|e| e.name == "STEWARD_TESTING_PANIC_ON_ANNOTATION")
+        })
+    };
+    wait_for(
+        "both operator replicas armed and ready",
+        Duration::from_secs(180),
+        || async {
+            let ps = operator_pods().await;
+            ps.len() == 2 && ps.iter().all(|p| armed(p) && e2e::harness::pod_ready(p))
+        },
+    )
+    .await
+    .unwrap();
+
+    let current = bins::version("ETCD_CURRENT").unwrap();
+    env.apply(&format!(
+        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: bomb\n  namespace: default\n  annotations: {{etcd.steward.dev/testing-panic: \"yes\"}}\nspec:\n  size: 1\n  version: {current}\n  tls: {{mode: disabled}}\n  storage: {{emptyDir: {{}}}}\n---\napiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: demo, namespace: default}}\nspec:\n  size: 1\n  version: {current}\n  tls: {{mode: disabled}}\n  storage: {{emptyDir: {{}}}}\n"
+    ))
+    .await
+    .unwrap();
+    let clusters = clusters_api(&env);
+    wait_size(&env, &clusters, 1).await;
+    env.kubectl(&["scale", "etcdcluster", "demo", "--replicas=3"])
+        .await
+        .unwrap();
+    wait_size(&env, &clusters, 3).await;
+
+    // The bad cluster got nothing (its reconcile never gets past the panic) ...
+    assert_eq!(status(&clusters, "bomb").await, serde_json::Value::Null);
+    // ... the panics were counted ...
+    let mut panics = 0.0;
+    for p in operator_pods().await {
+        let ip = p.status.and_then(|s| s.pod_ip).unwrap_or_default();
+        let text = reqwest::get(format!("http://{ip}:8080/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        panics += text
+            .lines()
+            .filter(|l| l.starts_with("steward_reconcile_errors_total{") && l.contains("reason=\"panic\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    assert!(panics >= 1.0, "no panic counted");
+    // ... and no operator process died of it.
+    for p in operator_pods().await {
+        let restarts: i32 = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.restart_count)
+            .sum();
+        assert_eq!(restarts, 0, "{} restarted", p.metadata.name.unwrap_or_default());
+    }
+}

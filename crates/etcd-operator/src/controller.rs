@@ -692,7 +692,23 @@ async fn member_objects(
     Ok((pods, pvcs))
 }
 
+/// Environment variable that arms [`TEST_PANIC_ANNOTATION`]; only end-to-end tests set it.
+pub const TEST_PANIC_ENV: &str = "STEWARD_TESTING_PANIC_ON_ANNOTATION";
+/// With [`TEST_PANIC_ENV`] set to `1`, a reconcile of an EtcdCluster carrying this annotation
+/// panics: how the tests show that one object's panic does not stop the others.
+pub const TEST_PANIC_ANNOTATION: &str = "etcd.steward.dev/testing-panic";
+
+fn test_panic_armed(obj: &EtcdCluster) -> bool {
+    static ARMED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ARMED.get_or_init(|| std::env::var(TEST_PANIC_ENV).is_ok_and(|v| v == "1"))
+        && obj.annotations().contains_key(TEST_PANIC_ANNOTATION)
+}
+
 async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    #[allow(clippy::panic)]
+    if test_panic_armed(&obj) {
+        panic!("{TEST_PANIC_ANNOTATION} is set and {TEST_PANIC_ENV}=1: panicking on purpose");
+    }
     let name = obj.name_any();
     let ns = obj.namespace().ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &ns);
