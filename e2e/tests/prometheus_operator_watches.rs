@@ -251,18 +251,27 @@ async fn one_set_of_watches_whatever_namespace_says() {
         .await
         .unwrap();
     }
-    for resource in [
-        "servicemonitors",
-        "podmonitors",
-        "prometheusrules",
-        "scrapeconfigs",
-        "namespaces",
-        "secrets",
-        "configmaps",
-        "rolebindings",
-        "prometheuses",
+    // One watch per kind, not one per namespace. Secrets and ConfigMaps have two: every one
+    // of them by metadata (they may feed a configuration) and our own children in full.
+    for (resource, watches) in [
+        ("servicemonitors", 1),
+        ("podmonitors", 1),
+        ("prometheusrules", 1),
+        ("scrapeconfigs", 1),
+        ("namespaces", 1),
+        ("secrets", 2),
+        ("configmaps", 2),
+        ("rolebindings", 1),
+        ("prometheuses", 1),
+        ("statefulsets", 1),
+        ("services", 1),
+        ("serviceaccounts", 1),
     ] {
-        assert_eq!(requests(&env, "WATCH", resource), 1, "watches of {resource}");
+        assert_eq!(
+            requests(&env, "WATCH", resource),
+            watches,
+            "watches of {resource}"
+        );
     }
     // Prometheus objects outside --namespace are never reconciled.
     let c = api(&env.client, "c", "Prometheus", "prometheuses")
@@ -345,4 +354,114 @@ spec:
     )
     .await
     .unwrap();
+}
+
+/// A reconcile that finds nothing changed costs no API request: the operator reads its watch
+/// caches and recognises that its inputs are as at its last reconcile. A real change (a
+/// monitor's interval) is still rendered. The operator runs as its own ServiceAccount, so
+/// kubesim's audit log tells its requests from the test's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_with_nothing_changed_costs_no_request() {
+    let env = Env::start_instant_with_crds().await.unwrap();
+    env.apply(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: ops}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: operator, namespace: ops}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: test-operator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: ServiceAccount, name: operator, namespace: ops}]
+"#,
+    )
+    .await
+    .unwrap();
+    env.apply(&stack("idle")).await.unwrap();
+    let cluster = env.kubesim().unwrap();
+    let token = cluster.server.tokens.issue_service_account("ops", "operator");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
+    let mut kc = serde_json::to_value(&kc).unwrap();
+    for user in kc["users"].as_array_mut().unwrap() {
+        user["user"] = serde_json::json!({"token": token});
+    }
+    std::fs::write(&kubeconfig, serde_json::to_string(&kc).unwrap()).unwrap();
+    let (mut op, port) = spawn_operator(&kubeconfig, &[]);
+    let proms = api(&env.client, "idle", "Prometheus", "prometheuses");
+    wait_for("the Prometheus reconciled", Duration::from_secs(60), || async {
+        proms.get("main").await.is_ok_and(|p| reconciled(&p))
+    })
+    .await
+    .unwrap();
+
+    let user = "system:serviceaccount:ops:operator";
+    let last_seq = || cluster.audit_events().last().map_or(0, |e| e.seq);
+    let operator_requests = |after: u64| {
+        cluster
+            .audit_events()
+            .into_iter()
+            .filter(|e| e.seq > after && e.user == user && e.verb != "watch")
+            .map(|e| format!("{} {}/{}/{}", e.verb, e.resource, e.namespace, e.name))
+            .collect::<Vec<_>>()
+    };
+    // Settled: its own last writes have come back through its watches and been looked at
+    // (a window of 12 s without a request: the operator reads the API for 10 s after a write).
+    let mut settled = false;
+    for _ in 0..10 {
+        let start = last_seq();
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        if operator_requests(start).is_empty() {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "the operator never stopped sending requests");
+
+    // A change that is no input (an annotation) wakes a reconcile, which sends nothing.
+    let before = e2e::harness::reconciles_total(port).await.unwrap();
+    let start = last_seq();
+    env.kubectl(&["annotate", "-n", "idle", "prometheus", "main", "touched=yes"])
+        .await
+        .unwrap();
+    wait_for(
+        "the reconcile the annotation woke",
+        Duration::from_secs(30),
+        || async {
+            e2e::harness::reconciles_total(port)
+                .await
+                .is_some_and(|n| n > before)
+        },
+    )
+    .await
+    .unwrap();
+    let sent = operator_requests(start);
+    assert!(sent.is_empty(), "a reconcile with nothing changed sent {sent:?}");
+
+    // A real change is rendered: the configuration Secret is written again.
+    let start = last_seq();
+    let smons = api(&env.client, "idle", "ServiceMonitor", "servicemonitors");
+    smons
+        .patch(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"spec": {"endpoints": [{"port": "metrics", "interval": "17s"}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for("the configuration rewritten", Duration::from_secs(30), || async {
+        operator_requests(start)
+            .iter()
+            .any(|r| r == "patch secrets/idle/prometheus-main")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}", operator_requests(start)));
+    op.kill().await.unwrap();
 }

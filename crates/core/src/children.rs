@@ -71,20 +71,49 @@ impl std::fmt::Debug for Children {
 
 impl Children {
     /// Caches of `kinds` for the objects labelled `managed-by=<managed_by>`, in the runtime's
-    /// namespaces. Nothing is watched until the returned streams are polled.
+    /// namespaces: one watch per kind and namespace (so namespaced RBAC is enough). Nothing is
+    /// watched until the returned streams are polled.
     pub fn watch(
         rt: &ControllerRuntime,
         managed_by: &str,
         kinds: &[OwnedKind],
     ) -> (Arc<Self>, Vec<ChildStream>) {
-        let config = watcher::Config::default()
-            .labels(&format!("{}={managed_by}", crate::labels::MANAGED_BY))
-            .any_semantic();
         let namespaces: Vec<Option<String>> = if rt.namespaces.is_empty() {
             vec![None]
         } else {
             rt.namespaces.iter().cloned().map(Some).collect()
         };
+        Self::start(rt, managed_by, kinds, namespaces, None)
+    }
+
+    /// Like [`Children::watch`], but one cluster-wide watch per kind whatever `--namespace`
+    /// says, keeping only the runtime's namespaces (for operators that watch everything once).
+    pub fn watch_cluster_wide(
+        rt: &ControllerRuntime,
+        managed_by: &str,
+        kinds: &[OwnedKind],
+    ) -> (Arc<Self>, Vec<ChildStream>) {
+        let keep = (!rt.namespaces.is_empty()).then(|| {
+            Arc::new(
+                rt.namespaces
+                    .iter()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>(),
+            )
+        });
+        Self::start(rt, managed_by, kinds, vec![None], keep)
+    }
+
+    fn start(
+        rt: &ControllerRuntime,
+        managed_by: &str,
+        kinds: &[OwnedKind],
+        namespaces: Vec<Option<String>>,
+        keep: Option<Arc<std::collections::BTreeSet<String>>>,
+    ) -> (Arc<Self>, Vec<ChildStream>) {
+        let config = watcher::Config::default()
+            .labels(&format!("{}={managed_by}", crate::labels::MANAGED_BY))
+            .any_semantic();
         let (ready_tx, ready) = tokio::sync::watch::channel(0usize);
         let ready_tx = Arc::new(ready_tx);
         let mut caches = Vec::new();
@@ -100,10 +129,21 @@ impl Children {
                 stores.push(writer.as_reader());
                 let ready_tx = ready_tx.clone();
                 let mut counted = false;
+                let keep = keep.clone();
+                let in_scope = move |ev: &Result<Event<DynamicObject>, watcher::Error>| {
+                    let Some(keep) = &keep else { return true };
+                    match ev {
+                        Ok(Event::Apply(o) | Event::Delete(o) | Event::InitApply(o)) => {
+                            o.namespace().is_some_and(|ns| keep.contains(&ns))
+                        }
+                        _ => true,
+                    }
+                };
                 let stream = reflector::reflector(
                     writer,
                     watcher::watcher(api, config.clone())
                         .default_backoff()
+                        .filter(move |ev| std::future::ready(in_scope(ev)))
                         // Field-manager bookkeeping is never read and is most of an object's size.
                         .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear()),
                 )

@@ -28,6 +28,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use steward_core::apply::{Applier, ApplyError, Desired, OwnedKind};
+use steward_core::children::Children;
 use steward_core::conditions::{self, NewCondition, Status};
 use steward_core::{ControllerRuntime, EventRecorder, MetricsBuilder, ReconcileError};
 use tracing::warn;
@@ -132,6 +133,10 @@ struct Caches {
     scrape_configs: Store<ScrapeConfig>,
     /// This operator's RoleBindings (discovery bindings, and those of earlier versions).
     role_bindings: Store<RoleBinding>,
+    /// Names, labels and resourceVersions of every Secret and ConfigMap (never their data):
+    /// what tells whether a configuration's inputs changed without reading them.
+    secret_meta: Store<kube::core::PartialObjectMeta<Secret>>,
+    config_map_meta: Store<kube::core::PartialObjectMeta<ConfigMap>>,
     /// What each Prometheus selected at its last reconcile, and the namespaces whose Secrets
     /// it read; used to find who to re-render.
     last: Arc<Mutex<LastSeen>>,
@@ -147,10 +152,121 @@ pub struct Context {
     client: kube::Client,
     recorder: EventRecorder,
     applier: Applier,
+    children: Arc<Children>,
+    /// Per Prometheus UID, the fingerprint of everything its last successful reconcile read.
+    fingerprints: Mutex<HashMap<String, u64>>,
     reloader_image: String,
     caches: Caches,
     metrics: PrometheusMetrics,
     policy: Policy,
+}
+
+/// How long after the operator's last write for a Prometheus its reads still go to the API
+/// (see [`Applier::quiet_for`]).
+const CACHE_QUIET: Duration = Duration::from_secs(10);
+
+/// The kinds of child the controller caches (every object labelled as ours).
+fn child_kinds() -> Vec<OwnedKind> {
+    vec![
+        OwnedKind::namespaced::<StatefulSet>(),
+        OwnedKind::namespaced::<Service>(),
+        OwnedKind::namespaced::<Secret>(),
+        OwnedKind::namespaced::<ConfigMap>(),
+        OwnedKind::namespaced::<ServiceAccount>(),
+    ]
+}
+
+/// A fingerprint of everything a reconcile of `p` reads: the Prometheus itself, the
+/// namespaces, the objects it selects, the Secrets and ConfigMaps where those live, its
+/// children and its discovery bindings, all by resourceVersion. `None` while a cache is not
+/// filled. When it matches the last successful reconcile's, nothing it would write can differ.
+fn fingerprint(p: &Prometheus, c: &Caches, children: &Children) -> Option<u64> {
+    use std::fmt::Write as _;
+    use std::hash::{Hash, Hasher};
+    if !children.is_ready() {
+        return None;
+    }
+    let ns = p.namespace()?;
+    let mut text = String::new();
+    let spec = serde_json::to_string(&p.spec).ok()?;
+    let _ = write!(
+        text,
+        "{:?}|{:?}|{:?}|{spec}|",
+        p.metadata.uid, p.metadata.generation, p.metadata.deletion_timestamp
+    );
+    let rv = |m: &kube::api::ObjectMeta| {
+        format!(
+            "{}/{}@{};",
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default(),
+            m.resource_version.as_deref().unwrap_or_default()
+        )
+    };
+    let mut lines: Vec<String> = c.namespaces.state().iter().map(|n| rv(&n.metadata)).collect();
+    let mut read_in = BTreeSet::from([ns.clone()]);
+    for m in selected(&c.service_monitors, p, Kind::ServiceMonitor, &c.namespaces) {
+        read_in.extend(m.namespace());
+        lines.push(format!("smon:{}", rv(&m.metadata)));
+    }
+    for m in selected(&c.pod_monitors, p, Kind::PodMonitor, &c.namespaces) {
+        read_in.extend(m.namespace());
+        lines.push(format!("pmon:{}", rv(&m.metadata)));
+    }
+    for m in selected(&c.scrape_configs, p, Kind::ScrapeConfig, &c.namespaces) {
+        read_in.extend(m.namespace());
+        lines.push(format!("scfg:{}", rv(&m.metadata)));
+    }
+    for m in selected(&c.rules, p, Kind::PrometheusRule, &c.namespaces) {
+        lines.push(format!("rule:{}", rv(&m.metadata)));
+    }
+    let inputs = |m: &kube::api::ObjectMeta| {
+        m.namespace.as_ref().is_some_and(|n| read_in.contains(n))
+            && m.labels
+                .as_ref()
+                .and_then(|l| l.get(steward_core::labels::MANAGED_BY))
+                .map(String::as_str)
+                != Some(OPERATOR_NAME)
+    };
+    lines.extend(
+        c.secret_meta
+            .state()
+            .iter()
+            .filter(|s| inputs(&s.metadata))
+            .map(|s| format!("secret:{}", rv(&s.metadata))),
+    );
+    lines.extend(
+        c.config_map_meta
+            .state()
+            .iter()
+            .filter(|s| inputs(&s.metadata))
+            .map(|s| format!("cm:{}", rv(&s.metadata))),
+    );
+    let owner = steward_core::labels::owner_selector("prometheus", &p.name_any(), OPERATOR_NAME);
+    for kind in child_kinds() {
+        for o in children.list(&kind, Some(&ns), &owner)? {
+            lines.push(format!("{}:{}", kind.resource.kind, rv(&o.metadata)));
+        }
+    }
+    lines.extend(
+        c.role_bindings
+            .state()
+            .iter()
+            .filter(|b| resources::is_discovery_binding_of(p, &b.metadata))
+            .map(|b| format!("rb:{}", rv(&b.metadata))),
+    );
+    // The shared governing Service is owned by every Prometheus of the namespace.
+    lines.extend(
+        c.prometheuses
+            .state()
+            .iter()
+            .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
+            .map(|o| format!("peer:{:?}", o.metadata.uid)),
+    );
+    lines.sort();
+    text.push_str(&lines.concat());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    Some(h.finish())
 }
 
 /// The objects of `kind` that `p` selects, cloned out of the watch cache in a stable order.
@@ -370,6 +486,8 @@ pub struct Outcome {
     pub tuning: Tuning,
     /// What the user should know although everything applied.
     pub notes: Vec<String>,
+    /// Objects we would write that belong to someone else (nothing was written).
+    pub conflict: Option<String>,
 }
 
 /// The status this reconcile reports. Pure.
@@ -385,6 +503,8 @@ pub fn desired_status(obj: &Prometheus, outcome: &Outcome, now: Time) -> Prometh
     status.go_mem_limit = outcome.tuning.gomemlimit.clone();
     let (cond_status, reason, message) = if !outcome.problems.is_empty() {
         (Status::False, "InvalidSpec", outcome.problems.join("; "))
+    } else if let Some(conflict) = &outcome.conflict {
+        (Status::False, "ChildConflict", conflict.clone())
     } else if obj.spec.paused {
         (
             Status::False,
@@ -628,6 +748,22 @@ async fn cleanup(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Erro
 }
 
 async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let uid = obj.uid().unwrap_or_default();
+    let cached = ctx.applier.quiet_for(&uid, CACHE_QUIET);
+    // Nothing it reads changed since the last successful reconcile: nothing to write either,
+    // and no request to make (an idle Prometheus costs the API nothing).
+    let fp = fingerprint(&obj, &ctx.caches, &ctx.children);
+    if cached && fp.is_some() && ctx.fingerprints.lock().ok().and_then(|f| f.get(&uid).copied()) == fp {
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+    let action = apply_all(obj.clone(), ctx.clone(), cached).await?;
+    if let (Some(fp), Ok(mut f)) = (fp, ctx.fingerprints.lock()) {
+        f.insert(uid, fp);
+    }
+    Ok(action)
+}
+
+async fn apply_all(obj: Arc<Prometheus>, ctx: Arc<Context>, cached: bool) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj.namespace().ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let api: Api<Prometheus> = Api::namespaced(ctx.client.clone(), &ns);
@@ -635,7 +771,13 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
         problems: validate(&obj),
         ..Default::default()
     };
-    let live = live_statefulset(&ctx, &obj).await?;
+    let live = match cached.then(|| {
+        ctx.children
+            .get_as::<StatefulSet>(Some(&ns), &resources::base_name(&obj))
+    }) {
+        Some(Some(sts)) => sts,
+        _ => live_statefulset(&ctx, &obj).await?,
+    };
     outcome.replicas = live
         .as_ref()
         .and_then(|s| s.status.as_ref())
@@ -794,40 +936,36 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
         OwnedKind::namespaced::<ConfigMap>(),
         OwnedKind::namespaced::<ServiceAccount>(),
     ];
-    ctx.applier
-        .apply_owned(obj.as_ref(), &selector, desired, &prune)
-        .await?;
-
-    // Discovery bindings: labelled, not owned (owner references cannot cross namespaces),
-    // removed by the finalizer.
-    let scope = discovery_scope(&ns, &generated, &wanted, &alerting);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    for b in resources::discovery_role_bindings(&obj, &scope.namespaces) {
-        // Unchanged bindings cost no request.
-        let cached = ctx
-            .caches
-            .role_bindings
-            .get(&ObjectRef::new(&b.name_any()).within(&b.namespace().unwrap_or_default()));
-        if cached.is_some_and(|c| {
-            c.role_ref == b.role_ref && c.subjects == b.subjects && c.metadata.labels == b.metadata.labels
-        }) {
-            continue;
+    let written = async {
+        ctx.applier
+            .apply_owned(obj.as_ref(), &selector, desired, &prune)
+            .await?;
+        apply_discovery_bindings(&ctx, &obj, &generated, &wanted, &alerting).await?;
+        apply_governing_service(&ctx, &ns).await
+    };
+    match written.await {
+        Ok(()) => {}
+        Err(Error::Apply(ApplyError::Conflict(conflicts))) => {
+            let message = conflicts
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let known = obj
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Reconciled"))
+                .is_some_and(|c| c.reason == "ChildConflict" && c.message == message);
+            if !known {
+                ctx.recorder
+                    .warning(obj.as_ref(), "ChildConflict", "Apply", message.clone())
+                    .await;
+            }
+            outcome.conflict = Some(message);
+            return finish(&ctx, &api, &obj, &outcome, Duration::from_secs(60)).await;
         }
-        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-        api.patch(&b.name_any(), &params, &Patch::Apply(typed(&b)?))
-            .await
-            .map_err(|e| Error::Kube("apply rolebinding", Box::new(e)))?;
+        Err(e) => return Err(e),
     }
-    let cached: Vec<kube::api::ObjectMeta> = ctx
-        .caches
-        .role_bindings
-        .state()
-        .iter()
-        .map(|b| b.metadata.clone())
-        .collect();
-    prune_bindings(&ctx, &obj, &scope.namespaces, cached).await?;
-    prune_cluster_binding(&ctx, &obj, scope.cluster_wide).await?;
-    apply_governing_service(&ctx, &ns).await?;
 
     // Status of every selected object, Events for newly rejected ones, metrics.
     report_objects(&ctx, &obj, &generated).await;
@@ -884,6 +1022,67 @@ async fn apply(obj: Arc<Prometheus>, ctx: Arc<Context>) -> Result<Action, Error>
         Duration::from_secs(300)
     };
     finish(&ctx, &api, &obj, &outcome, requeue).await
+}
+
+/// Discovery bindings: labelled, not owned (owner references cannot cross namespaces),
+/// removed by the finalizer. A binding of that name that is not ours is left alone.
+async fn apply_discovery_bindings(
+    ctx: &Context,
+    obj: &Prometheus,
+    generated: &Generated,
+    wanted: &Wanted,
+    alerting: &BTreeSet<String>,
+) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let scope = discovery_scope(&ns, generated, wanted, alerting);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for b in resources::discovery_role_bindings(obj, &scope.namespaces) {
+        let bns = b.namespace().unwrap_or_default();
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &bns);
+        // Unchanged bindings cost no request.
+        let cached = ctx
+            .caches
+            .role_bindings
+            .get(&ObjectRef::new(&b.name_any()).within(&bns));
+        match cached {
+            Some(c)
+                if c.role_ref == b.role_ref
+                    && c.subjects == b.subjects
+                    && c.metadata.labels == b.metadata.labels =>
+            {
+                continue;
+            }
+            Some(_) => {}
+            // Not in the cache of our bindings: absent, or someone else's.
+            None => {
+                // (Ours, just written and not in the cache yet, is fine.)
+                if let Some(foreign) = api
+                    .get_opt(&b.name_any())
+                    .await
+                    .map_err(|e| Error::Kube("get rolebinding", Box::new(e)))?
+                    .filter(|live| !resources::is_discovery_binding_of(obj, &live.metadata))
+                {
+                    return Err(Error::Apply(ApplyError::Conflict(vec![steward_core::Conflict {
+                        kind: "RoleBinding".into(),
+                        name: format!("{bns}/{}", foreign.name_any()),
+                        holder: "was not created by this operator".into(),
+                    }])));
+                }
+            }
+        }
+        api.patch(&b.name_any(), &params, &Patch::Apply(typed(&b)?))
+            .await
+            .map_err(|e| Error::Kube("apply rolebinding", Box::new(e)))?;
+    }
+    let cached: Vec<kube::api::ObjectMeta> = ctx
+        .caches
+        .role_bindings
+        .state()
+        .iter()
+        .map(|b| b.metadata.clone())
+        .collect();
+    prune_bindings(ctx, obj, &scope.namespaces, cached).await?;
+    prune_cluster_binding(ctx, obj, scope.cluster_wide).await
 }
 
 async fn live_statefulset(ctx: &Context, obj: &Prometheus) -> Result<Option<StatefulSet>, Error> {
@@ -1016,6 +1215,36 @@ async fn apply_governing_service(ctx: &Context, ns: &str) -> Result<(), Error> {
     owners.sort_by(|a, b| a.uid.cmp(&b.uid));
     if owners.is_empty() {
         return Ok(());
+    }
+    // Already as wanted (same owners): nothing to send.
+    let uids = |refs: &[OwnerReference]| refs.iter().map(|r| r.uid.clone()).collect::<BTreeSet<_>>();
+    match ctx
+        .children
+        .get_as::<Service>(Some(ns), resources::GOVERNING_SERVICE)
+    {
+        Some(Some(live)) if uids(live.owner_references()) == uids(&owners) => return Ok(()),
+        Some(Some(_)) => {}
+        // Not in our cache: absent, or someone else's Service of that name, left alone.
+        _ => {
+            let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+            let live = api
+                .get_opt(resources::GOVERNING_SERVICE)
+                .await
+                .map_err(|e| Error::Kube("get governing service", Box::new(e)))?;
+            let ours = |s: &Service| {
+                s.labels()
+                    .get(steward_core::labels::MANAGED_BY)
+                    .map(String::as_str)
+                    == Some(OPERATOR_NAME)
+            };
+            if let Some(live) = live.filter(|s| !ours(s)) {
+                return Err(Error::Apply(ApplyError::Conflict(vec![steward_core::Conflict {
+                    kind: "Service".into(),
+                    name: format!("{ns}/{}", live.name_any()),
+                    holder: "was not created by this operator".into(),
+                }])));
+            }
+        }
     }
     let mut svc = resources::governing_service(ns);
     svc.metadata.owner_references = Some(owners);
@@ -1242,6 +1471,8 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
     let (rules, rule_w) = reflector::store();
     let (scrape_configs, scfg_w) = reflector::store();
     let (role_bindings, rb_w) = reflector::store();
+    let (secret_meta, secret_w) = reflector::store();
+    let (config_map_meta, cm_w) = reflector::store();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let caches = Caches {
         prometheuses: prometheuses.clone(),
@@ -1251,6 +1482,8 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
         rules: rules.clone(),
         scrape_configs: scrape_configs.clone(),
         role_bindings: role_bindings.clone(),
+        secret_meta: secret_meta.clone(),
+        config_map_meta: config_map_meta.clone(),
         last: Arc::default(),
         cluster_unbound: Arc::default(),
         ready: ready_rx.clone(),
@@ -1265,6 +1498,8 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
         r.register_cache("prometheus/prometheusrules"),
         r.register_cache("prometheus/scrapeconfigs"),
         r.register_cache("prometheus/rolebindings"),
+        r.register_cache("prometheus/secrets"),
+        r.register_cache("prometheus/configmaps"),
     ];
     let waits = vec![
         tokio::spawn(wait_ready(prometheuses, flags[0].clone())),
@@ -1274,6 +1509,8 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
         tokio::spawn(wait_ready(rules, flags[4].clone())),
         tokio::spawn(wait_ready(scrape_configs, flags[5].clone())),
         tokio::spawn(wait_ready(role_bindings, flags[6].clone())),
+        tokio::spawn(wait_ready(secret_meta, flags[7].clone())),
+        tokio::spawn(wait_ready(config_map_meta, flags[8].clone())),
     ];
     tokio::spawn(async move {
         for w in waits {
@@ -1321,11 +1558,18 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
         .modify(drop_managed_fields)
         .reflect(rb_w)
         .touched_objects();
+    // Metadata only, and only what tells a change: names, labels, resourceVersions.
+    fn thin<K>(o: &mut kube::core::PartialObjectMeta<K>) {
+        o.metadata.managed_fields = None;
+        o.metadata.annotations = None;
+    }
     let secret_stream = watcher(
         Api::<kube::core::PartialObjectMeta<Secret>>::all(client.clone()),
         wc(),
     )
     .default_backoff()
+    .modify(thin)
+    .reflect(secret_w)
     .touched_objects();
     // ConfigMaps feed the configuration too (TLS CAs, for instance).
     let cm_stream = watcher(
@@ -1333,6 +1577,8 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
         wc(),
     )
     .default_backoff()
+    .modify(thin)
+    .reflect(cm_w)
     .touched_objects();
     let (c1, c2, c3, c4, c5, c6, c7) = (
         caches.clone(),
@@ -1375,8 +1621,13 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
         }
     };
     let c8 = caches.clone();
+    // Our children wake their Prometheus and fill the caches a steady reconcile reads.
+    let (children, child_streams) = Children::watch_cluster_wide(&rt, OPERATOR_NAME, &child_kinds());
+    let mut controller = controller;
+    for s in child_streams {
+        controller = controller.owns_stream_with(s.stream, s.resource);
+    }
     let controller = controller
-        .owns(Api::<StatefulSet>::all(client.clone()), wc())
         .reconcile_all_on(reconcile_all)
         .watches_stream(ns_stream, move |_: Namespace| c1.all())
         .watches_stream(smon_stream, move |o: ServiceMonitor| f_smon(&c2, &o.metadata))
@@ -1393,7 +1644,9 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
-        applier: Applier::new(client.clone(), FIELD_MANAGER),
+        applier: Applier::new(client.clone(), FIELD_MANAGER).with_children(children.clone()),
+        children,
+        fingerprints: Mutex::default(),
         reloader_image,
         caches,
         metrics,
@@ -1569,6 +1822,8 @@ mod tests {
             rules: reflector::store().0,
             scrape_configs: reflector::store().0,
             role_bindings: reflector::store().0,
+            secret_meta: reflector::store().0,
+            config_map_meta: reflector::store().0,
             last: Arc::default(),
             cluster_unbound: Arc::default(),
             ready: tokio::sync::watch::channel(true).1,
