@@ -6,6 +6,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/deploy/crds}"
 mkdir -p "$out"
+# Build before touching $out: a compile error must not leave it empty.
+cargo build --quiet --locked -p crdgen
 rm -f "$out"/*.yaml
 cargo run --quiet --locked -p crdgen -- --out-dir "$out"
 {

@@ -204,8 +204,8 @@ pub enum TlsMode {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.mode != 'secrets' || has(self.secrets)").message("tls.secrets is required when tls.mode is secrets"))]
-#[x_kube(validation = Rule::new("!(oldSelf.mode == 'disabled' && self.mode != 'disabled')").message("TLS cannot be turned on for a running cluster; create a new cluster and restore a backup into it"))]
-#[x_kube(validation = Rule::new("self.mode == oldSelf.mode").message("tls.mode cannot change after creation; create a new cluster and restore a backup into it"))]
+#[x_kube(validation = Rule::new("!(oldSelf.mode == 'disabled' && self.mode != 'disabled')").message("TLS cannot be turned on for a running cluster; create a new cluster and copy the data into it (etcdctl snapshot save, etcdutl snapshot restore)"))]
+#[x_kube(validation = Rule::new("self.mode == oldSelf.mode").message("tls.mode cannot change after creation; create a new cluster and copy the data into it (etcdctl snapshot save, etcdutl snapshot restore)"))]
 pub struct EtcdTls {
     /// `auto` (default), `secrets` or `disabled`.
     #[serde(default)]
