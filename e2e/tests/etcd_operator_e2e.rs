@@ -933,6 +933,95 @@ async fn members_whose_pods_vanish_come_back_from_their_volumes() {
         "{}",
         last.lock().map(|l| l.clone()).unwrap_or_default()
     );
+
+    // Paused, a member whose pod is deleted still gets it back (a pause never strands a
+    // member), and nothing else changes: the cluster stays Paused.
+    env.kubectl(&[
+        "patch",
+        "etcdcluster",
+        "demo",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"paused\":true}}",
+    ])
+    .await
+    .unwrap();
+    wait_for("demo paused", Duration::from_secs(60), || async {
+        condition(&status(&clusters, "demo").await, "Progressing").is_some_and(|c| c["reason"] == "Paused")
+    })
+    .await
+    .unwrap();
+    env.kubectl(&["delete", "pod", &before[2].0, "-n", "default"])
+        .await
+        .unwrap();
+    wait_same_members(&env, &clusters, "demo", &before).await;
+    let st = status(&clusters, "demo").await;
+    assert_eq!(condition(&st, "Progressing").unwrap()["reason"], "Paused", "{st}");
+
+    // A pod stuck in Terminating (a finalizer someone left) holds up only its own member:
+    // another member whose pod is deleted meanwhile comes back.
+    env.kubectl(&[
+        "patch",
+        "etcdcluster",
+        "demo",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"paused\":false}}",
+    ])
+    .await
+    .unwrap();
+    let (stuck, other) = (before[0].0.clone(), before[1].0.clone());
+    let member_pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    member_pods
+        .patch(
+            &stuck,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"metadata": {"finalizers": ["steward.dev/test-hold"]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    env.kubectl(&["delete", "pod", &stuck, "-n", "default", "--wait=false"])
+        .await
+        .unwrap();
+    wait_for("the stuck pod Terminating", Duration::from_secs(60), || async {
+        member_pods
+            .get_opt(&stuck)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+    })
+    .await
+    .unwrap();
+    let other_uid = member_pods.get(&other).await.unwrap().metadata.uid;
+    env.kubectl(&["delete", "pod", &other, "-n", "default", "--wait=false"])
+        .await
+        .unwrap();
+    wait_for(
+        "the other member's pod back while one is stuck",
+        Duration::from_secs(180),
+        || async {
+            member_pods.get_opt(&other).await.ok().flatten().is_some_and(|p| {
+                p.metadata.uid != other_uid
+                    && p.metadata.deletion_timestamp.is_none()
+                    && e2e::harness::pod_ready(&p)
+            })
+        },
+    )
+    .await
+    .unwrap();
+    // Released, the stuck member comes back too, with its identity.
+    member_pods
+        .patch(
+            &stuck,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    wait_same_members(&env, &clusters, "demo", &before).await;
 }
 
 /// The members' versions as the status reports them (`None` for a member not answering).
