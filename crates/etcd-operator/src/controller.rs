@@ -24,6 +24,7 @@ use crate::crd::{EtcdCluster, EtcdClusterSpec, EtcdClusterStatus, TlsMode};
 use crate::etcd::{ClientTls, EtcdApi, EtcdError};
 use crate::plan::{DefragObs, MemberObs, Observed, PodObs, RemoveReason, Step, StorageKind, plan};
 use crate::resources;
+pub use crate::version::Version;
 use crate::{FIELD_MANAGER, OPERATOR_NAME};
 
 /// Name of the controller in metrics and logs.
@@ -35,6 +36,9 @@ pub enum Error {
     /// The object has no namespace (cannot happen for a namespaced kind read from the API).
     #[error("EtcdCluster {0} has no namespace")]
     NoNamespace(String),
+    /// The object has no UID, so children cannot reference it (it was not read from the API).
+    #[error("EtcdCluster {0} has no uid to own its children")]
+    NoUid(String),
     /// The API refused a status write.
     #[error("writing status of {name}: {source}")]
     Status {
@@ -60,7 +64,7 @@ pub enum Error {
 impl ReconcileError for Error {
     fn reason(&self) -> &'static str {
         match self {
-            Error::NoNamespace(_) => "invalid_object",
+            Error::NoNamespace(_) | Error::NoUid(_) => "invalid_object",
             Error::Status { .. } | Error::Kube(..) => "api",
             Error::Apply(e) => e.reason(),
             Error::Etcd(_) => "etcd",
@@ -212,30 +216,6 @@ impl Context {
     }
 }
 
-/// A `major.minor.patch` etcd version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version {
-    /// Major.
-    pub major: u32,
-    /// Minor.
-    pub minor: u32,
-    /// Patch.
-    pub patch: u32,
-}
-
-impl Version {
-    /// Parses `3.5.16` (a leading `v` is tolerated).
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut parts = s.strip_prefix('v').unwrap_or(s).split('.');
-        let v = Version {
-            major: parts.next()?.parse().ok()?,
-            minor: parts.next()?.parse().ok()?,
-            patch: parts.next()?.parse().ok()?,
-        };
-        parts.next().is_none().then_some(v)
-    }
-}
-
 /// Checks what the CRD schema cannot express. Returns every problem found.
 pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
     let mut problems = Vec::new();
@@ -375,13 +355,13 @@ pub fn observed_status(
         .filter_map(|m| m.version)
         .min()
         .filter(|_| whole)
-        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.patch));
+        .map(|v| v.to_string());
     status.members = members
         .iter()
         .map(|m| crate::crd::EtcdMemberStatus {
             name: m.name.clone(),
             id: Some(crate::etcd::hex_id(m.id)),
-            version: m.version.map(|v| format!("{}.{}.{}", v.major, v.minor, v.patch)),
+            version: m.version.map(|v| v.to_string()),
             is_leader: Some(m.id) == leader,
             is_learner: m.is_learner,
             healthy: m.healthy,
@@ -1149,7 +1129,7 @@ async fn create_member_pod(
     let ns = obj.namespace().unwrap_or_default();
     let owner = obj
         .controller_owner_ref(&())
-        .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
+        .ok_or_else(|| Error::NoUid(obj.name_any()))?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     ctx.applier.touched(&owner.uid);
     // A pod or claim of that name that is not ours is never taken over.
@@ -1404,10 +1384,7 @@ async fn execute(
                 member,
                 "MemberUpgrading",
                 "Upgrade",
-                format!(
-                    "restarting {member} from {}.{}.{} at {}",
-                    from.major, from.minor, from.patch, obj.spec.version
-                ),
+                format!("restarting {member} from {from} at {}", obj.spec.version),
             )
             .await;
         }

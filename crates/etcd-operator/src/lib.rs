@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod plan;
 pub mod resources;
 pub mod tls;
+pub mod version;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.
 pub const OPERATOR_NAME: &str = "etcd-operator";

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::controller::Version;
+use crate::version::Version;
 
 /// How member data is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,24 +205,15 @@ fn quorum(voters: usize) -> usize {
 /// minor version (any patch), never down.
 pub fn upgrade_allowed(from: Version, to: Version) -> Result<(), String> {
     if to < from {
-        return Err(format!(
-            "downgrade from {} to {} is not supported",
-            fmt(from),
-            fmt(to)
-        ));
+        return Err(format!("downgrade from {} to {} is not supported", from, to));
     }
     if to.major != from.major || to.minor > from.minor + 1 {
         return Err(format!(
             "upgrade from {} to {} skips a minor version; upgrade one minor version at a time",
-            fmt(from),
-            fmt(to)
+            from, to
         ));
     }
     Ok(())
-}
-
-fn fmt(v: Version) -> String {
-    format!("{}.{}.{}", v.major, v.minor, v.patch)
 }
 
 /// Parses a standard 5-field cron expression (minute hour day-of-month month day-of-week) or
@@ -282,11 +273,7 @@ fn version_block(o: &Observed) -> Option<Step> {
     let oldest = versions.iter().min()?;
     if o.version < *newest {
         return Some(Step::UpgradeBlocked {
-            reason: format!(
-                "downgrade from {} to {} is not supported",
-                fmt(*newest),
-                fmt(o.version)
-            ),
+            reason: format!("downgrade from {} to {} is not supported", newest, o.version),
         });
     }
     upgrade_allowed(*oldest, o.version)
@@ -543,7 +530,7 @@ pub fn plan(o: &Observed) -> Step {
     if let Some(m) = members.iter().find(|m| m.version != Some(o.version)) {
         return Step::Wait {
             reason: match m.version {
-                Some(v) => format!("member {} runs {}, not {}", m.name, fmt(v), fmt(o.version)),
+                Some(v) => format!("member {} runs {}, not {}", m.name, v, o.version),
                 None => format!("member {} is unhealthy and does not report its version", m.name),
             },
         };

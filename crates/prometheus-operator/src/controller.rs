@@ -69,6 +69,19 @@ pub enum Error {
     /// Adding or removing the finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The generated configuration could not be compressed.
+    #[error("compressing the configuration: {0}")]
+    Compress(std::io::Error),
+    /// An object could not be serialized for apply.
+    #[error("serializing {kind} {name}: {source}")]
+    Serialize {
+        /// Kind of the object.
+        kind: String,
+        /// Name of the object.
+        name: String,
+        /// Cause.
+        source: serde_json::Error,
+    },
 }
 
 impl ReconcileError for Error {
@@ -76,6 +89,7 @@ impl ReconcileError for Error {
         match self {
             Error::NoNamespace(_) => "invalid_object",
             Error::Status { .. } | Error::Kube(..) | Error::Finalizer(_) => "api",
+            Error::Compress(_) | Error::Serialize { .. } => "build",
             Error::Apply(e) => e.reason(),
         }
     }
@@ -909,8 +923,7 @@ async fn apply_all(obj: Arc<Prometheus>, ctx: Arc<Context>, cached: bool) -> Res
     };
 
     // Build and apply.
-    let gz = crate::reloader::gzip(generated.prometheus_yaml.as_bytes())
-        .map_err(|e| Error::Finalizer(e.to_string()))?;
+    let gz = crate::reloader::gzip(generated.prometheus_yaml.as_bytes()).map_err(Error::Compress)?;
     let cms = resources::rule_configmaps(&obj, &generated);
     let mut desired = vec![
         Desired::namespaced(&resources::statefulset(
@@ -1120,7 +1133,11 @@ async fn finish(
 
 /// A typed object with apiVersion and kind, as apply needs.
 fn typed<K: Resource<DynamicType = ()> + Serialize>(obj: &K) -> Result<serde_json::Value, Error> {
-    let mut v = serde_json::to_value(obj).map_err(|e| Error::Finalizer(e.to_string()))?;
+    let mut v = serde_json::to_value(obj).map_err(|source| Error::Serialize {
+        kind: K::kind(&()).to_string(),
+        name: obj.meta().name.clone().unwrap_or_default(),
+        source,
+    })?;
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), K::api_version(&()).into());
         m.insert("kind".into(), K::kind(&()).into());
