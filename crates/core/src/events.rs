@@ -127,13 +127,15 @@ impl EventRecorder {
     }
 }
 
-fn truncate(mut s: String, max: usize) -> String {
+/// `s` cut to at most `max` bytes on a character boundary, with `...` appended when cut.
+pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
-        let mut cut = max;
+        let mut cut = max.saturating_sub(3);
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
         s.truncate(cut);
+        s.push_str("...");
     }
     s
 }
@@ -145,7 +147,10 @@ mod tests {
     #[test]
     fn truncates_on_char_boundary() {
         assert_eq!(truncate("abc".into(), 10), "abc");
-        assert_eq!(truncate("abcdef".into(), 3), "abc");
-        assert_eq!(truncate("aé".into(), 2), "a");
+        assert_eq!(truncate("abcdefgh".into(), 6), "abc...");
+        assert_eq!(truncate("abcdef".into(), 2), "...");
+        // "é" is two bytes: cutting inside it steps back to the boundary before it.
+        assert_eq!(truncate("abé12345".into(), 6), "ab...");
+        assert!(truncate("x".repeat(2000), 1000).len() <= 1000);
     }
 }

@@ -2,7 +2,6 @@
 //! controllers while leading, and shut down cleanly on SIGTERM.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -21,8 +20,6 @@ pub struct OperatorInfo {
     pub name: &'static str,
     /// Version string.
     pub version: &'static str,
-    /// Server-side apply field manager, e.g. `steward.dev/etcd-operator`.
-    pub field_manager: &'static str,
 }
 
 fn one_line(e: impl std::fmt::Display) -> String {
@@ -55,7 +52,8 @@ pub async fn connect_config(timeout: Duration) -> anyhow::Result<(kube::Config, 
     }
 }
 
-async fn termination_signal() {
+/// Resolves on SIGTERM or SIGINT (only SIGINT where SIGTERM cannot be watched).
+pub async fn termination_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -67,7 +65,7 @@ async fn termination_signal() {
                 }
             }
             Err(e) => {
-                warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the operator");
+                warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops this process");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
@@ -215,9 +213,6 @@ where
         _ => Ok(()),
     }
 }
-
-/// Shared handle type for controllers that need the readiness tracker directly.
-pub type SharedReadiness = Arc<Readiness>;
 
 /// The whole `run` subcommand of an operator binary: logging, the async runtime, [`run`], and
 /// a one-line error on stderr with a failing exit code.

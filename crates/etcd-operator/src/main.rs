@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use etcd_operator::{FIELD_MANAGER, OPERATOR_NAME};
+use etcd_operator::OPERATOR_NAME;
 use steward_core::{CommonArgs, MetricsBuilder, OperatorInfo};
 
 /// Runs etcd clusters on Kubernetes: bootstrap, quorum-safe scaling, healing, upgrades and TLS.
@@ -28,7 +28,6 @@ fn main() -> ExitCode {
     let info = OperatorInfo {
         name: OPERATOR_NAME,
         version: env!("CARGO_PKG_VERSION"),
-        field_manager: FIELD_MANAGER,
     };
     let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
     let etcd_metrics = etcd_operator::controller::EtcdMetrics::register(&mut metrics);

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use prometheus_operator::{FIELD_MANAGER, OPERATOR_NAME};
+use prometheus_operator::OPERATOR_NAME;
 use steward_core::{CommonArgs, MetricsBuilder, OperatorInfo};
 
 /// Runs Prometheus stacks on Kubernetes from ServiceMonitors, PodMonitors, PrometheusRules and ScrapeConfigs.
@@ -62,7 +62,6 @@ fn main() -> ExitCode {
     let info = OperatorInfo {
         name: OPERATOR_NAME,
         version: env!("CARGO_PKG_VERSION"),
-        field_manager: FIELD_MANAGER,
     };
     let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
     let prom_metrics = prometheus_operator::controller::PrometheusMetrics::register(&mut metrics);

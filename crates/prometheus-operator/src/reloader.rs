@@ -459,18 +459,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
-}
-
 /// Writes `data` to `path` through a temporary file in the same directory and a rename, so
 /// Prometheus never reads a half-written config.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -717,7 +705,7 @@ async fn reload(client: &reqwest::Client, url: &Url, ready: Option<&Url>) -> Out
         Ok(resp) if resp.status().is_success() => Outcome::Reloaded,
         Ok(resp) => {
             let status = resp.status();
-            let body = truncate(
+            let body = steward_core::events::truncate(
                 resp.text().await.unwrap_or_default().trim().to_string(),
                 MAX_LOGGED_BODY,
             );
@@ -986,29 +974,6 @@ async fn watch(args: Args, metrics: ReloaderMetrics) -> anyhow::Result<()> {
     }
 }
 
-async fn termination_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => info!("received SIGTERM"),
-                    _ = tokio::signal::ctrl_c() => info!("received SIGINT"),
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the reloader");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Runs the reloader until SIGTERM or SIGINT (or, with `--once`, renders and returns).
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = ReloaderMetrics::new();
@@ -1039,7 +1004,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let server = async move { axum::serve(listener, app).await };
 
     tokio::select! {
-        _ = termination_signal() => Ok(()),
+        _ = steward_core::runtime::termination_signal() => Ok(()),
         r = watch(args, metrics) => r,
         r = server => r.context("the metrics server stopped"),
     }
