@@ -158,6 +158,15 @@ async fn team_stack_times() {
     let env = Env::with_operators(&["etcd-operator", "prometheus-operator"])
         .await
         .unwrap();
+    // The team's monitor looks at steward-system, which must let team-a discover there.
+    env.kubectl(&[
+        "label",
+        "namespace",
+        "steward-system",
+        "discovery-from.monitoring.steward.dev/team-a=true",
+    ])
+    .await
+    .unwrap();
     let started = Instant::now();
     env.apply(TEAM_STACK).await.unwrap();
     let proms: Api<DynamicObject> =
@@ -264,6 +273,25 @@ async fn main() {
         "  operator RSS steady                {:>7.1} MiB (peak {:.1} MiB; target < 40 MiB)",
         steady as f64 / 1024.0,
         peak as f64 / 1024.0
+    );
+    // Idle API cost: every request the operator sends over more than one periodic requeue
+    // (300 s), from kubesim's audit log (watches aside: they are per kind, not per object;
+    // the test itself sends nothing meanwhile).
+    let sim = env.kubesim().unwrap();
+    let start = sim.audit_events().last().map_or(0, |e| e.seq);
+    let window = Duration::from_secs(330);
+    tokio::time::sleep(window).await;
+    let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+    for e in sim.audit_events() {
+        if e.seq > start && e.verb != "watch" {
+            *by_kind.entry(format!("{} {}", e.verb, e.resource)).or_default() += 1;
+        }
+    }
+    let total: usize = by_kind.values().sum();
+    println!(
+        "  idle API requests, {TEAMS} Prometheus  {:>7.1} /min over {} s (target 0) {by_kind:?}",
+        total as f64 * 60.0 / window.as_secs_f64(),
+        window.as_secs()
     );
     op.kill().await.ok();
 }
