@@ -29,6 +29,8 @@ lint: ## Formatting and clippy (warnings are errors)
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 unit: ## cargo test for the whole workspace (unit, golden, real-binary and kubesim e2e tests)
+	# The e2e tests run the operator binaries themselves: build them first.
+	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test --workspace --locked
 
 e2e: test-deps ## Only the end-to-end tests (kubesim; E2E_KUBECONFIG=... runs them on another cluster)

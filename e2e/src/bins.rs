@@ -157,7 +157,7 @@ pub fn own_binary(name: &str) -> anyhow::Result<PathBuf> {
         Ok(path)
     } else {
         bail!(
-            "{} not found: build it with `cargo build -p {name}` (cargo test --workspace does)",
+            "{} not found: build it with `cargo build -p {name}` (make unit does)",
             path.display()
         )
     }
