@@ -68,6 +68,39 @@ impl Env {
     /// cluster without leader election; it serves /metrics on the returned local port and is
     /// killed when the handle drops.
     pub fn run_operator(&self, operator: &str) -> anyhow::Result<(tokio::process::Child, u16)> {
+        self.run_operator_as(operator, &self.kubeconfig, &[])
+    }
+
+    /// A kubeconfig like the admin's that authenticates as ServiceAccount `namespace/name`
+    /// (kubesim only), written into `dir`.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<PathBuf> {
+        let cluster = self
+            .kubesim()
+            .context("service account kubeconfigs need kubesim")?;
+        let token = cluster.server.tokens.issue_service_account(namespace, name);
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let mut kc = serde_json::to_value(&kc)?;
+        for user in kc["users"].as_array_mut().into_iter().flatten() {
+            user["user"] = serde_json::json!({"token": token});
+        }
+        let path = dir.join(format!("kubeconfig-{namespace}-{name}"));
+        std::fs::write(&path, serde_json::to_string(&kc)?)?;
+        Ok(path)
+    }
+
+    /// [`Env::run_operator`] with another kubeconfig (a ServiceAccount's token, say) and
+    /// extra flags.
+    pub fn run_operator_as(
+        &self,
+        operator: &str,
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+    ) -> anyhow::Result<(tokio::process::Child, u16)> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = tokio::process::Command::new(bins::own_binary(operator)?)
             .args([
@@ -76,7 +109,8 @@ impl Env {
                 &format!("--metrics-addr=127.0.0.1:{port}"),
                 "--log-level=warn",
             ])
-            .env("KUBECONFIG", &self.kubeconfig)
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
             .kill_on_drop(true)
             .spawn()?;
         Ok((child, port))

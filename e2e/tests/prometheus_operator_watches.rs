@@ -44,29 +44,6 @@ spec:
     )
 }
 
-/// The operator run as a local process with `kubeconfig`, serving /metrics and /readyz on
-/// the returned port; killed when the handle drops.
-fn spawn_operator(kubeconfig: &std::path::Path, extra: &[&str]) -> (tokio::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(bins::own_binary("prometheus-operator").unwrap())
-        .args([
-            "run",
-            "--leader-elect=false",
-            &format!("--metrics-addr=127.0.0.1:{port}"),
-            "--log-level=warn",
-        ])
-        .args(extra)
-        .env("KUBECONFIG", kubeconfig)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    (child, port)
-}
-
 async fn readyz(port: u16) -> String {
     match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
         Ok(r) => r.text().await.unwrap_or_default(),
@@ -145,16 +122,10 @@ async fn nothing_is_written_before_every_watch_cache_is_filled() {
     let env = Env::start_instant_with_crds().await.unwrap();
     env.apply(&operator_rbac_without_monitor_list()).await.unwrap();
     env.apply(&stack("team")).await.unwrap();
-    let cluster = env.kubesim().unwrap();
-    let token = cluster.server.tokens.issue_service_account("ops", "operator");
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
-    let mut kc = serde_json::to_value(&kc).unwrap();
-    for user in kc["users"].as_array_mut().unwrap() {
-        user["user"] = serde_json::json!({"token": token});
-    }
-    std::fs::write(&kubeconfig, serde_json::to_string(&kc).unwrap()).unwrap();
+    let kubeconfig = env
+        .service_account_kubeconfig("ops", "operator", dir.path())
+        .unwrap();
 
     // Every version of the generated configuration, from before the operator starts.
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -179,7 +150,9 @@ async fn nothing_is_written_before_every_watch_cache_is_filled() {
 
     // The operator may list Prometheus objects but not (yet) ServiceMonitors, as a new
     // leader whose monitor list is slow.
-    let (mut op, port) = spawn_operator(&kubeconfig, &[]);
+    let (mut op, port) = env
+        .run_operator_as("prometheus-operator", &kubeconfig, &[])
+        .unwrap();
     wait_for(
         "a configuration written, or the operator waiting for the monitors",
         Duration::from_secs(60),
@@ -240,7 +213,13 @@ async fn one_set_of_watches_whatever_namespace_says() {
     for ns in ["a", "b", "c"] {
         env.apply(&stack(ns)).await.unwrap();
     }
-    let (mut op, _) = spawn_operator(&env.kubeconfig, &["--namespace=a", "--namespace=b"]);
+    let (mut op, _) = env
+        .run_operator_as(
+            "prometheus-operator",
+            &env.kubeconfig,
+            &["--namespace=a", "--namespace=b"],
+        )
+        .unwrap();
     for ns in ["a", "b"] {
         let proms = api(&env.client, ns, "Prometheus", "prometheuses");
         wait_for(
@@ -383,16 +362,13 @@ subjects: [{kind: ServiceAccount, name: operator, namespace: ops}]
     .unwrap();
     env.apply(&stack("idle")).await.unwrap();
     let cluster = env.kubesim().unwrap();
-    let token = cluster.server.tokens.issue_service_account("ops", "operator");
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
-    let mut kc = serde_json::to_value(&kc).unwrap();
-    for user in kc["users"].as_array_mut().unwrap() {
-        user["user"] = serde_json::json!({"token": token});
-    }
-    std::fs::write(&kubeconfig, serde_json::to_string(&kc).unwrap()).unwrap();
-    let (mut op, port) = spawn_operator(&kubeconfig, &[]);
+    let kubeconfig = env
+        .service_account_kubeconfig("ops", "operator", dir.path())
+        .unwrap();
+    let (mut op, port) = env
+        .run_operator_as("prometheus-operator", &kubeconfig, &[])
+        .unwrap();
     let proms = api(&env.client, "idle", "Prometheus", "prometheuses");
     wait_for("the Prometheus reconciled", Duration::from_secs(60), || async {
         proms.get("main").await.is_ok_and(|p| reconciled(&p))
