@@ -69,6 +69,19 @@ impl std::fmt::Debug for Children {
     }
 }
 
+/// What a cache keeps of each object of a kind: objects are trimmed before they are stored,
+/// so a controller that reads only some fields does not hold the rest in memory. Metadata
+/// (labels, owners, resourceVersion) always stays: the apply path needs it.
+pub type Trim = fn(&mut DynamicObject);
+
+/// Keeps the whole object (for objects whose content is read, such as Secrets with keys).
+pub fn keep_all(_: &mut DynamicObject) {}
+
+/// Keeps only the metadata.
+pub fn metadata_only(o: &mut DynamicObject) {
+    o.data = serde_json::Value::Object(serde_json::Map::new());
+}
+
 impl Children {
     /// Caches of `kinds` for the objects labelled `managed-by=<managed_by>`, in the runtime's
     /// namespaces: one watch per kind and namespace (so namespaced RBAC is enough). Nothing is
@@ -76,7 +89,7 @@ impl Children {
     pub fn watch(
         rt: &ControllerRuntime,
         managed_by: &str,
-        kinds: &[OwnedKind],
+        kinds: &[(OwnedKind, Trim)],
     ) -> (Arc<Self>, Vec<ChildStream>) {
         let namespaces: Vec<Option<String>> = if rt.namespaces.is_empty() {
             vec![None]
@@ -91,7 +104,7 @@ impl Children {
     pub fn watch_cluster_wide(
         rt: &ControllerRuntime,
         managed_by: &str,
-        kinds: &[OwnedKind],
+        kinds: &[(OwnedKind, Trim)],
     ) -> (Arc<Self>, Vec<ChildStream>) {
         let keep = (!rt.namespaces.is_empty()).then(|| {
             Arc::new(
@@ -107,7 +120,7 @@ impl Children {
     fn start(
         rt: &ControllerRuntime,
         managed_by: &str,
-        kinds: &[OwnedKind],
+        kinds: &[(OwnedKind, Trim)],
         namespaces: Vec<Option<String>>,
         keep: Option<Arc<std::collections::BTreeSet<String>>>,
     ) -> (Arc<Self>, Vec<ChildStream>) {
@@ -118,7 +131,8 @@ impl Children {
         let ready_tx = Arc::new(ready_tx);
         let mut caches = Vec::new();
         let mut streams = Vec::new();
-        for kind in kinds {
+        for (kind, trim) in kinds {
+            let trim = *trim;
             let mut stores = Vec::new();
             for ns in &namespaces {
                 let api: Api<DynamicObject> = match (kind.namespaced, ns) {
@@ -145,7 +159,10 @@ impl Children {
                         .default_backoff()
                         .filter(move |ev| std::future::ready(in_scope(ev)))
                         // Field-manager bookkeeping is never read and is most of an object's size.
-                        .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear()),
+                        .modify(move |o: &mut DynamicObject| {
+                            o.managed_fields_mut().clear();
+                            trim(o);
+                        }),
                 )
                 .inspect_ok(move |event| {
                     if !counted && matches!(event, Event::InitDone) {

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use steward_core::apply::{Applier, ApplyError, Desired, OwnedKind};
-use steward_core::children::Children;
+use steward_core::children::{self, Children};
 use steward_core::conditions::{self, NewCondition, Status};
 use steward_core::{ControllerRuntime, EventRecorder, MetricsBuilder, ReconcileError};
 
@@ -134,15 +134,34 @@ const CACHE_QUIET: Duration = Duration::from_secs(10);
 /// cluster does not have to cost three reads every few seconds.
 const USER_SECRETS_TTL: Duration = Duration::from_secs(300);
 
-/// The kinds of child the controller caches (every object labelled as ours).
-fn child_kinds() -> Vec<OwnedKind> {
+/// The kinds of child the controller caches (every object labelled as ours), and what of them
+/// it keeps: the TLS Secrets whole, each member pod's containers' images, metadata otherwise.
+fn child_kinds() -> Vec<(OwnedKind, children::Trim)> {
     vec![
-        OwnedKind::namespaced::<Service>(),
-        OwnedKind::namespaced::<PodDisruptionBudget>(),
-        OwnedKind::namespaced::<Secret>(),
-        OwnedKind::namespaced::<Pod>(),
-        OwnedKind::namespaced::<PersistentVolumeClaim>(),
+        (OwnedKind::namespaced::<Service>(), children::metadata_only),
+        (
+            OwnedKind::namespaced::<PodDisruptionBudget>(),
+            children::metadata_only,
+        ),
+        (OwnedKind::namespaced::<Secret>(), children::keep_all),
+        (OwnedKind::namespaced::<Pod>(), pod_images_only),
+        (
+            OwnedKind::namespaced::<PersistentVolumeClaim>(),
+            children::metadata_only,
+        ),
     ]
+}
+
+/// A cached member pod keeps its metadata and its containers' names and images (the planner
+/// reads a member's version from its image).
+fn pod_images_only(o: &mut kube::api::DynamicObject) {
+    let containers: Vec<serde_json::Value> = o.data["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| serde_json::json!({"name": c["name"], "image": c["image"]}))
+        .collect();
+    o.data = serde_json::json!({"spec": {"containers": containers}});
 }
 
 type UserSecrets = std::sync::Mutex<BTreeMap<(String, String), (std::time::Instant, Option<Secret>)>>;
@@ -1490,6 +1509,21 @@ mod tests {
             member_failure_timeout: "2m".to_string(),
             maintenance: None,
         }
+    }
+
+    #[test]
+    fn a_trimmed_member_pod_keeps_its_image() {
+        let mut obj = crate::crd::EtcdCluster::new("c", spec("3.5.16"));
+        obj.metadata.namespace = Some("ns".into());
+        let pod = resources::member_pod(&obj, "c-abcde", &[], "new");
+        let mut o: kube::api::DynamicObject =
+            serde_json::from_value(serde_json::to_value(&pod).unwrap()).unwrap();
+        pod_images_only(&mut o);
+        let back: Pod = o.try_parse().unwrap();
+        assert_eq!(back.metadata.name.as_deref(), Some("c-abcde"));
+        let image = back.spec.unwrap().containers[0].image.clone().unwrap_or_default();
+        assert!(image.ends_with(":v3.5.16"), "{image}");
+        assert!(back.status.is_none());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use steward_core::apply::{Applier, ApplyError, Desired, OwnedKind};
-use steward_core::children::Children;
+use steward_core::children::{self, Children};
 use steward_core::conditions::{self, NewCondition, Status};
 use steward_core::{ControllerRuntime, EventRecorder, MetricsBuilder, ReconcileError};
 use tracing::warn;
@@ -179,15 +179,40 @@ pub struct Context {
 /// (see [`Applier::quiet_for`]).
 const CACHE_QUIET: Duration = Duration::from_secs(10);
 
-/// The kinds of child the controller caches (every object labelled as ours).
+/// The kinds the controller owns, for pruning.
 fn child_kinds() -> Vec<OwnedKind> {
+    cached_kinds().into_iter().map(|(k, _)| k).collect()
+}
+
+/// The kinds of child the controller caches (every object labelled as ours), and what of them
+/// it keeps: of the StatefulSet its claim templates and status, metadata otherwise (the
+/// generated config Secret and rule ConfigMaps are large and never read back).
+fn cached_kinds() -> Vec<(OwnedKind, children::Trim)> {
     vec![
-        OwnedKind::namespaced::<StatefulSet>(),
-        OwnedKind::namespaced::<Service>(),
-        OwnedKind::namespaced::<Secret>(),
-        OwnedKind::namespaced::<ConfigMap>(),
-        OwnedKind::namespaced::<ServiceAccount>(),
+        (OwnedKind::namespaced::<StatefulSet>(), statefulset_trim),
+        (OwnedKind::namespaced::<Service>(), children::metadata_only),
+        (OwnedKind::namespaced::<Secret>(), children::metadata_only),
+        (OwnedKind::namespaced::<ConfigMap>(), children::metadata_only),
+        (OwnedKind::namespaced::<ServiceAccount>(), children::metadata_only),
     ]
+}
+
+/// A cached StatefulSet keeps what the reconcile reads: replicas, claim templates, status
+/// (and the fields a StatefulSet cannot be parsed without, the pod template emptied).
+fn statefulset_trim(o: &mut kube::api::DynamicObject) {
+    let mut spec = serde_json::Map::new();
+    for key in ["replicas", "selector", "serviceName", "volumeClaimTemplates"] {
+        if let Some(v) = o.data["spec"].get(key).filter(|v| !v.is_null()) {
+            spec.insert(key.to_string(), v.clone());
+        }
+    }
+    spec.insert("template".into(), serde_json::json!({}));
+    let mut kept = serde_json::Map::new();
+    kept.insert("spec".into(), serde_json::Value::Object(spec));
+    if let Some(status) = o.data.get("status").filter(|v| !v.is_null()) {
+        kept.insert("status".into(), status.clone());
+    }
+    o.data = serde_json::Value::Object(kept);
 }
 
 /// A fingerprint of everything a reconcile of `p` reads: the Prometheus itself, the
@@ -1639,7 +1664,7 @@ pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_ima
     };
     let c8 = caches.clone();
     // Our children wake their Prometheus and fill the caches a steady reconcile reads.
-    let (children, child_streams) = Children::watch_cluster_wide(&rt, OPERATOR_NAME, &child_kinds());
+    let (children, child_streams) = Children::watch_cluster_wide(&rt, OPERATOR_NAME, &cached_kinds());
     let mut controller = controller;
     for s in child_streams {
         controller = controller.owns_stream_with(s.stream, s.resource);
@@ -1692,6 +1717,32 @@ mod tests {
         p.metadata.namespace = Some("mon".into());
         p.metadata.generation = Some(2);
         p
+    }
+
+    #[test]
+    fn a_trimmed_statefulset_still_parses_with_what_the_reconcile_reads() {
+        let sts = resources::statefulset(
+            &prom(serde_json::json!({"storage": {"volumeClaimTemplate": {"size": "10Gi"}}})),
+            "img",
+            1,
+            &Tuning::default(),
+        );
+        let ar = kube::api::ApiResource::erase::<StatefulSet>(&());
+        let mut o: kube::api::DynamicObject =
+            serde_json::from_value(serde_json::to_value(&sts).unwrap()).unwrap();
+        o.types = Some(kube::api::TypeMeta {
+            api_version: ar.api_version.clone(),
+            kind: ar.kind.clone(),
+        });
+        statefulset_trim(&mut o);
+        let back: StatefulSet = o.try_parse().unwrap();
+        let (storage, note) = resources::storage_in_effect(
+            &prom(serde_json::json!({"storage": {"volumeClaimTemplate": {"size": "10Gi"}}})),
+            Some(&back),
+        );
+        assert!(note.is_none(), "{note:?}");
+        assert!(storage.is_some());
+        assert!(back.spec.template.spec.is_none());
     }
 
     #[test]
