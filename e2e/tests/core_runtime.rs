@@ -69,8 +69,9 @@ async fn apply_owned_creates_updates_and_prunes_only_its_own() {
     foreign.metadata.labels = Some(selector.clone());
     cms.create(&PostParams::default(), &foreign).await.unwrap();
 
-    // Next desired set: a changed, b gone. Idempotent when repeated.
-    for _ in 0..2 {
+    // Next desired set: a changed, b gone. Repeated, nothing is sent again: the object is as
+    // this applier last wrote it (same content, same resourceVersion).
+    for expected in [vec!["ConfigMap/a"], vec![]] {
         let report = applier
             .apply_owned(
                 &owner,
@@ -80,7 +81,7 @@ async fn apply_owned_creates_updates_and_prunes_only_its_own() {
             )
             .await
             .unwrap();
-        assert_eq!(report.applied, ["ConfigMap/a"]);
+        assert_eq!(report.applied, expected);
     }
     assert_eq!(cms.get("a").await.unwrap().data.unwrap()["v"], "2");
     assert!(cms.get_opt("b").await.unwrap().is_none(), "orphan deleted");
@@ -89,7 +90,8 @@ async fn apply_owned_creates_updates_and_prunes_only_its_own() {
         "objects of other owners are left alone"
     );
 
-    // Force: a field another manager took is taken back.
+    // Force: a field another manager took is taken back (the changed resourceVersion tells
+    // the applier to send it again).
     cms.patch("a", &PatchParams::apply("someone-else").force(), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"v": "hijacked"}}))).await.unwrap();
     applier
         .apply_owned(
@@ -101,6 +103,36 @@ async fn apply_owned_creates_updates_and_prunes_only_its_own() {
         .await
         .unwrap();
     assert_eq!(cms.get("a").await.unwrap().data.unwrap()["v"], "2");
+
+    // A name taken by an object nobody (or someone else) controls: nothing is written, not
+    // even the other desired objects, and the error names the object.
+    cms.create(&PostParams::default(), &child("taken", "theirs"))
+        .await
+        .unwrap();
+    let err = applier
+        .apply_owned(
+            &owner,
+            &selector,
+            vec![
+                Desired::namespaced(&child("a", "3")).unwrap(),
+                Desired::namespaced(&child("taken", "ours")).unwrap(),
+            ],
+            &kinds,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, steward_core::ApplyError::Conflict(c) if c.len() == 1 && c[0].name == "default/taken"),
+        "{err}"
+    );
+    let taken = cms.get("taken").await.unwrap();
+    assert_eq!(taken.data.unwrap()["v"], "theirs");
+    assert!(taken.metadata.owner_references.unwrap_or_default().is_empty());
+    assert_eq!(
+        cms.get("a").await.unwrap().data.unwrap()["v"],
+        "2",
+        "nothing written"
+    );
 }
 
 #[tokio::test]
