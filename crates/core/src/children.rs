@@ -257,20 +257,23 @@ impl Children {
         )
     }
 
+    /// The cached kind of the typed object `K`, if it is cached.
+    fn kind_of<K: Resource<DynamicType = ()>>(&self) -> Option<OwnedKind> {
+        let resource = ApiResource::erase::<K>(&());
+        self.kinds
+            .iter()
+            .find(|k| {
+                k.kind.resource.api_version == resource.api_version && k.kind.resource.kind == resource.kind
+            })
+            .map(|k| k.kind.clone())
+    }
+
     /// Typed view of [`Children::list`]: objects that do not decode as `K` are skipped.
     pub fn list_as<K>(&self, namespace: Option<&str>, selector: &BTreeMap<String, String>) -> Option<Vec<K>>
     where
         K: Resource<DynamicType = ()> + serde::de::DeserializeOwned,
     {
-        let resource = ApiResource::erase::<K>(&());
-        let kind = self
-            .kinds
-            .iter()
-            .find(|k| {
-                k.kind.resource.api_version == resource.api_version && k.kind.resource.kind == resource.kind
-            })?
-            .kind
-            .clone();
+        let kind = self.kind_of::<K>()?;
         let objects = self.list(&kind, namespace, selector)?;
         Some(
             objects
@@ -286,15 +289,7 @@ impl Children {
     where
         K: Resource<DynamicType = ()> + serde::de::DeserializeOwned,
     {
-        let resource = ApiResource::erase::<K>(&());
-        let kind = self
-            .kinds
-            .iter()
-            .find(|k| {
-                k.kind.resource.api_version == resource.api_version && k.kind.resource.kind == resource.kind
-            })?
-            .kind
-            .clone();
+        let kind = self.kind_of::<K>()?;
         Some(
             self.get(&kind, namespace, name)
                 .and_then(|o| o.as_ref().clone().try_parse::<K>().ok()),

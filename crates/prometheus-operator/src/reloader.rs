@@ -687,18 +687,19 @@ enum Outcome {
     Failed(FailureKind, String),
 }
 
+/// Whether Prometheus says it is ready (a reload sent while it starts would block).
+async fn check_ready(client: &reqwest::Client, ready: Option<&Url>) -> Result<(), String> {
+    let Some(ready) = ready else { return Ok(()) };
+    match client.get(ready.clone()).send().await {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(format!("{ready} answered {}", resp.status())),
+        Err(e) => Err(error_chain(&e)),
+    }
+}
+
 async fn reload(client: &reqwest::Client, url: &Url, ready: Option<&Url>) -> Outcome {
-    if let Some(ready) = ready {
-        match client.get(ready.clone()).send().await {
-            Ok(resp) if resp.status().is_success() => {}
-            Ok(resp) => {
-                return Outcome::Failed(
-                    FailureKind::Unreachable,
-                    format!("{ready} answered {}", resp.status()),
-                );
-            }
-            Err(e) => return Outcome::Failed(FailureKind::Unreachable, error_chain(&e)),
-        }
+    if let Err(why) = check_ready(client, ready).await {
+        return Outcome::Failed(FailureKind::Unreachable, why);
     }
     match client.post(url.clone()).send().await {
         Err(e) => Outcome::Failed(FailureKind::Unreachable, error_chain(&e)),
@@ -791,17 +792,8 @@ async fn reload_by_signal(
     ready: Option<&Url>,
     process: &str,
 ) -> Outcome {
-    if let Some(ready) = ready {
-        match client.get(ready.clone()).send().await {
-            Ok(resp) if resp.status().is_success() => {}
-            Ok(resp) => {
-                return Outcome::Failed(
-                    FailureKind::Unreachable,
-                    format!("{ready} answered {}", resp.status()),
-                );
-            }
-            Err(e) => return Outcome::Failed(FailureKind::Unreachable, error_chain(&e)),
-        }
+    if let Err(why) = check_ready(client, ready).await {
+        return Outcome::Failed(FailureKind::Unreachable, why);
     }
     let Some(metrics_url) = sibling_url(url, "/metrics") else {
         return Outcome::Failed(
