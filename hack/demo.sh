@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make demo / demo-up / demo-down: kubesim in process mode with both operators deployed
-# from deploy/ and the examples applied. The kubeconfig is .demo/kubeconfig.
+# from deploy/, the examples and deploy/monitoring applied. The kubeconfig is .demo/kubeconfig.
 #   hack/demo.sh up     start in the background and return
 #   hack/demo.sh down   stop it
 #   hack/demo.sh        start, show what runs, stay up until Ctrl-C
@@ -43,16 +43,17 @@ up() {
     "$kubectl" kustomize deploy/default | "$kubectl" apply --server-side -f - > /dev/null
     "$kubectl" -n steward-system rollout status deployment/etcd-operator deployment/prometheus-operator --timeout=120s
     "$kubectl" apply --server-side -f deploy/examples/ > /dev/null
+    "$kubectl" kustomize deploy/monitoring | "$kubectl" apply --server-side -f - > /dev/null
     # Both examples really run: etcd members and a Prometheus pod, Available.
     "$kubectl" -n etcd-example wait --for=condition=Available etcdcluster/example --timeout=240s > /dev/null
     "$kubectl" -n etcd-example wait --for=jsonpath='{.status.readyMembers}'=3 etcdcluster/example --timeout=240s > /dev/null
-    "$kubectl" -n steward-system wait --for=condition=Available prometheus/team-a --timeout=120s > /dev/null
+    "$kubectl" -n steward-system wait --for=condition=Available prometheus/platform --timeout=120s > /dev/null
     echo
     echo "export KUBECONFIG=$KUBECONFIG"
     echo
     "$kubectl" get pods,svc -n steward-system
     echo
-    "$kubectl" get etcdclusters,prometheuses,servicemonitors,prometheusrules -A
+    "$kubectl" get etcdclusters,prometheuses,servicemonitors,podmonitors,prometheusrules -A
 }
 
 case "${1:-fg}" in

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Validates what we ship:
-#   - `kubectl kustomize deploy/default` (namespace, CRDs, both operators) and every file in
-#     deploy/examples against the Kubernetes schemas with `kubernetes-validate --strict`;
-#   - the custom resources in deploy/examples against our own CRDs (hack/validate-crs.py),
+#   - `kubectl kustomize deploy/default` (namespace, CRDs, both operators), `kubectl kustomize
+#     deploy/monitoring` and every file in deploy/examples against the Kubernetes schemas with
+#     `kubernetes-validate --strict`;
+#   - the custom resources in deploy/examples and deploy/monitoring against our own CRDs
+#     (hack/validate-crs.py),
 #     since kubernetes-validate has no schema for them.
 # Needs `make test-deps` (kubectl and the kubernetes-validate venv under .cache/).
 set -euo pipefail
@@ -43,4 +45,6 @@ examples=("$root"/deploy/examples/*.yaml)
 for f in "${examples[@]}"; do
     run_validate "deploy/examples/$(basename "$f")" "$f"
 done
-"$python" "$root/hack/validate-crs.py" "$root/deploy/crds" "${examples[@]}"
+"$kubectl" kustomize "$root/deploy/monitoring" > "$tmp/monitoring.yaml"
+run_validate "deploy/monitoring" "$tmp/monitoring.yaml"
+"$python" "$root/hack/validate-crs.py" "$root/deploy/crds" "${examples[@]}" "$tmp/monitoring.yaml"
