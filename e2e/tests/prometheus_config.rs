@@ -18,7 +18,7 @@ use prometheus_operator::crd::common::{
 };
 use prometheus_operator::crd::{
     Endpoint, PodMetricsEndpoint, PodMonitor, PodMonitorSpec, Prometheus, PrometheusRule, PrometheusRuleSpec,
-    Rule, RuleGroup, ScrapeConfig, ServiceMonitor, ServiceMonitorSpec,
+    Rule, RuleGroup, ServiceMonitor, ServiceMonitorSpec,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
