@@ -138,45 +138,18 @@ pub(super) fn start(rt: &ControllerRuntime) -> (Caches, Arc<Children>, Controlle
         ready: ready_rx.clone(),
     };
     // Every cache shows in /readyz, and the first reconcile waits for all of them.
-    let r = &rt.readiness;
+    let track = |name: &str| rt.readiness.register_cache(&format!("prometheus/{name}"));
     let c = &caches;
     let waits = vec![
-        tokio::spawn(wait_ready(
-            c.prometheuses.clone(),
-            r.register_cache("prometheus/prometheuses"),
-        )),
-        tokio::spawn(wait_ready(
-            c.namespaces.clone(),
-            r.register_cache("prometheus/namespaces"),
-        )),
-        tokio::spawn(wait_ready(
-            c.service_monitors.clone(),
-            r.register_cache("prometheus/servicemonitors"),
-        )),
-        tokio::spawn(wait_ready(
-            c.pod_monitors.clone(),
-            r.register_cache("prometheus/podmonitors"),
-        )),
-        tokio::spawn(wait_ready(
-            c.rules.clone(),
-            r.register_cache("prometheus/prometheusrules"),
-        )),
-        tokio::spawn(wait_ready(
-            c.scrape_configs.clone(),
-            r.register_cache("prometheus/scrapeconfigs"),
-        )),
-        tokio::spawn(wait_ready(
-            c.role_bindings.clone(),
-            r.register_cache("prometheus/rolebindings"),
-        )),
-        tokio::spawn(wait_ready(
-            c.secret_meta.clone(),
-            r.register_cache("prometheus/secrets"),
-        )),
-        tokio::spawn(wait_ready(
-            c.config_map_meta.clone(),
-            r.register_cache("prometheus/configmaps"),
-        )),
+        tokio::spawn(wait_ready(c.prometheuses.clone(), track("prometheuses"))),
+        tokio::spawn(wait_ready(c.namespaces.clone(), track("namespaces"))),
+        tokio::spawn(wait_ready(c.service_monitors.clone(), track("servicemonitors"))),
+        tokio::spawn(wait_ready(c.pod_monitors.clone(), track("podmonitors"))),
+        tokio::spawn(wait_ready(c.rules.clone(), track("prometheusrules"))),
+        tokio::spawn(wait_ready(c.scrape_configs.clone(), track("scrapeconfigs"))),
+        tokio::spawn(wait_ready(c.role_bindings.clone(), track("rolebindings"))),
+        tokio::spawn(wait_ready(c.secret_meta.clone(), track("secrets"))),
+        tokio::spawn(wait_ready(c.config_map_meta.clone(), track("configmaps"))),
     ];
     tokio::spawn(async move {
         let mut all = true;
