@@ -9,20 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use e2e::bins::{self, Release};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use prometheus_operator::config::case::{Case, case_dirs};
 use prometheus_operator::config::{Generated, Inputs, RULES_DIR, Store, generate};
 use prometheus_operator::crd::common::{
     BasicAuth, NamespaceSelector, RelabelConfig, SafeAuthorization, ScrapeSettings,
 };
 use prometheus_operator::crd::{
     Endpoint, PodMetricsEndpoint, PodMonitor, PodMonitorSpec, Prometheus, PrometheusRule, PrometheusRuleSpec,
-    Rule, RuleGroup, ScrapeConfig, ServiceMonitor, ServiceMonitorSpec,
+    Rule, RuleGroup, ServiceMonitor, ServiceMonitorSpec,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use serde::Deserialize;
 
 /// The `promtool`s to check with: the newest one (`bins::promtool()`, the 3.5 line) and the
 /// one shipped with each supported Prometheus release when it is a different build.
@@ -124,64 +123,22 @@ fn promtool_check(promtool: &Path, generated: &Generated, dir: &Path) -> Result<
     Ok(())
 }
 
-#[derive(Default)]
-struct Case {
-    prometheus: Vec<Prometheus>,
-    namespaces: Vec<Namespace>,
-    service_monitors: Vec<ServiceMonitor>,
-    pod_monitors: Vec<PodMonitor>,
-    scrape_configs: Vec<ScrapeConfig>,
-    rules: Vec<PrometheusRule>,
-    secrets: Vec<Secret>,
-    config_maps: Vec<ConfigMap>,
-}
-
-fn load(text: &str) -> Case {
-    let mut case = Case::default();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        let v = serde_yaml_ng::Value::deserialize(doc).unwrap();
-        if v.is_null() {
-            continue;
-        }
-        match v["kind"].as_str().unwrap_or_default() {
-            "Prometheus" => case.prometheus.push(serde_yaml_ng::from_value(v).unwrap()),
-            "Namespace" => case.namespaces.push(serde_yaml_ng::from_value(v).unwrap()),
-            "ServiceMonitor" => case.service_monitors.push(serde_yaml_ng::from_value(v).unwrap()),
-            "PodMonitor" => case.pod_monitors.push(serde_yaml_ng::from_value(v).unwrap()),
-            "ScrapeConfig" => case.scrape_configs.push(serde_yaml_ng::from_value(v).unwrap()),
-            "PrometheusRule" => case.rules.push(serde_yaml_ng::from_value(v).unwrap()),
-            "Secret" => case.secrets.push(serde_yaml_ng::from_value(v).unwrap()),
-            "ConfigMap" => case.config_maps.push(serde_yaml_ng::from_value(v).unwrap()),
-            other => panic!("unexpected kind {other:?}"),
-        }
-    }
-    case
+/// A golden case of the crate, read by the crate's own loader.
+fn load(path: &Path) -> Case {
+    let text = std::fs::read_to_string(path).unwrap();
+    Case::from_documents(serde_yaml_ng::Deserializer::from_str(&text))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
 fn golden_configs_pass_promtool() {
     let promtools = promtools();
     let root = bins::repo_root().join("crates/prometheus-operator/testdata/config");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("input.yaml").is_file())
-        .collect();
-    dirs.sort();
+    let dirs = case_dirs(&root).unwrap();
     assert!(dirs.len() >= 10, "golden cases missing under {}", root.display());
     let mut checked = 0;
     for dir in dirs {
-        let case = load(&std::fs::read_to_string(dir.join("input.yaml")).unwrap());
-        let store = Store::from_objects(&case.secrets, &case.config_maps);
-        let result = generate(&Inputs {
-            prometheus: &case.prometheus[0],
-            namespaces: &case.namespaces,
-            service_monitors: &case.service_monitors,
-            pod_monitors: &case.pod_monitors,
-            scrape_configs: &case.scrape_configs,
-            rules: &case.rules,
-            store: &store,
-        });
+        let result = load(&dir.join("input.yaml")).generate();
         let Ok(generated) = result else {
             // Cases of an invalid Prometheus generate nothing to check.
             assert!(dir.join("error.yaml").is_file(), "{}: {result:?}", dir.display());
@@ -825,15 +782,12 @@ fn random_specs_never_panic_and_accepted_output_passes_promtool() {
 #[test]
 fn secrets_do_not_leak_into_rules_or_messages() {
     let case = load(
-        &std::fs::read_to_string(
-            bins::repo_root()
-                .join("crates/prometheus-operator/testdata/config/remote-write-alerting/input.yaml"),
-        )
-        .unwrap(),
+        &bins::repo_root()
+            .join("crates/prometheus-operator/testdata/config/remote-write-alerting/input.yaml"),
     );
     let store = Store::from_objects(&case.secrets, &case.config_maps);
     let g = generate(&Inputs {
-        prometheus: &case.prometheus[0],
+        prometheus: &case.prometheus,
         namespaces: &[],
         service_monitors: &[],
         pod_monitors: &[],

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use e2e::bins::{self, Release};
 use e2e::harness::wait_for;
 use e2e::local_etcd::free_port;
+use prometheus_operator::reloader::testing::kubelet_write;
 use serde_json::Value;
 
 const POD_NAME: &str = "reloader-test-0";
@@ -50,30 +51,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Writes `files` into `dir` the way kubelet updates a ConfigMap or Secret volume: a new
-/// timestamped folder, the `..data` symlink swapped to it with a rename, and every visible
-/// name a symlink through `..data`.
-fn kubelet_write(dir: &Path, generation: u32, files: &[(&str, Vec<u8>)]) {
-    let folder = format!("..2025_01_01_00_00_0{generation}");
-    std::fs::create_dir_all(dir.join(&folder)).unwrap();
-    for (name, content) in files {
-        std::fs::write(dir.join(&folder).join(name), content).unwrap();
-    }
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&folder, &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    for (name, _) in files {
-        let link = dir.join(name);
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
-        }
-    }
-    if generation > 0 {
-        std::fs::remove_dir_all(dir.join(format!("..2025_01_01_00_00_0{}", generation - 1))).unwrap();
     }
 }
 
@@ -204,8 +181,9 @@ async fn reloader_against(release: Release, method: Method) {
             "prometheus.yaml.gz",
             gzip(&config("one", &rules_dir, &reloader_addr, false)),
         )],
-    );
-    kubelet_write(&rules_dir, 0, &[("rules.yaml", rules("steward:test_one:sum"))]);
+    )
+    .unwrap();
+    kubelet_write(&rules_dir, 0, &[("rules.yaml", rules("steward:test_one:sum"))]).unwrap();
 
     let reloader_cmd = |once: bool| {
         let mut cmd = Command::new(&operator);
@@ -290,8 +268,9 @@ async fn reloader_against(release: Release, method: Method) {
             "prometheus.yaml.gz",
             gzip(&config("two", &rules_dir, &reloader_addr, true)),
         )],
-    );
-    kubelet_write(&rules_dir, 1, &[("rules.yaml", rules("steward:test_two:sum"))]);
+    )
+    .unwrap();
+    kubelet_write(&rules_dir, 1, &[("rules.yaml", rules("steward:test_two:sum"))]).unwrap();
     wait!("the changed config and rule", async {
         let yaml = config_yaml(&http, &base).await;
         yaml.contains("generation: two")
@@ -314,7 +293,7 @@ async fn reloader_against(release: Release, method: Method) {
     let rejected = r#"steward_reloader_reload_failures_total{reason="rejected"}"#;
     assert_eq!(metric(&http, &reloader_metrics, rejected).await, Some(0.0));
     let broken = config("three", &rules_dir, &reloader_addr, true).replace("5s", "banana");
-    kubelet_write(&config_dir, 2, &[("prometheus.yaml.gz", gzip(&broken))]);
+    kubelet_write(&config_dir, 2, &[("prometheus.yaml.gz", gzip(&broken))]).unwrap();
     wait!("the rejected reload counted", async {
         metric(&http, &reloader_metrics, rejected)
             .await
@@ -352,7 +331,8 @@ async fn reloader_against(release: Release, method: Method) {
             "prometheus.yaml.gz",
             gzip(&config("four", &rules_dir, &reloader_addr, true)),
         )],
-    );
+    )
+    .unwrap();
     wait!("the fixed config", async {
         config_yaml(&http, &base).await.contains("generation: four")
             && runtime_info(&http, &base).await["reloadConfigSuccess"] == true

@@ -413,6 +413,72 @@ impl Applier {
         Ok(report)
     }
 
+    /// Server-side applies `desired` as it is, with no owner reference or labels added and
+    /// nothing pruned: for objects no single owner can control (in another namespace,
+    /// cluster-scoped, or shared by several owners). Callers check ownership themselves.
+    pub async fn apply_unowned(&self, desired: &Desired) -> Result<(), ApplyError> {
+        let name = desired
+            .object
+            .metadata
+            .name
+            .clone()
+            .ok_or_else(|| ApplyError::MissingName {
+                kind: desired.kind.resource.kind.clone(),
+            })?;
+        let ns = desired.object.metadata.namespace.as_deref();
+        self.api(&desired.kind, ns, ns)
+            .patch(
+                &name,
+                &PatchParams::apply(&self.field_manager).force(),
+                &Patch::Apply(&desired.object),
+            )
+            .await
+            .map_err(|source| ApplyError::Api {
+                verb: "apply",
+                kind: desired.kind.resource.kind.clone(),
+                name,
+                source: Box::new(source),
+            })?;
+        Ok(())
+    }
+
+    /// Deletes one object written with [`Applier::apply_unowned`]; one already gone is fine.
+    pub async fn delete_unowned(
+        &self,
+        kind: &OwnedKind,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(), ApplyError> {
+        match self
+            .api(kind, ns, ns)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(source) => Err(ApplyError::Api {
+                verb: "delete",
+                kind: kind.resource.kind.clone(),
+                name: name.to_string(),
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// [`apply_status`] of a namespaced `obj` as this applier's field manager.
+    pub async fn apply_status<K, S>(&self, obj: &K, status: &S) -> Result<(), kube::Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        S: Serialize,
+    {
+        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
+        apply_status(&api, obj, &self.field_manager, status).await
+    }
+
     /// The object as it is now: from the cache when it holds it, otherwise from the API
     /// (an object missing from the cache may still exist without our label).
     async fn live(

@@ -226,20 +226,52 @@ where
     L: FnOnce(ControllerRuntime) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let name = info.name;
-    let fail = |msg: String| {
-        eprintln!("{name}: error: {msg}");
-        std::process::ExitCode::FAILURE
+    let process = Process {
+        name: info.name,
+        log_format: args.log_format,
+        log_level: args.log_level.clone(),
+        worker_threads: None,
     };
-    if let Err(e) = crate::telemetry::init(args.log_format, &args.log_level) {
-        return fail(format!("{e:#}"));
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
-    };
-    match runtime.block_on(run(info, args, metrics, launch)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => fail(format!("{e:#}")),
+    process.main(run(info, args, metrics, launch))
+}
+
+/// How a process of an operator binary starts: [`main`] for the operator itself, and the same
+/// for other subcommands (a sidecar) that are not controllers.
+#[derive(Clone, Debug)]
+pub struct Process {
+    /// Binary name, the prefix of the error line.
+    pub name: &'static str,
+    /// Log output format.
+    pub log_format: crate::cli::LogFormat,
+    /// Log filter in tracing's EnvFilter syntax.
+    pub log_level: String,
+    /// Worker threads of the async runtime (`None`: one per core).
+    pub worker_threads: Option<usize>,
+}
+
+impl Process {
+    /// Sets up logging and the async runtime, runs `work` to completion, and turns an error
+    /// into one line on stderr and a failing exit code.
+    pub fn main(self, work: impl Future<Output = anyhow::Result<()>>) -> std::process::ExitCode {
+        let name = self.name;
+        let fail = |msg: String| {
+            eprintln!("{name}: error: {msg}");
+            std::process::ExitCode::FAILURE
+        };
+        if let Err(e) = crate::telemetry::init(self.log_format, &self.log_level) {
+            return fail(format!("{e:#}"));
+        }
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = self.worker_threads {
+            builder.worker_threads(n);
+        }
+        let runtime = match builder.enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+        };
+        match runtime.block_on(work) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => fail(format!("{e:#}")),
+        }
     }
 }

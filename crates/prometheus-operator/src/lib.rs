@@ -7,6 +7,8 @@ pub mod crd;
 pub mod discovery;
 pub mod reloader;
 pub mod resources;
+#[cfg(test)]
+mod testing;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.
 pub const OPERATOR_NAME: &str = "prometheus-operator";

@@ -622,14 +622,7 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("testdata/resources")
             .join(name);
-        let text = serde_yaml_ng::to_string(actual).unwrap();
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &text).unwrap();
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
-        pretty_assertions::assert_eq!(want, text, "{name}");
+        crate::testing::assert_golden(&path, &serde_yaml_ng::to_string(actual).unwrap());
     }
 
     #[test]
