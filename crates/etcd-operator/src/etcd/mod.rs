@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, MemberAddOptions, TlsOptions};
 
+// The material is made by the pure `tls` module; it is re-exported for clients of this one.
+pub use crate::tls::ClientTls;
+
 /// Failure talking to etcd.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -74,17 +77,6 @@ impl EtcdError {
         };
         format!("cannot reach etcd ({kind}): {chain}")
     }
-}
-
-/// Client certificate material (PEM).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientTls {
-    /// CA that signed the servers' certificates.
-    pub ca: String,
-    /// Client certificate.
-    pub cert: String,
-    /// Client key.
-    pub key: String,
 }
 
 /// A member as the cluster lists it.
