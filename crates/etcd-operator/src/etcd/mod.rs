@@ -109,10 +109,6 @@ pub struct MemberStatus {
     pub leader: u64,
     /// Raft index.
     pub raft_index: u64,
-    /// Whether it is a learner.
-    pub is_learner: bool,
-    /// Alarms and errors it reports.
-    pub errors: Vec<String>,
 }
 
 /// How long one member's defragmentation may take before the call gives up.
@@ -230,8 +226,6 @@ impl EtcdApi {
             db_size_in_use: s.raft_used_db_size(),
             leader: s.leader(),
             raft_index: s.raft_index(),
-            is_learner: s.is_learner(),
-            errors: s.errors().to_vec(),
         })
     }
 
