@@ -83,6 +83,34 @@ fn changes_something(step: &Step) -> bool {
     )
 }
 
+/// What a step did to one member: the change it counts in the metrics, if any, and the
+/// Normal Event that names the member's pod.
+struct MemberChange<'a> {
+    member: &'a str,
+    op: Option<&'static str>,
+    reason: &'static str,
+    action: &'static str,
+    note: String,
+}
+
+impl<'a> MemberChange<'a> {
+    fn new(
+        member: &'a str,
+        op: Option<&'static str>,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+    ) -> Self {
+        MemberChange {
+            member,
+            op,
+            reason,
+            action,
+            note,
+        }
+    }
+}
+
 async fn execute(
     ctx: &Context,
     target: &Target<'_>,
@@ -104,61 +132,48 @@ async fn execute(
         .filter(|m| m.healthy && !m.is_learner)
         .map(|m| m.client_url.clone())
         .collect();
-    match step {
+    let change = match step {
         Step::Bootstrap { member } => {
             let seed = [(member.clone(), resources::peer_url(obj, member))];
             create_member_pod(ctx, target, member, &seed, "new").await?;
-            ctx.metrics.changed(obj, "bootstrap");
-            member_event(
-                ctx,
-                obj,
+            let note = format!("started seed member {member}");
+            Some(MemberChange::new(
                 member,
+                Some("bootstrap"),
                 "MemberAdded",
                 "Bootstrap",
-                format!("started seed member {member}"),
-            )
-            .await;
+                note,
+            ))
         }
         Step::AddMember { member } => {
             etcd.add_learner(&endpoints, &resources::peer_url(obj, member))
                 .await
                 .map_err(Error::Etcd)?;
-            ctx.metrics.changed(obj, "add");
-            member_event(
-                ctx,
-                obj,
+            let note = format!("added learner {member}");
+            Some(MemberChange::new(
                 member,
+                Some("add"),
                 "MemberAdded",
                 "Scale",
-                format!("added learner {member}"),
-            )
-            .await;
+                note,
+            ))
         }
         Step::CreatePod { member } => {
             let initial = build::joining_cluster(obj, members, member);
             create_member_pod(ctx, target, member, &initial, "existing").await?;
-            member_event(
-                ctx,
-                obj,
-                member,
-                "MemberPodCreated",
-                "Scale",
-                format!("created the pod of member {member}"),
-            )
-            .await;
+            let note = format!("created the pod of member {member}");
+            Some(MemberChange::new(member, None, "MemberPodCreated", "Scale", note))
         }
         Step::Promote { id, member } => {
             etcd.promote(&endpoints, *id).await.map_err(Error::Etcd)?;
-            ctx.metrics.changed(obj, "promote");
-            member_event(
-                ctx,
-                obj,
+            let note = format!("promoted learner {member} to voter");
+            Some(MemberChange::new(
                 member,
+                Some("promote"),
                 "MemberPromoted",
                 "Scale",
-                format!("promoted learner {member} to voter"),
-            )
-            .await;
+                note,
+            ))
         }
         Step::RemoveMember { id, member, reason } => {
             let via: Vec<String> = members
@@ -167,32 +182,23 @@ async fn execute(
                 .map(|m| m.client_url.clone())
                 .collect();
             etcd.remove(&via, *id).await.map_err(Error::Etcd)?;
-            ctx.metrics.changed(obj, "remove");
             let why = match reason {
                 RemoveReason::ScaleDown => "scaling down",
                 RemoveReason::Replace => "replacing a failed member",
             };
-            member_event(
-                ctx,
-                obj,
+            let note = format!("removed member {member} ({why})");
+            Some(MemberChange::new(
                 member,
+                Some("remove"),
                 "MemberRemoved",
                 "Scale",
-                format!("removed member {member} ({why})"),
-            )
-            .await;
+                note,
+            ))
         }
         Step::DeletePod { member } => {
             delete_member(ctx, target, member).await?;
-            member_event(
-                ctx,
-                obj,
-                member,
-                "MemberPodDeleted",
-                "Scale",
-                format!("deleted the pod of removed member {member}"),
-            )
-            .await;
+            let note = format!("deleted the pod of removed member {member}");
+            Some(MemberChange::new(member, None, "MemberPodDeleted", "Scale", note))
         }
         Step::UpgradeMember { member, from } => {
             if pods.iter().any(|p| p.name_any() == *member) {
@@ -201,22 +207,28 @@ async fn execute(
                     .await
                     .map_err(Error::kube("delete", "Pod", format!("{}/{member}", target.ns)))?;
             }
-            ctx.metrics.changed(obj, "upgrade");
-            member_event(
-                ctx,
-                obj,
+            let note = format!("restarting {member} from {from} at {}", obj.spec.version);
+            Some(MemberChange::new(
                 member,
+                Some("upgrade"),
                 "MemberUpgrading",
                 "Upgrade",
-                format!("restarting {member} from {from} at {}", obj.spec.version),
-            )
-            .await;
+                note,
+            ))
         }
-        Step::Defrag { id, member } => {
-            if let Some(m) = members.iter().find(|m| m.id == *id) {
-                defragment(ctx, obj, etcd, m, member).await?;
+        Step::Defrag { id, member } => match members.iter().find(|m| m.id == *id) {
+            Some(m) => {
+                let note = defragment(etcd, m, member).await?;
+                Some(MemberChange::new(
+                    member,
+                    Some("defrag"),
+                    "MemberDefragmented",
+                    "Defragment",
+                    note,
+                ))
             }
-        }
+            None => None,
+        },
         Step::MoveLeader { from, to } => {
             let leader_url = members
                 .iter()
@@ -224,66 +236,57 @@ async fn execute(
                 .map(|m| m.client_url.clone())
                 .unwrap_or_default();
             etcd.move_leader(&leader_url, *to).await.map_err(Error::Etcd)?;
-            ctx.recorder
-                .normal(
-                    obj,
-                    "LeaderMoved",
-                    "Upgrade",
-                    format!("moved leadership to {}", crate::etcd::hex_id(*to)),
-                )
-                .await;
+            let note = format!("moved leadership to {}", crate::etcd::hex_id(*to));
+            ctx.recorder.normal(obj, "LeaderMoved", "Upgrade", note).await;
+            None
         }
         Step::QuorumLost { reason } => {
             ctx.recorder
                 .warning(obj, "QuorumLost", "Observe", reason.clone())
                 .await;
+            None
         }
         Step::UpgradeBlocked { reason } => {
             ctx.recorder
                 .warning(obj, "UpgradeBlocked", "Upgrade", reason.clone())
                 .await;
+            None
         }
         Step::Unreachable { reason } => {
             ctx.recorder
                 .warning(obj, "EtcdUnreachable", "Observe", reason.clone())
                 .await;
+            None
         }
-        Step::Nothing | Step::Paused | Step::Wait { .. } => {}
+        Step::Nothing | Step::Paused | Step::Wait { .. } => None,
+    };
+    if let Some(change) = change {
+        if let Some(op) = change.op {
+            ctx.metrics.changed(obj, op);
+        }
+        member_event(ctx, obj, &change).await;
     }
     Ok(())
 }
 
-/// A Normal Event on `obj` that also names member pod `member`; best effort.
-async fn member_event(
-    ctx: &Context,
-    obj: &EtcdCluster,
-    member: &str,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
+/// The Normal Event of `change` on `obj`, naming the member's pod as the related object; best
+/// effort.
+async fn member_event(ctx: &Context, obj: &EtcdCluster, change: &MemberChange<'_>) {
     let related = ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
-        name: Some(member.to_string()),
+        name: Some(change.member.to_string()),
         namespace: obj.namespace(),
         ..Default::default()
     };
     ctx.recorder
-        .normal_related(obj, related, reason, action, note)
+        .normal_related(obj, related, change.reason, change.action, change.note.clone())
         .await;
 }
 
-/// Defragments member `m` and reports the backend size before and after.
-async fn defragment(
-    ctx: &Context,
-    obj: &EtcdCluster,
-    etcd: &EtcdApi,
-    m: &MemberView,
-    member: &str,
-) -> Result<(), Error> {
+/// Defragments member `m`; the Event note reports its backend size before and after.
+async fn defragment(etcd: &EtcdApi, m: &MemberView, member: &str) -> Result<String, Error> {
     etcd.defragment(&m.client_url).await.map_err(Error::Etcd)?;
-    ctx.metrics.changed(obj, "defrag");
     let before = m
         .db_size
         .map(|(size, in_use)| format!("; database {size} bytes, {in_use} in use before"))
@@ -293,16 +296,7 @@ async fn defragment(
         .await
         .map(|s| format!(", {} bytes after", s.db_size))
         .unwrap_or_default();
-    member_event(
-        ctx,
-        obj,
-        member,
-        "MemberDefragmented",
-        "Defragment",
-        format!("defragmented member {member}{before}{after}"),
-    )
-    .await;
-    Ok(())
+    Ok(format!("defragmented member {member}{before}{after}"))
 }
 
 /// Creates the pod (and claim) of `member`, unless a pod or claim of that name is not ours:
