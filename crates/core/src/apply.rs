@@ -516,7 +516,7 @@ impl Applier {
 }
 
 /// Who controls `live` when it is not the owner with UID `owner_uid`; `None` when it is ours.
-pub fn foreign_holder(live: &DynamicObject, owner_uid: &str) -> Option<String> {
+pub fn foreign_holder<K: Resource>(live: &K, owner_uid: &str) -> Option<String> {
     let controller = live
         .owner_references()
         .iter()

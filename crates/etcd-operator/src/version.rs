@@ -1,4 +1,5 @@
-//! etcd versions: parsing and ordering, shared by the pure planner and the controller.
+//! etcd versions: parsing and ordering, a domain type shared by the pure planner and the
+//! controller (so the planner imports nothing from the controller).
 
 /// A `major.minor.patch` etcd version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,6 +39,14 @@ mod tests {
     fn parses_and_prints() {
         let v = Version::parse("v3.5.16");
         assert_eq!(v.map(|v| v.to_string()).as_deref(), Some("3.5.16"));
+        assert_eq!(
+            Version::parse("v3.4.23"),
+            Some(Version {
+                major: 3,
+                minor: 4,
+                patch: 23
+            })
+        );
         assert_eq!(Version::parse("3.5"), None);
         assert_eq!(Version::parse("3.5.16.1"), None);
         assert!(Version::parse("3.4.23") < Version::parse("3.5.0"));

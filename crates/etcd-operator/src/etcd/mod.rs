@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, MemberAddOptions, TlsOptions};
 
+// The material is made by the pure `tls` module; it is re-exported for clients of this one.
+pub use crate::tls::ClientTls;
+
 /// Failure talking to etcd.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -76,17 +79,6 @@ impl EtcdError {
     }
 }
 
-/// Client certificate material (PEM).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientTls {
-    /// CA that signed the servers' certificates.
-    pub ca: String,
-    /// Client certificate.
-    pub cert: String,
-    /// Client key.
-    pub key: String,
-}
-
 /// A member as the cluster lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberInfo {
@@ -117,10 +109,6 @@ pub struct MemberStatus {
     pub leader: u64,
     /// Raft index.
     pub raft_index: u64,
-    /// Whether it is a learner.
-    pub is_learner: bool,
-    /// Alarms and errors it reports.
-    pub errors: Vec<String>,
 }
 
 /// How long one member's defragmentation may take before the call gives up.
@@ -238,8 +226,6 @@ impl EtcdApi {
             db_size_in_use: s.raft_used_db_size(),
             leader: s.leader(),
             raft_index: s.raft_index(),
-            is_learner: s.is_learner(),
-            errors: s.errors().to_vec(),
         })
     }
 

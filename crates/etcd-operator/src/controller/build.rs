@@ -1,0 +1,230 @@
+//! Build (pure): the children every cluster has, the planner's input, and the pod and claim
+//! of a member that a step starts.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use steward_core::apply::{ApplyError, Desired, OwnedKind};
+
+use super::observe::{MemberView, Observation};
+use super::unix_seconds;
+use super::validate::{certificate_validity, member_failure_timeout};
+use crate::crd::{EtcdCluster, ReclaimPolicy};
+use crate::plan::{DefragObs, MemberObs, Observed, PodObs, StorageKind};
+use crate::resources;
+use crate::tls::{TlsError, TlsSecrets};
+use crate::version::Version;
+
+/// Stands in for a version nobody states (a pod image without one); below every real one.
+const UNKNOWN_VERSION: Version = Version {
+    major: 0,
+    minor: 0,
+    patch: 0,
+};
+
+/// The children every cluster has, whatever the step: both Services, the PDB and (mode
+/// auto) the TLS Secrets. Member pods and claims are the steps' business.
+pub(super) struct DesiredChildren {
+    client_service: Service,
+    peer_service: Service,
+    pdb: PodDisruptionBudget,
+    tls_secrets: Vec<Secret>,
+}
+
+impl DesiredChildren {
+    /// Every kind among them: objects of these kinds that we own and no longer want are pruned.
+    pub fn kinds() -> [OwnedKind; 3] {
+        [
+            OwnedKind::namespaced::<Service>(),
+            OwnedKind::namespaced::<PodDisruptionBudget>(),
+            OwnedKind::namespaced::<Secret>(),
+        ]
+    }
+
+    /// The objects in the applier's form.
+    pub fn into_desired(self) -> Result<Vec<Desired>, ApplyError> {
+        let mut desired = vec![
+            Desired::namespaced(&self.client_service)?,
+            Desired::namespaced(&self.peer_service)?,
+            Desired::namespaced(&self.pdb)?,
+        ];
+        for secret in &self.tls_secrets {
+            desired.push(Desired::namespaced(secret)?);
+        }
+        Ok(desired)
+    }
+}
+
+/// The children `obj` always has, with the TLS Secrets decided by [`tls_secrets`].
+pub(super) fn children(obj: &EtcdCluster, tls_secrets: &[Secret]) -> DesiredChildren {
+    DesiredChildren {
+        client_service: resources::client_service(obj),
+        peer_service: resources::peer_service(obj),
+        pdb: resources::pod_disruption_budget(obj),
+        tls_secrets: tls_secrets.to_vec(),
+    }
+}
+
+/// What the TLS Secrets of `obj` (mode auto) should hold at `now`, given the `existing` ones.
+pub(super) fn tls_secrets(
+    obj: &EtcdCluster,
+    existing: &BTreeMap<String, Secret>,
+    now: i64,
+) -> Result<TlsSecrets, TlsError> {
+    let ca_validity = crate::tls::ca_validity(&obj.spec.tls).unwrap_or(crate::tls::CA_VALIDITY_SECS);
+    crate::tls::desired_secrets(obj, existing, now, certificate_validity(&obj.spec), ca_validity)
+}
+
+/// Everything the planner looks at: the spec, what was `seen`, the time and a name to use if
+/// the step adds a member.
+pub(super) fn planner_input(obj: &EtcdCluster, seen: &Observation, now: i64, fresh_name: String) -> Observed {
+    let spec = &obj.spec;
+    Observed {
+        size: spec.size.max(0) as usize,
+        version: Version::parse(&spec.version).unwrap_or(UNKNOWN_VERSION),
+        paused: spec.paused,
+        storage: if spec.storage.empty_dir.is_some() {
+            StorageKind::Ephemeral
+        } else {
+            StorageKind::Persistent
+        },
+        member_failure_timeout: member_failure_timeout(spec),
+        now,
+        pods: seen.pods.iter().map(pod_obs).collect(),
+        volumes: seen
+            .pvcs
+            .iter()
+            .filter_map(|c| c.labels().get(resources::MEMBER_LABEL).cloned())
+            .collect(),
+        known: known_members(obj, &seen.pvcs),
+        members: seen
+            .members
+            .as_ref()
+            .map(|ms| ms.iter().map(member_obs).collect()),
+        leader: seen.leader,
+        fresh_name,
+        defrag: defrag_obs(obj, now),
+        unreachable: seen.unreachable.clone(),
+    }
+}
+
+/// A member pod as the planner sees it: its version is its image's tag.
+fn pod_obs(p: &Pod) -> PodObs {
+    PodObs {
+        name: p.name_any(),
+        version: p
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.as_deref())
+            .and_then(|i| i.rsplit(':').next())
+            .and_then(Version::parse)
+            .unwrap_or(UNKNOWN_VERSION),
+        terminating: p.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+fn member_obs(m: &MemberView) -> MemberObs {
+    MemberObs {
+        id: m.id,
+        name: m.name.clone(),
+        started: m.started,
+        is_learner: m.is_learner,
+        healthy: m.healthy,
+        unhealthy_since: m.unhealthy_since.as_deref().and_then(unix_seconds),
+        version: m.version,
+        db_size: m.db_size,
+        raft_index: m.raft_index,
+        last_defrag: m.last_defrag.as_deref().and_then(unix_seconds),
+    }
+}
+
+/// `spec.maintenance.defrag` when it names a schedule; windows count from the cluster's
+/// creation (or `now` for an object that does not say).
+fn defrag_obs(obj: &EtcdCluster, now: i64) -> Option<DefragObs> {
+    let d = obj.spec.maintenance.as_ref()?.defrag.as_ref()?;
+    Some(DefragObs {
+        schedule: d.schedule.clone()?,
+        threshold_percent: i64::from(d.db_size_threshold_percent.unwrap_or(0)),
+        created: obj
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(now, |t| t.0.as_second()),
+    })
+}
+
+/// The members the cluster had, without asking etcd: `status.members` and the member PVCs
+/// carrying the cluster's labels, in that order, without duplicates.
+fn known_members(obj: &EtcdCluster, pvcs: &[PersistentVolumeClaim]) -> Vec<String> {
+    let mut known: Vec<String> = obj
+        .status
+        .iter()
+        .flat_map(|s| s.members.iter().map(|m| m.name.clone()))
+        .collect();
+    for name in pvcs
+        .iter()
+        .filter_map(|c| c.labels().get(resources::MEMBER_LABEL))
+    {
+        if !known.contains(name) {
+            known.push(name.clone());
+        }
+    }
+    known
+}
+
+/// `--initial-cluster` of a pod for `member` joining a cluster: every member etcd reports (or,
+/// when none answered, the last known ones) and itself. A member with data ignores it; one
+/// that never started needs it.
+pub(super) fn joining_cluster(
+    obj: &EtcdCluster,
+    members: &[MemberView],
+    member: &str,
+) -> Vec<(String, String)> {
+    let mut names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+    if names.is_empty() {
+        names = obj
+            .status
+            .iter()
+            .flat_map(|s| s.members.iter().map(|m| m.name.clone()))
+            .collect();
+    }
+    if !names.iter().any(|n| n == member) {
+        names.push(member.to_string());
+    }
+    names
+        .iter()
+        .map(|n| (n.clone(), resources::peer_url(obj, n)))
+        .collect()
+}
+
+/// The pod of a member a step starts and, with persistent storage, its data claim.
+pub(super) struct MemberObjects {
+    pub pod: Pod,
+    pub claim: Option<PersistentVolumeClaim>,
+}
+
+/// The objects of `member`, controlled by `owner`, started with `initial` as
+/// `--initial-cluster` and `state` as `--initial-cluster-state`.
+pub(super) fn member_objects(
+    obj: &EtcdCluster,
+    owner: OwnerReference,
+    member: &str,
+    initial: &[(String, String)],
+    state: &str,
+) -> MemberObjects {
+    let claim = obj.spec.storage.empty_dir.is_none().then(|| {
+        let mut pvc = resources::member_pvc(obj, member);
+        // With reclaimPolicy Delete the claims go with the cluster; with Retain they stay.
+        if obj.spec.storage.reclaim_policy == ReclaimPolicy::Delete {
+            pvc.metadata.owner_references = Some(vec![owner.clone()]);
+        }
+        pvc
+    });
+    let mut pod = resources::member_pod(obj, member, initial, state);
+    pod.metadata.owner_references = Some(vec![owner]);
+    MemberObjects { pod, claim }
+}

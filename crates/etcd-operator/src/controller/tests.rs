@@ -1,0 +1,324 @@
+//! Tests of the controller's pure parts.
+
+use super::execute::gone_or_deleted;
+use super::*;
+use crate::crd::{EtcdClusterSpec, EtcdClusterStatus, TlsMode};
+use crate::crd::{EtcdStorage, EtcdTls, EtcdTlsSecrets};
+use crate::plan::Step;
+use crate::resources;
+use crate::version::Version;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+fn spec(version: &str) -> EtcdClusterSpec {
+    EtcdClusterSpec {
+        size: 3,
+        version: version.to_string(),
+        repository: crate::crd::DEFAULT_REPOSITORY.to_string(),
+        paused: false,
+        storage: EtcdStorage::default(),
+        pod_template: None,
+        tls: EtcdTls::default(),
+        options: None,
+        member_failure_timeout: "2m".to_string(),
+        maintenance: None,
+    }
+}
+
+#[test]
+fn a_trimmed_member_pod_keeps_its_image() {
+    let mut obj = crate::crd::EtcdCluster::new("c", spec("3.5.16"));
+    obj.metadata.namespace = Some("ns".into());
+    let pod = resources::member_pod(&obj, "c-abcde", &[], "new");
+    let mut o: kube::api::DynamicObject =
+        serde_json::from_value(serde_json::to_value(&pod).unwrap()).unwrap();
+    pod_images_only(&mut o);
+    let back: Pod = o.try_parse().unwrap();
+    assert_eq!(back.metadata.name.as_deref(), Some("c-abcde"));
+    let image = back.spec.unwrap().containers[0].image.clone().unwrap_or_default();
+    assert!(image.ends_with(":v3.5.16"), "{image}");
+    assert!(back.status.is_none());
+}
+
+#[test]
+fn only_not_found_counts_as_deleted() {
+    let api = |code: u16| -> Result<(), kube::Error> {
+        Err(kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            ..Default::default()
+        })))
+    };
+    assert!(gone_or_deleted(Ok::<_, kube::Error>(())).is_ok());
+    assert!(gone_or_deleted(api(404)).is_ok());
+    for code in [403, 409, 422, 500] {
+        assert!(gone_or_deleted(api(code)).is_err(), "{code}");
+    }
+}
+
+#[test]
+fn validation() {
+    assert!(validate(&spec("3.5.16")).is_empty());
+    assert_eq!(
+        validate(&spec("3.3.9")),
+        vec!["spec.version 3.3.9 is too old: etcd 3.4 or newer is required"]
+    );
+    let mut s = spec("3.5.16");
+    s.tls = EtcdTls {
+        mode: TlsMode::Secrets,
+        secrets: None,
+        certificate_validity: None,
+        ca_validity: None,
+    };
+    assert_eq!(validate(&s).len(), 1);
+    s.tls.secrets = Some(EtcdTlsSecrets {
+        server: "a".into(),
+        peer: String::new(),
+        client: "c".into(),
+        peer_allowed_cn: None,
+    });
+    assert_eq!(validate(&s), vec!["spec.tls.secrets.peer must name a Secret"]);
+    let mut s = spec("3.5.16");
+    s.tls.certificate_validity = Some("10s".into());
+    assert_eq!(
+        validate(&s),
+        vec!["spec.tls.certificateValidity 10s is too short: at least 30s"]
+    );
+    s.tls.certificate_validity = Some("1h".into());
+    assert!(validate(&s).is_empty());
+    // Durations that pass the CRD pattern but are absurd are a problem, not a panic.
+    s.member_failure_timeout = "9999999h".into();
+    s.tls.certificate_validity = Some("9999999h".into());
+    assert_eq!(
+        validate(&s),
+        vec![
+            "spec.memberFailureTimeout: duration \"9999999h\" is longer than 100 years",
+            "spec.tls.certificateValidity: duration \"9999999h\" is longer than 100 years"
+        ]
+    );
+    s.member_failure_timeout = "2m".into();
+    s.tls.certificate_validity = Some("1h".into());
+    s.maintenance = Some(crate::crd::EtcdMaintenance {
+        defrag: Some(crate::crd::DefragPolicy {
+            schedule: Some("0 3 * * *".into()),
+            db_size_threshold_percent: Some(20),
+        }),
+    });
+    assert!(validate(&s).is_empty());
+    // A bad schedule is not a blocking problem: it only switches defragmentation off.
+    if let Some(d) = s.maintenance.as_mut().and_then(|m| m.defrag.as_mut()) {
+        d.schedule = Some("0 0 3 * * *".into());
+    }
+    assert!(validate(&s).is_empty());
+}
+
+#[test]
+fn maintenance_condition_reports_the_schedule() {
+    let condition = |schedule: Option<&str>| {
+        let mut s = spec("3.5.16");
+        s.maintenance = schedule.map(|sch| crate::crd::EtcdMaintenance {
+            defrag: Some(crate::crd::DefragPolicy {
+                schedule: Some(sch.into()),
+                db_size_threshold_percent: None,
+            }),
+        });
+        let obj = EtcdCluster::new("main", s);
+        let st = observed_status(&obj, &[], None, &Step::Nothing, conditions::now());
+        assert!(
+            st.conditions.iter().any(|c| c.type_ == "Available"),
+            "the other conditions are still set"
+        );
+        st.conditions
+            .into_iter()
+            .find(|c| c.type_ == MAINTENANCE)
+            .map(|c| (c.status, c.reason, c.message))
+    };
+    assert_eq!(condition(None), None);
+    let ok = condition(Some("0 3 * * *")).unwrap();
+    assert_eq!((ok.0.as_str(), ok.1.as_str()), ("True", "Scheduled"));
+    let bad = condition(Some("61 * * * *")).unwrap();
+    assert_eq!((bad.0.as_str(), bad.1.as_str()), ("False", "InvalidSchedule"));
+    assert!(
+        bad.2
+            .starts_with("spec.maintenance.defrag.schedule: \"61 * * * *\" is not a 5-field cron schedule"),
+        "{}",
+        bad.2
+    );
+}
+
+#[test]
+fn defrag_status_keeps_per_member_times() {
+    let obj = EtcdCluster::new("main", spec("3.5.16"));
+    let view = |id: u64, name: &str, last: Option<&str>| MemberView {
+        id,
+        name: name.into(),
+        started: true,
+        is_learner: false,
+        healthy: true,
+        version: Version::parse("3.5.16"),
+        client_url: format!("http://{name}:2379"),
+        unhealthy_since: None,
+        db_size: Some((1000, 500)),
+        raft_index: None,
+        last_defrag: last.map(String::from),
+    };
+    let members = [
+        view(1, "a", None),
+        view(2, "b", Some("2025-01-01T13:30:05Z")),
+        view(3, "c", Some("2025-01-01T12:30:05Z")),
+    ];
+    let now = Time(Timestamp::from_second(1_735_738_220).unwrap());
+    let step = Step::Defrag {
+        id: 2,
+        member: "b".into(),
+    };
+    let st = observed_status(&obj, &members, Some(1), &step, now);
+    let times: Vec<Option<&str>> = st.members.iter().map(|m| m.last_defrag_time.as_deref()).collect();
+    assert_eq!(
+        times,
+        [None, Some("2025-01-01T13:30:05Z"), Some("2025-01-01T12:30:05Z")]
+    );
+    assert_eq!(st.last_defrag_time.as_deref(), Some("2025-01-01T13:30:05Z"));
+    let c = conditions::find(&st.conditions, "Progressing").unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Defragmenting"));
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+    // The cluster-wide time survives members that are gone.
+    let mut obj = obj;
+    obj.status = Some(EtcdClusterStatus {
+        last_defrag_time: Some("2025-01-01T14:00:00Z".into()),
+        ..Default::default()
+    });
+    let st = observed_status(
+        &obj,
+        &members,
+        Some(1),
+        &Step::Nothing,
+        Time(Timestamp::from_second(1_735_738_220).unwrap()),
+    );
+    assert_eq!(st.last_defrag_time.as_deref(), Some("2025-01-01T14:00:00Z"));
+}
+
+#[test]
+fn status_reports_generation_selector_and_problems() {
+    let mut obj = EtcdCluster::new("main", spec("3.3.0"));
+    obj.metadata.generation = Some(4);
+    let now = Time(Timestamp::from_second(1_000).unwrap());
+    let st = desired_status(&obj, &validate(&obj.spec), now.clone());
+    assert_eq!(st.observed_generation, Some(4));
+    assert_eq!(st.selector.as_deref(), Some(member_selector("main").as_str()));
+    let c = conditions::find(&st.conditions, "Progressing").unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "InvalidSpec"));
+    obj.status = Some(st.clone());
+    // Same input later: unchanged status, so no write happens.
+    let later = Time(Timestamp::from_second(2_000).unwrap());
+    assert_eq!(desired_status(&obj, &validate(&obj.spec), later), st);
+}
+
+#[test]
+fn next_reconcile_comes_back_for_the_next_deadline() {
+    let now = 1_000_000;
+    let after = |step: &Step, unhealthy_for: Option<i64>| {
+        let status = EtcdClusterStatus {
+            members: vec![crate::crd::EtcdMemberStatus {
+                name: "main-a".into(),
+                unhealthy_since: unhealthy_for
+                    .map(|s| rfc3339(&Time(Timestamp::from_second(now - s).unwrap()))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        status::next_reconcile(&spec("3.5.16"), step, &[], &status, now)
+    };
+    let secs = |s| Action::requeue(Duration::from_secs(s));
+    assert_eq!(after(&Step::Nothing, None), secs(5));
+    assert_eq!(after(&Step::Wait { reason: "x".into() }, None), secs(5));
+    assert_eq!(
+        after(
+            &Step::AddMember {
+                member: "main-b".into()
+            },
+            None
+        ),
+        secs(1)
+    );
+    // memberFailureTimeout is 2m: 118 s unhealthy leaves 2 s (plus one to be past it).
+    assert_eq!(after(&Step::Nothing, Some(118)), secs(3));
+    assert_eq!(after(&Step::Nothing, Some(60)), secs(5));
+}
+
+/// Cluster `main` in `db` whose status lists one member.
+fn cluster_knowing(member: &str) -> EtcdCluster {
+    let mut obj = EtcdCluster::new("main", spec("3.5.16"));
+    obj.metadata.namespace = Some("db".into());
+    obj.status = Some(EtcdClusterStatus {
+        members: vec![crate::crd::EtcdMemberStatus {
+            name: member.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    obj
+}
+
+#[test]
+fn planner_input_reads_pods_claims_and_status() {
+    let obj = cluster_knowing("main-a");
+    let seen = observe::Observation {
+        pods: vec![resources::member_pod(&obj, "main-a", &[], "new")],
+        pvcs: vec![
+            resources::member_pvc(&obj, "main-a"),
+            resources::member_pvc(&obj, "main-b"),
+        ],
+        members: None,
+        leader: None,
+        unreachable: Some("refused".into()),
+    };
+    let o = build::planner_input(&obj, &seen, 42, "main-fresh".into());
+    assert_eq!(o.size, 3);
+    assert_eq!(o.version, Version::parse("3.5.16").unwrap());
+    assert_eq!(o.storage, crate::plan::StorageKind::Persistent);
+    assert_eq!(o.member_failure_timeout, Duration::from_secs(120));
+    assert_eq!(o.pods.len(), 1);
+    assert_eq!(
+        (o.pods[0].name.as_str(), o.pods[0].version),
+        ("main-a", o.version)
+    );
+    assert_eq!(o.volumes, ["main-a", "main-b"]);
+    assert_eq!(
+        o.known,
+        ["main-a", "main-b"],
+        "status first, then claims, no duplicates"
+    );
+    assert_eq!(o.members, None);
+    assert_eq!(o.unreachable.as_deref(), Some("refused"));
+    assert_eq!((o.now, o.fresh_name.as_str()), (42, "main-fresh"));
+}
+
+#[test]
+fn a_joining_member_names_every_member_and_itself() {
+    let obj = cluster_knowing("main-a");
+    let names = |members: &[MemberView]| -> Vec<String> {
+        build::joining_cluster(&obj, members, "main-c")
+            .into_iter()
+            .map(|(name, url)| {
+                assert_eq!(url, resources::peer_url(&obj, &name));
+                name
+            })
+            .collect()
+    };
+    // Nobody answered: the members the status knows.
+    assert_eq!(names(&[]), ["main-a", "main-c"]);
+    let view = MemberView {
+        id: 2,
+        name: "main-b".into(),
+        started: true,
+        is_learner: false,
+        healthy: true,
+        version: None,
+        client_url: String::new(),
+        unhealthy_since: None,
+        db_size: None,
+        raft_index: None,
+        last_defrag: None,
+    };
+    assert_eq!(names(std::slice::from_ref(&view)), ["main-b", "main-c"]);
+}
