@@ -103,12 +103,22 @@ pub fn client_service(cluster: &EtcdCluster) -> Service {
         metadata: meta(cluster, cluster.name_any(), "client"),
         spec: Some(ServiceSpec {
             selector: Some(member_selector(cluster)),
-            ports: Some(vec![ServicePort {
-                name: Some("client".into()),
-                port: CLIENT_PORT,
-                target_port: Some(IntOrString::Int(CLIENT_PORT)),
-                ..Default::default()
-            }]),
+            // Metrics on plain HTTP beside the client port, for a ServiceMonitor; the member
+            // pods name the same port `metrics`.
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("client".into()),
+                    port: CLIENT_PORT,
+                    target_port: Some(IntOrString::Int(CLIENT_PORT)),
+                    ..Default::default()
+                },
+                ServicePort {
+                    name: Some("metrics".into()),
+                    port: METRICS_PORT,
+                    target_port: Some(IntOrString::String("metrics".into())),
+                    ..Default::default()
+                },
+            ]),
             ..Default::default()
         }),
         ..Default::default()
