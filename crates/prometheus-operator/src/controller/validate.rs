@@ -118,6 +118,7 @@ impl Admission<'_> {
                 }
                 Err(r) => refused.push(Rejection {
                     object: config::ObjectRef {
+                        group: config::Group::Steward,
                         kind,
                         namespace: ns,
                         name,

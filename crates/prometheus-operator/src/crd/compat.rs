@@ -6,7 +6,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{PodMonitor, PrometheusRule, ScrapeConfig, ServiceMonitor, GROUP};
+use super::{GROUP, PodMonitor, PrometheusRule, ScrapeConfig, ServiceMonitor};
 
 /// API group of upstream prometheus-operator's resources.
 pub const UPSTREAM_GROUP: &str = "monitoring.coreos.com";
