@@ -60,6 +60,44 @@ async fn prometheus_ip(env: &Env) -> Option<String> {
     p.status?.pod_ip
 }
 
+fn condition_true(obj: &DynamicObject, kind: &str) -> bool {
+    obj.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+/// The job names in the configuration Prometheus runs now.
+async fn configured_jobs(ip: &str) -> Option<Vec<String>> {
+    let url = format!("http://{ip}:9090/api/v1/status/config");
+    let cfg: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+    let yaml = cfg["data"]["yaml"].as_str()?;
+    Some(
+        yaml.lines()
+            .filter_map(|l| l.trim().strip_prefix("- job_name: "))
+            .map(|j| j.trim_matches('"').to_string())
+            .collect(),
+    )
+}
+
+/// Warning Events on the upstream ServiceMonitor `name` in team-a: their reasons.
+async fn warnings_on(env: &Env, name: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), "team-a");
+    let Ok(list) = events.list(&ListParams::default()).await else {
+        return Vec::new();
+    };
+    list.items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.name.as_deref() == Some(name)
+                    && r.api_version.as_deref() == Some("monitoring.coreos.com/v1")
+            })
+        })
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
 async fn active_jobs(ip: &str) -> Vec<String> {
     let Ok(resp) = reqwest::get(format!("http://{ip}:9090/api/v1/targets")).await else {
         return Vec::new();
@@ -94,24 +132,15 @@ async fn chart_service_monitor_in_the_upstream_group_is_scraped() {
         "prometheuses",
     );
     let proms: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "team-a", &prom_ar);
-    let available = wait_for(
-        "team a's Prometheus Available",
-        Duration::from_secs(120),
-        || async {
-            proms.get("main").await.is_ok_and(|p| {
-                p.data["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Available" && c["status"] == "True")
-                })
-            })
-        },
-    )
-    .await;
-    if let Err(e) = available {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("team-a", "prometheuses,statefulsets").await
-        );
+    let available = || async {
+        proms
+            .get("main")
+            .await
+            .is_ok_and(|p| condition_true(&p, "Available"))
+    };
+    if let Err(e) = wait_for("Prometheus Available", Duration::from_secs(120), available).await {
+        let diag = env.diagnostics("team-a", "prometheuses,statefulsets").await;
+        panic!("{e}\n{diag}");
     }
 
     // The compat CRDs install as kubectl applies them, then the chart's object as it is.
@@ -165,4 +194,47 @@ async fn chart_service_monitor_in_the_upstream_group_is_scraped() {
     let smons: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "team-a", &smon_ar);
     let smon = smons.get("prometheus-operator").await.unwrap();
     assert!(smon.data["status"].is_null(), "{:?}", smon.data["status"]);
+
+    // A broken upstream object is reported with a Warning Event on it (not a status).
+    env.apply(
+        r#"apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: broken, namespace: team-a, labels: {team: "a"}}
+spec:
+  selector: {matchLabels: {app: nothing}}
+  endpoints:
+    - port: metrics
+      relabelings:
+        - {sourceLabels: [__address__], regex: "(", targetLabel: x}
+"#,
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "a Warning Event on the broken monitor",
+        Duration::from_secs(60),
+        || async {
+            warnings_on(&env, "broken")
+                .await
+                .iter()
+                .any(|r| r == "InvalidRelabeling")
+        },
+    )
+    .await
+    .unwrap();
+    assert!(smons.get("broken").await.unwrap().data["status"].is_null());
+
+    // Without the CRD the upstream monitors leave the configuration.
+    let before = configured_jobs(&ip).await.unwrap_or_default();
+    assert!(before.iter().any(|j| j == job), "{before:?}");
+    env.kubectl(&["delete", "crd", "servicemonitors.monitoring.coreos.com"])
+        .await
+        .unwrap();
+    wait_for("the upstream job gone", Duration::from_secs(60), || async {
+        configured_jobs(&ip)
+            .await
+            .is_some_and(|jobs| !jobs.iter().any(|j| j == job))
+    })
+    .await
+    .unwrap();
 }
