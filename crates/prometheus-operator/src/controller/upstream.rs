@@ -205,6 +205,11 @@ async fn watch_crds(
             },
             Err(e) => {
                 warn!(error = %e, "watching CustomResourceDefinitions failed");
+                // Never listed (no RBAC for CRDs, say): go on without upstream objects rather
+                // than hold every reconcile back; a later listing brings them in.
+                if tx.borrow().is_none() {
+                    tx.send_replace(Some(BTreeSet::new()));
+                }
                 continue;
             }
         }
@@ -408,4 +413,56 @@ fn kinds_of(kind: Kind) -> UpstreamKind {
         .into_iter()
         .find(|(_, k)| *k == kind)
         .map_or(UPSTREAM_KINDS[0], |(u, _)| u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ServiceMonitor;
+
+    #[test]
+    fn read_keeps_what_fits_and_reports_the_rest() {
+        let obj = |name: &str, spec: serde_json::Value| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "ServiceMonitor",
+                "metadata": {"name": name, "namespace": "shop"},
+                "spec": spec,
+            }))
+            .unwrap()
+        };
+        let objects = vec![
+            obj(
+                "ok",
+                serde_json::json!({"selector": {}, "endpoints": [{"port": "web"}]}),
+            ),
+            obj(
+                "extra",
+                serde_json::json!({"selector": {}, "endpoints": [{"port": "web"}], "attachMetadata": {"node": true}}),
+            ),
+            obj("bad", serde_json::json!({"selector": 1, "endpoints": []})),
+        ];
+        let (mut unsupported, mut unreadable) = (Vec::new(), Vec::new());
+        let read: Vec<ServiceMonitor> =
+            read(objects, Kind::ServiceMonitor, &mut unsupported, &mut unreadable);
+        assert_eq!(read.len(), 2);
+        assert_eq!(unsupported.len(), 1);
+        assert_eq!(unsupported[0].0.name, "extra");
+        assert_eq!(unsupported[0].0.group, Group::Upstream);
+        assert_eq!(unsupported[0].1, ["spec.attachMetadata"]);
+        assert_eq!(unreadable.len(), 1);
+        assert_eq!(unreadable[0].object.name, "bad");
+        assert_eq!(unreadable[0].reason, Reason::InvalidField);
+    }
+
+    #[test]
+    fn kinds_match_the_crds() {
+        for (u, kind) in kinds() {
+            assert_eq!(u.kind, kind.as_str());
+            assert_eq!(
+                api_resource(&u).api_version,
+                format!("monitoring.coreos.com/{}", u.version)
+            );
+        }
+    }
 }
