@@ -46,10 +46,10 @@ demo-up: ## The demo in the background (kubeconfig: .demo/kubeconfig)
 demo-down: ## Stop the background demo
 	hack/demo.sh down
 
-crds: ## Regenerate deploy/crds from the CRD types
+crds: ## Regenerate deploy/crds and deploy/crds-compat from the CRD types
 	hack/gen-crds.sh
 
-check-crds: ## Fail when deploy/crds differs from crdgen's output
+check-crds: ## Fail when deploy/crds or deploy/crds-compat differs from crdgen's output
 	hack/check-crds.sh
 
 validate-manifests: ## kubernetes-validate --strict on deploy/default and deploy/examples

@@ -2,6 +2,8 @@
 //!
 //! Without flags: every CRD of both operators as one multi-document stream on stdout.
 //! `--out-dir DIR` writes `<plural>.<group>.yaml` per CRD instead; `--operator` filters.
+//! `--compat` prints the upstream `monitoring.coreos.com` CRDs (ServiceMonitor, PodMonitor,
+//! PrometheusRule, ScrapeConfig) built from the same types, for clusters that have none.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,6 +31,10 @@ struct Args {
     /// Only this operator's CRDs.
     #[arg(long, value_enum)]
     operator: Option<Operator>,
+    /// Print upstream prometheus-operator's `monitoring.coreos.com` CRDs (our schemas,
+    /// upstream group and names) instead of ours.
+    #[arg(long, conflicts_with = "operator")]
+    compat: bool,
 }
 
 fn crds(filter: Option<Operator>) -> Vec<CustomResourceDefinition> {
@@ -49,7 +55,11 @@ fn to_yaml(crd: &CustomResourceDefinition) -> anyhow::Result<String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let crds = crds(args.operator);
+    let crds = if args.compat {
+        prometheus_operator::crd::compat_crds()
+    } else {
+        crds(args.operator)
+    };
     match args.out_dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

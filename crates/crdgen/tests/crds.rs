@@ -185,3 +185,38 @@ fn out_dir_writes_one_file_per_crd() {
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["spec"]["names"]["shortNames"][0], "prom");
 }
+
+/// `--compat` gives upstream's group, versions and names over exactly our schemas.
+#[test]
+fn compat_crds_are_ours_under_upstream_names() {
+    let compat = parse_stream(&crdgen(&["--compat"]));
+    let ours = parse_stream(&crdgen(&["--operator", "prometheus"]));
+    let expected = [
+        ("servicemonitors", "ServiceMonitor", "smon", "v1"),
+        ("podmonitors", "PodMonitor", "pmon", "v1"),
+        ("prometheusrules", "PrometheusRule", "promrule", "v1"),
+        ("scrapeconfigs", "ScrapeConfig", "scfg", "v1alpha1"),
+    ];
+    assert_eq!(compat.len(), expected.len());
+    for (crd, (plural, kind, short, version)) in compat.iter().zip(expected) {
+        assert_eq!(crd["metadata"]["name"], format!("{plural}.monitoring.coreos.com"));
+        assert_eq!(crd["spec"]["group"], "monitoring.coreos.com");
+        assert_eq!(crd["spec"]["names"]["kind"], kind);
+        assert_eq!(crd["spec"]["names"]["plural"], plural);
+        assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!([short]));
+        assert_eq!(
+            crd["spec"]["names"]["categories"],
+            serde_json::json!(["prometheus-operator"])
+        );
+        let ours = ours
+            .iter()
+            .find(|d| d["metadata"]["name"] == format!("{plural}.monitoring.steward.dev"))
+            .unwrap();
+        let (a, b) = (&ours["spec"]["versions"][0], &crd["spec"]["versions"][0]);
+        assert_eq!(b["name"], version);
+        assert_eq!(b["served"], true);
+        assert_eq!(b["storage"], true);
+        assert_eq!(a["schema"], b["schema"], "{kind}: schema");
+        assert_eq!(a["subresources"], b["subresources"], "{kind}: subresources");
+    }
+}

@@ -36,6 +36,11 @@ enum Command {
         #[arg(long, env = "STEWARD_ALLOW_CLUSTER_WIDE_DISCOVERY", default_value_t = false, num_args = 0..=1,
               default_missing_value = "true", action = clap::ArgAction::Set)]
         allow_cluster_wide_discovery: bool,
+        /// Also read upstream prometheus-operator's `monitoring.coreos.com` ServiceMonitors,
+        /// PodMonitors, PrometheusRules and ScrapeConfigs while their CRDs exist.
+        #[arg(long, env = "STEWARD_UPSTREAM_MONITORS", default_value_t = true, num_args = 0..=1,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        upstream_monitors: bool,
     },
     /// Sidecar next to Prometheus: render its config (gunzip, `$(VAR)` expansion) into a shared
     /// directory and call `/-/reload` when the config or a rule file changes.
@@ -43,12 +48,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let (common, reloader_image, policy) = match Cli::parse().command {
+    let (common, reloader_image, policy, upstream_monitors) = match Cli::parse().command {
         Command::Run {
             common,
             config_reloader_image,
             allow_cross_namespace_discovery,
             allow_cluster_wide_discovery,
+            upstream_monitors,
         } => (
             common,
             config_reloader_image,
@@ -56,6 +62,7 @@ fn main() -> ExitCode {
                 cross_namespace: allow_cross_namespace_discovery,
                 cluster_wide: allow_cluster_wide_discovery,
             },
+            upstream_monitors,
         ),
         Command::ConfigReloader(args) => return prometheus_operator::reloader::main(args),
     };
@@ -66,6 +73,6 @@ fn main() -> ExitCode {
     let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
     let prom_metrics = prometheus_operator::controller::PrometheusMetrics::register(&mut metrics);
     steward_core::runtime::main(info, common, metrics, move |rt| {
-        prometheus_operator::controller::run(rt, prom_metrics, reloader_image, policy)
+        prometheus_operator::controller::run(rt, prom_metrics, reloader_image, policy, upstream_monitors)
     })
 }

@@ -1,6 +1,8 @@
 //! Golden cases of the generator: `testdata/config/<case>/input.yaml`, a multi-document YAML
 //! of one Prometheus and the Namespaces, monitors, rules, Secrets and ConfigMaps it sees. The
 //! crate's golden tests and the end-to-end promtool checks load them with the same code.
+//! Monitors, rules and scrape configs with an `apiVersion` in `monitoring.coreos.com` are read
+//! as upstream objects, through the controller's path ([`super::upstream::from_dynamic`]).
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +10,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{Generated, Inputs, Problem, Store, generate};
+use super::upstream::{HasSpec, from_dynamic};
+use super::{Generated, Inputs, Problem, Store, Upstream, generate_with};
 use crate::crd::{PodMonitor, Prometheus, PrometheusRule, ScrapeConfig, ServiceMonitor};
 
 /// The objects of one case.
@@ -26,10 +29,37 @@ pub struct Case {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// PrometheusRules.
     pub rules: Vec<PrometheusRule>,
+    /// Objects of upstream's group.
+    pub upstream: UpstreamObjects,
     /// Secrets the objects may reference.
     pub secrets: Vec<Secret>,
     /// ConfigMaps the objects may reference.
     pub config_maps: Vec<ConfigMap>,
+}
+
+/// The upstream-group objects of a case, read into our types.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamObjects {
+    /// ServiceMonitors.
+    pub service_monitors: Vec<ServiceMonitor>,
+    /// PodMonitors.
+    pub pod_monitors: Vec<PodMonitor>,
+    /// ScrapeConfigs.
+    pub scrape_configs: Vec<ScrapeConfig>,
+    /// PrometheusRules.
+    pub rules: Vec<PrometheusRule>,
+}
+
+impl UpstreamObjects {
+    /// Borrowed, as the generator takes them.
+    pub fn view(&self) -> Upstream<'_> {
+        Upstream {
+            service_monitors: &self.service_monitors,
+            pod_monitors: &self.pod_monitors,
+            scrape_configs: &self.scrape_configs,
+            rules: &self.rules,
+        }
+    }
 }
 
 impl Case {
@@ -42,7 +72,16 @@ impl Case {
             into.push(serde_json::from_value(v).map_err(|e| e.to_string())?);
             Ok(())
         }
+        fn parse_upstream<K: DeserializeOwned + HasSpec>(
+            v: serde_json::Value,
+            into: &mut Vec<K>,
+        ) -> Result<(), String> {
+            let obj = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            into.push(from_dynamic(&obj)?.object);
+            Ok(())
+        }
         let mut prometheus = Vec::new();
+        let mut up = UpstreamObjects::default();
         let (mut namespaces, mut service_monitors, mut pod_monitors) = (Vec::new(), Vec::new(), Vec::new());
         let (mut scrape_configs, mut rules, mut secrets, mut config_maps) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -52,7 +91,14 @@ impl Case {
                 continue;
             }
             let kind = v["kind"].as_str().unwrap_or_default().to_string();
+            let upstream = v["apiVersion"]
+                .as_str()
+                .is_some_and(|a| a.starts_with(crate::crd::UPSTREAM_GROUP));
             match kind.as_str() {
+                "ServiceMonitor" if upstream => parse_upstream(v, &mut up.service_monitors),
+                "PodMonitor" if upstream => parse_upstream(v, &mut up.pod_monitors),
+                "ScrapeConfig" if upstream => parse_upstream(v, &mut up.scrape_configs),
+                "PrometheusRule" if upstream => parse_upstream(v, &mut up.rules),
                 "Prometheus" => parse(v, &mut prometheus),
                 "Namespace" => parse(v, &mut namespaces),
                 "ServiceMonitor" => parse(v, &mut service_monitors),
@@ -76,6 +122,7 @@ impl Case {
             pod_monitors,
             scrape_configs,
             rules,
+            upstream: up,
             secrets,
             config_maps,
         })
@@ -84,7 +131,7 @@ impl Case {
     /// Generates the case's configuration.
     pub fn generate(&self) -> Result<Generated, Problem> {
         let store = Store::from_objects(&self.secrets, &self.config_maps);
-        generate(&Inputs {
+        let inputs = Inputs {
             prometheus: &self.prometheus,
             namespaces: &self.namespaces,
             service_monitors: &self.service_monitors,
@@ -92,7 +139,8 @@ impl Case {
             scrape_configs: &self.scrape_configs,
             rules: &self.rules,
             store: &store,
-        })
+        };
+        generate_with(&inputs, &self.upstream.view())
     }
 }
 

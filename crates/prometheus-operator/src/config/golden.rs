@@ -111,6 +111,10 @@ fn output_is_deterministic_and_order_independent() {
         case.pod_monitors.reverse();
         case.scrape_configs.reverse();
         case.rules.reverse();
+        case.upstream.service_monitors.reverse();
+        case.upstream.pod_monitors.reverse();
+        case.upstream.scrape_configs.reverse();
+        case.upstream.rules.reverse();
         case.namespaces.reverse();
         let b = case.generate();
         assert_eq!(a, b, "{}", dir.display());
@@ -125,4 +129,81 @@ fn a_case_needs_exactly_one_prometheus() {
     let odd = "kind: Pod\nmetadata: {name: a}\n";
     let err = Case::from_documents(serde_yaml_ng::Deserializer::from_str(odd)).unwrap_err();
     assert!(err.contains("unexpected kind \"Pod\""), "{err}");
+}
+
+/// Our objects of `case` re-read as upstream objects (`monitoring.coreos.com`), through the
+/// controller's `DynamicObject` path, and nothing left in our group.
+fn as_upstream(case: &Case) -> Case {
+    use super::upstream::{from_dynamic, to_dynamic};
+    fn conv<K>(objs: &mut Vec<K>, kind: &str, version: &str) -> Vec<K>
+    where
+        K: serde::de::DeserializeOwned + kube::Resource + super::upstream::HasSpec,
+    {
+        std::mem::take(objs)
+            .iter()
+            .map(|o| {
+                let read = from_dynamic::<K>(&to_dynamic(o, kind, version)).unwrap();
+                assert!(read.unsupported.is_empty(), "{:?}", read.unsupported);
+                read.object
+            })
+            .collect()
+    }
+    let mut moved = case.clone();
+    moved.upstream.service_monitors = conv(&mut moved.service_monitors, "ServiceMonitor", "v1");
+    moved.upstream.pod_monitors = conv(&mut moved.pod_monitors, "PodMonitor", "v1");
+    moved.upstream.rules = conv(&mut moved.rules, "PrometheusRule", "v1");
+    moved.upstream.scrape_configs = conv(&mut moved.scrape_configs, "ScrapeConfig", "v1alpha1");
+    moved
+}
+
+/// The golden cases' monitors, rules and scrape configs expressed in `monitoring.coreos.com`
+/// give the same configuration, apart from the group marker in job and rule file names.
+#[test]
+fn upstream_group_objects_give_the_same_configuration() {
+    let mut compared = 0;
+    for dir in case_dirs(&cases_dir()).unwrap() {
+        let case = load(&dir);
+        if !case.upstream.service_monitors.is_empty() {
+            continue; // already mixes both groups
+        }
+        let (ours, theirs) = (case.generate(), as_upstream(&case).generate());
+        let (ours, theirs) = match (ours, theirs) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                assert_eq!(a, b, "{}", dir.display());
+                continue;
+            }
+        };
+        let mut yaml = theirs.prometheus_yaml.clone();
+        for kind in ["serviceMonitor", "podMonitor", "scrapeConfig"] {
+            yaml = yaml.replace(&format!("{kind}.monitoring.coreos.com/"), &format!("{kind}/"));
+        }
+        assert_eq!(ours.prometheus_yaml, yaml, "{}", dir.display());
+        let files: BTreeMap<String, String> = theirs
+            .rule_files
+            .iter()
+            .map(|(k, v)| {
+                let k = k.strip_prefix("monitoring.coreos.com_").unwrap();
+                (k.to_string(), v.clone())
+            })
+            .collect();
+        assert_eq!(ours.rule_files, files, "{}", dir.display());
+        let steward = |objs: &[ObjectRef]| -> Vec<ObjectRef> {
+            objs.iter()
+                .map(|o| {
+                    assert_eq!(o.group, Group::Upstream);
+                    ObjectRef {
+                        group: Group::Steward,
+                        ..o.clone()
+                    }
+                })
+                .collect()
+        };
+        assert_eq!(ours.accepted, steward(&theirs.accepted), "{}", dir.display());
+        let rejected: Vec<ObjectRef> = theirs.rejected.iter().map(|r| r.object.clone()).collect();
+        let ours_rejected: Vec<ObjectRef> = ours.rejected.iter().map(|r| r.object.clone()).collect();
+        assert_eq!(ours_rejected, steward(&rejected), "{}", dir.display());
+        compared += 1;
+    }
+    assert!(compared >= 10, "only {compared} cases compared");
 }

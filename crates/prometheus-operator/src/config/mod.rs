@@ -23,6 +23,11 @@
 //!   label, and every selector in every rule expression is restricted to
 //!   `label="<namespace>"` (replacing any matcher on that label), as upstream does with
 //!   prom-label-proxy;
+//! - objects of upstream prometheus-operator's group (`monitoring.coreos.com`, read into the
+//!   same types, see [`Upstream`] and [`upstream`]) are selected the same way; their jobs are
+//!   named `serviceMonitor.monitoring.coreos.com/<ns>/<name>/<i>` (likewise for the other kinds)
+//!   and their rule files `monitoring.coreos.com_<ns>-<name>-<uid>.yaml`, so an object of each
+//!   group with the same namespace and name are both kept and never collide;
 //! - `global` has `scrape_interval` (default 30s), `scrape_timeout` (when set),
 //!   `evaluation_interval` (default 30s) and `external_labels` with
 //!   `prometheus: <ns>/<name>` and `prometheus_replica: $(POD_NAME)` (expanded by the reloader
@@ -66,6 +71,7 @@ mod secrets;
 mod select;
 mod template;
 pub mod tuning;
+pub mod upstream;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -77,7 +83,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use serde::Serialize;
 
-pub use rules::rule_file_name;
+pub use rules::{rule_file_name, rule_file_name_in};
 pub use secrets::Store;
 pub use select::{
     Selection, Selectors, select, selector_matches, selector_problems, selectors, selects, validate_selector,
@@ -132,9 +138,46 @@ impl Kind {
     }
 }
 
+/// The API group a configuration object was read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Group {
+    /// Ours, `monitoring.steward.dev`.
+    #[default]
+    Steward,
+    /// Upstream prometheus-operator's, `monitoring.coreos.com`.
+    Upstream,
+}
+
+impl Group {
+    /// The API group name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Steward => crate::crd::GROUP,
+            Group::Upstream => crate::crd::UPSTREAM_GROUP,
+        }
+    }
+
+    /// The first element of a job name: `serviceMonitor` for ours (upstream's own names, so
+    /// dashboards keep working), `serviceMonitor.monitoring.coreos.com` for upstream's, which
+    /// no object of ours can produce.
+    pub(crate) fn job_kind(self, kind: &str) -> String {
+        match self {
+            Group::Steward => kind.to_string(),
+            Group::Upstream => format!("{kind}.{}", self.as_str()),
+        }
+    }
+
+    fn is_steward(&self) -> bool {
+        *self == Group::Steward
+    }
+}
+
 /// One configuration object.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectRef {
+    /// Its API group; left out of serialized output for ours.
+    #[serde(skip_serializing_if = "Group::is_steward")]
+    pub group: Group,
     /// Its kind.
     pub kind: Kind,
     /// Its namespace.
@@ -144,8 +187,9 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
-    fn of<K: kube::Resource>(kind: Kind, obj: &K) -> ObjectRef {
+    fn of<K: kube::Resource>(group: Group, kind: Kind, obj: &K) -> ObjectRef {
         ObjectRef {
+            group,
             kind,
             namespace: obj.meta().namespace.clone().unwrap_or_default(),
             name: obj.meta().name.clone().unwrap_or_default(),
@@ -155,7 +199,17 @@ impl ObjectRef {
 
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+        match self.group {
+            Group::Steward => write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name),
+            Group::Upstream => write!(
+                f,
+                "{}.{} {}/{}",
+                self.kind.as_str(),
+                self.group.as_str(),
+                self.namespace,
+                self.name
+            ),
+        }
     }
 }
 
@@ -277,6 +331,20 @@ pub struct Inputs<'a> {
     pub store: &'a Store,
 }
 
+/// Objects of upstream prometheus-operator's group (`monitoring.coreos.com`), read into our
+/// types (see [`upstream::from_dynamic`]). Selected with the same selectors as ours.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Upstream<'a> {
+    /// Every upstream ServiceMonitor.
+    pub service_monitors: &'a [ServiceMonitor],
+    /// Every upstream PodMonitor.
+    pub pod_monitors: &'a [PodMonitor],
+    /// Every upstream ScrapeConfig.
+    pub scrape_configs: &'a [ScrapeConfig],
+    /// Every upstream PrometheusRule.
+    pub rules: &'a [PrometheusRule],
+}
+
 /// The generated configuration.
 #[derive(Clone, PartialEq)]
 pub struct Generated {
@@ -334,6 +402,7 @@ fn count(n: usize) -> i32 {
 /// Keeps the first of several objects sharing a namespace and name (the list is sorted), and
 /// rejects the others.
 fn dedup<'a, K: kube::Resource>(
+    group: Group,
     kind: Kind,
     objects: Vec<&'a K>,
     rejected: &mut Vec<Rejection>,
@@ -345,7 +414,7 @@ fn dedup<'a, K: kube::Resource>(
         });
         if same {
             rejected.push(Rejection {
-                object: ObjectRef::of(kind, obj),
+                object: ObjectRef::of(group, kind, obj),
                 reason: Reason::Duplicate,
                 message: "another object has the same namespace and name".into(),
             });
@@ -361,6 +430,12 @@ fn dedup<'a, K: kube::Resource>(
 /// Never panics; an `Err` means the Prometheus itself is invalid (nothing is generated), while
 /// invalid monitors, scrape configs and rules are reported in [`Generated::rejected`].
 pub fn generate(inputs: &Inputs) -> Result<Generated, Problem> {
+    generate_with(inputs, &Upstream::default())
+}
+
+/// [`generate`], also using the upstream-group objects in `upstream`: selected by the same
+/// selectors, rendered after ours, and named apart from them (see [`Group::job_kind`]).
+pub fn generate_with(inputs: &Inputs, upstream: &Upstream) -> Result<Generated, Problem> {
     let prom = inputs.prometheus;
     let spec = &prom.spec;
     let prom_ns = prom.namespace().unwrap_or_default();
@@ -376,76 +451,35 @@ pub fn generate(inputs: &Inputs) -> Result<Generated, Problem> {
         ));
     }
     let global = global(prom, &prom_ns, &prom_name)?;
-    let selection = select(inputs)?;
+    // The same selection code over the upstream lists: same selectors, same semantics.
+    let upstream_inputs = Inputs {
+        service_monitors: upstream.service_monitors,
+        pod_monitors: upstream.pod_monitors,
+        scrape_configs: upstream.scrape_configs,
+        rules: upstream.rules,
+        ..*inputs
+    };
+    let selections = [
+        (Group::Steward, select(inputs)?),
+        (Group::Upstream, select(&upstream_inputs)?),
+    ];
 
-    let mut accepted = Vec::new();
-    let mut rejected = Vec::new();
-    let ctx = Ctx {
-        store: inputs.store,
-        enforced_label,
-        global_interval: global.interval,
-    };
-    let mut jobs = Vec::new();
-    let reject = |rejected: &mut Vec<Rejection>, object: ObjectRef, p: Problem| {
-        rejected.push(Rejection {
-            object,
-            reason: p.reason,
-            message: p.message,
-        });
-    };
-    for sm in dedup(Kind::ServiceMonitor, selection.service_monitors, &mut rejected) {
-        let obj = ObjectRef::of(Kind::ServiceMonitor, sm);
-        match scrape::service_monitor(sm, &ctx) {
-            Ok(j) => {
-                jobs.extend(j);
-                accepted.push(obj);
-            }
-            Err(p) => reject(&mut rejected, obj, p),
-        }
+    let mut out = Rendered::default();
+    for (group, selection) in selections {
+        let ctx = Ctx {
+            store: inputs.store,
+            enforced_label,
+            global_interval: global.interval,
+            group,
+        };
+        out.add(selection, &ctx);
     }
-    for pm in dedup(Kind::PodMonitor, selection.pod_monitors, &mut rejected) {
-        let obj = ObjectRef::of(Kind::PodMonitor, pm);
-        match scrape::pod_monitor(pm, &ctx) {
-            Ok(j) => {
-                jobs.extend(j);
-                accepted.push(obj);
-            }
-            Err(p) => reject(&mut rejected, obj, p),
-        }
-    }
-    for sc in dedup(Kind::ScrapeConfig, selection.scrape_configs, &mut rejected) {
-        let obj = ObjectRef::of(Kind::ScrapeConfig, sc);
-        match scrape::scrape_config(sc, &ctx) {
-            Ok(j) => {
-                jobs.push(j);
-                accepted.push(obj);
-            }
-            Err(p) => reject(&mut rejected, obj, p),
-        }
-    }
-    let mut rule_files = BTreeMap::new();
-    for rule in dedup(Kind::PrometheusRule, selection.rules, &mut rejected) {
-        let obj = ObjectRef::of(Kind::PrometheusRule, rule);
-        let name = rule_file_name(rule);
-        match rules::rule_file(rule, enforced_label) {
-            Ok(content) if rules::fits(&name, &content) => {
-                rule_files.insert(name, content);
-                accepted.push(obj);
-            }
-            Ok(content) => reject(
-                &mut rejected,
-                obj,
-                Problem::new(
-                    Reason::RuleFileTooLarge,
-                    format!(
-                        "the rule file is {} bytes; at most {CONFIGMAP_BUDGET} fit in a ConfigMap",
-                        content.len()
-                    ),
-                ),
-            ),
-            Err(p) => reject(&mut rejected, obj, p),
-        }
-    }
+    let Rendered {
+        jobs,
+        rule_files,
+        accepted,
+        rejected,
+    } = out;
 
     let rule_configmaps = rules::split_into_configmaps(&rule_files, CONFIGMAP_BUDGET);
     let mut root = Node::map().with("global", global.node);
@@ -480,6 +514,82 @@ pub fn generate(inputs: &Inputs) -> Result<Generated, Problem> {
         accepted,
         rejected,
     })
+}
+
+/// What the selected objects of every group add up to.
+#[derive(Default)]
+struct Rendered {
+    jobs: Vec<Node>,
+    rule_files: BTreeMap<String, String>,
+    accepted: Vec<ObjectRef>,
+    rejected: Vec<Rejection>,
+}
+
+impl Rendered {
+    /// Validates and renders the objects of one group's selection.
+    fn add(&mut self, selection: Selection, ctx: &Ctx) {
+        let group = ctx.group;
+        let rejected = &mut self.rejected;
+        let reject = |rejected: &mut Vec<Rejection>, object: ObjectRef, p: Problem| {
+            rejected.push(Rejection {
+                object,
+                reason: p.reason,
+                message: p.message,
+            });
+        };
+        for sm in dedup(group, Kind::ServiceMonitor, selection.service_monitors, rejected) {
+            let obj = ObjectRef::of(group, Kind::ServiceMonitor, sm);
+            match scrape::service_monitor(sm, ctx) {
+                Ok(j) => {
+                    self.jobs.extend(j);
+                    self.accepted.push(obj);
+                }
+                Err(p) => reject(rejected, obj, p),
+            }
+        }
+        for pm in dedup(group, Kind::PodMonitor, selection.pod_monitors, rejected) {
+            let obj = ObjectRef::of(group, Kind::PodMonitor, pm);
+            match scrape::pod_monitor(pm, ctx) {
+                Ok(j) => {
+                    self.jobs.extend(j);
+                    self.accepted.push(obj);
+                }
+                Err(p) => reject(rejected, obj, p),
+            }
+        }
+        for sc in dedup(group, Kind::ScrapeConfig, selection.scrape_configs, rejected) {
+            let obj = ObjectRef::of(group, Kind::ScrapeConfig, sc);
+            match scrape::scrape_config(sc, ctx) {
+                Ok(j) => {
+                    self.jobs.push(j);
+                    self.accepted.push(obj);
+                }
+                Err(p) => reject(rejected, obj, p),
+            }
+        }
+        for rule in dedup(group, Kind::PrometheusRule, selection.rules, rejected) {
+            let obj = ObjectRef::of(group, Kind::PrometheusRule, rule);
+            let name = rule_file_name_in(group, rule);
+            match rules::rule_file(rule, ctx.enforced_label) {
+                Ok(content) if rules::fits(&name, &content) => {
+                    self.rule_files.insert(name, content);
+                    self.accepted.push(obj);
+                }
+                Ok(content) => reject(
+                    rejected,
+                    obj,
+                    Problem::new(
+                        Reason::RuleFileTooLarge,
+                        format!(
+                            "the rule file is {} bytes; at most {CONFIGMAP_BUDGET} fit in a ConfigMap",
+                            content.len()
+                        ),
+                    ),
+                ),
+                Err(p) => reject(rejected, obj, p),
+            }
+        }
+    }
 }
 
 struct Global {

@@ -13,6 +13,21 @@ use crate::crd::{PrometheusRule, Rule};
 /// The file name of a PrometheusRule's rules, upstream style: `<namespace>-<name>-<uid>.yaml`
 /// (without the `-<uid>` part when the object has none).
 pub fn rule_file_name(rule: &PrometheusRule) -> String {
+    rule_file_name_in(super::Group::Steward, rule)
+}
+
+/// [`rule_file_name`] of a rule read from `group`: upstream's get a
+/// `monitoring.coreos.com_` prefix (`_` never appears in a Kubernetes name), so rules of both
+/// groups with the same namespace and name never share a file.
+pub fn rule_file_name_in(group: super::Group, rule: &PrometheusRule) -> String {
+    let prefix = match group {
+        super::Group::Steward => String::new(),
+        super::Group::Upstream => format!("{}_", group.as_str()),
+    };
+    format!("{prefix}{}", steward_rule_file_name(rule))
+}
+
+fn steward_rule_file_name(rule: &PrometheusRule) -> String {
     let ns = rule.namespace().unwrap_or_default();
     match rule.uid() {
         Some(uid) if !uid.is_empty() => format!("{ns}-{}-{uid}.yaml", rule.name_any()),

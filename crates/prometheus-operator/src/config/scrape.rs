@@ -24,6 +24,8 @@ pub(crate) struct Ctx<'a> {
     pub store: &'a Store,
     pub enforced_label: Option<&'a str>,
     pub global_interval: Duration,
+    /// The group of the objects being rendered; it marks their job names.
+    pub group: super::Group,
 }
 
 /// Relabelings every ServiceMonitor or PodMonitor job has, built once and shared.
@@ -467,7 +469,7 @@ pub(crate) fn service_monitor(sm: &ServiceMonitor, ctx: &Ctx) -> Result<Vec<Node
         }
         let sd = kubernetes_sd("endpointslice", spec.namespace_selector.as_ref(), &ns);
         let parts = EndpointJob {
-            name: format!("serviceMonitor/{ns}/{name}/{i}"),
+            name: format!("{}/{ns}/{name}/{i}", ctx.group.job_kind("serviceMonitor")),
             sd,
             settings: &ep.scrape,
             relabelings: rl,
@@ -518,7 +520,7 @@ pub(crate) fn pod_monitor(pm: &PodMonitor, ctx: &Ctx) -> Result<Vec<Node>, Probl
         }
         let sd = kubernetes_sd("pod", spec.namespace_selector.as_ref(), &ns);
         let parts = EndpointJob {
-            name: format!("podMonitor/{ns}/{name}/{i}"),
+            name: format!("{}/{ns}/{name}/{i}", ctx.group.job_kind("podMonitor")),
             sd,
             settings: &ep.scrape,
             relabelings: rl,
@@ -533,7 +535,8 @@ pub(crate) fn pod_monitor(pm: &PodMonitor, ctx: &Ctx) -> Result<Vec<Node>, Probl
 pub(crate) fn scrape_config(sc: &ScrapeConfig, ctx: &Ctx) -> Result<Node, Problem> {
     let ns = sc.namespace().unwrap_or_default();
     let spec = &sc.spec;
-    let mut job = Node::map().with("job_name", format!("scrapeConfig/{ns}/{}", sc.name_any()));
+    let kind = ctx.group.job_kind("scrapeConfig");
+    let mut job = Node::map().with("job_name", format!("{kind}/{ns}/{}", sc.name_any()));
     if let Some(path) = spec.metrics_path.as_deref().filter(|p| !p.is_empty()) {
         job.push("metrics_path", metrics_path(path, "metricsPath")?);
     }

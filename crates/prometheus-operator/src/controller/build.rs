@@ -41,10 +41,16 @@ pub(super) fn configuration(
     inputs: &ConfigInputs,
 ) -> Result<Generated, Problem> {
     let started = Instant::now();
-    let generated = config::generate(&admitted.inputs(obj, &inputs.store));
+    let generated = config::generate_with(
+        &admitted.inputs(obj, &inputs.store),
+        &admitted.fetched.upstream.view(),
+    );
     metrics.generation.observe(started.elapsed().as_secs_f64());
     let mut generated = generated?;
     generated.rejected.extend(admitted.refused.iter().cloned());
+    generated
+        .rejected
+        .extend(admitted.fetched.unreadable.iter().cloned());
     Ok(generated)
 }
 
@@ -103,7 +109,7 @@ fn discovery_scope(
     scope.namespaces.insert(prom_ns.to_string());
     scope.namespaces.extend(alerting.iter().cloned());
     for o in &generated.accepted {
-        if let Some(w) = wanted.get(&(o.kind, o.namespace.clone(), o.name.clone())) {
+        if let Some(w) = wanted.get(&(o.group, o.kind, o.namespace.clone(), o.name.clone())) {
             scope.add(w.clone());
         }
     }

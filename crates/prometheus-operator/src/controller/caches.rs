@@ -39,6 +39,9 @@ pub(super) struct Caches {
     /// what tells whether a configuration's inputs changed without reading them.
     pub secret_meta: Store<PartialObjectMeta<Secret>>,
     pub config_map_meta: Store<PartialObjectMeta<ConfigMap>>,
+    /// Upstream prometheus-operator's objects (empty without their CRDs or with
+    /// `--upstream-monitors=false`).
+    pub upstream: super::upstream::UpstreamCaches,
     /// What each Prometheus selected at its last reconcile, and the namespaces whose Secrets
     /// it read; used to find who to re-render.
     pub last: Arc<Mutex<LastSeen>>,
@@ -142,6 +145,26 @@ impl Caches {
             .get(&ObjectRef::new(namespace))
             .map(|n| n.labels().clone());
         config::selects(p, kind, namespace, labels, ns_labels.as_ref())
+    }
+
+    /// The upstream objects of `kind` that `p` selects, in a stable order (see [`Self::selected`]).
+    pub fn selected_upstream(&self, p: &Prometheus, kind: Kind) -> Vec<DynamicObject> {
+        let mut v: Vec<DynamicObject> = self
+            .upstream
+            .of(kind)
+            .state()
+            .iter()
+            .filter(|o| {
+                let ns = o.metadata.namespace.as_deref().unwrap_or_default();
+                self.selects(p, kind, ns, o.labels())
+            })
+            .map(|o| o.as_ref().clone())
+            .collect();
+        v.sort_by(|a, b| {
+            (a.metadata.namespace.as_deref(), a.metadata.name.as_deref())
+                .cmp(&(b.metadata.namespace.as_deref(), b.metadata.name.as_deref()))
+        });
+        v
     }
 
     /// Prometheus objects that select (or selected) an object of `kind`.
@@ -259,6 +282,16 @@ impl Caches {
         for m in self.selected(&self.rules, p, Kind::PrometheusRule) {
             add("rule", &m.metadata, false);
         }
+        for (kind, tag) in [
+            (Kind::ServiceMonitor, "u-smon"),
+            (Kind::PodMonitor, "u-pmon"),
+            (Kind::ScrapeConfig, "u-scfg"),
+            (Kind::PrometheusRule, "u-rule"),
+        ] {
+            for m in self.selected_upstream(p, kind) {
+                add(tag, &m.metadata, kind != Kind::PrometheusRule);
+            }
+        }
         let input = |m: &ObjectMeta| m.namespace.as_ref().is_some_and(|n| read_in.contains(n)) && !is_ours(m);
         let secrets = self.secret_meta.state();
         let config_maps = self.config_map_meta.state();
@@ -348,6 +381,7 @@ mod tests {
             role_bindings: reflector::store().0,
             secret_meta: reflector::store().0,
             config_map_meta: reflector::store().0,
+            upstream: crate::controller::upstream::UpstreamCaches::empty(),
             last: Arc::default(),
             cluster_unbound: Arc::default(),
             ready: tokio::sync::watch::channel(true).1,

@@ -10,8 +10,10 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::upstream;
 use super::validate::Admitted;
 use super::{Context, Error};
+use crate::config::case::UpstreamObjects;
 use crate::config::{self, Inputs, Kind};
 use crate::crd::{PodMonitor, Prometheus, PrometheusRule, ScrapeConfig, ServiceMonitor};
 use crate::{OPERATOR_NAME, resources};
@@ -28,6 +30,12 @@ pub(super) struct Fetched {
     pub pod_monitors: Vec<PodMonitor>,
     pub scrape_configs: Vec<ScrapeConfig>,
     pub rules: Vec<PrometheusRule>,
+    /// The selected upstream objects that fit our types.
+    pub upstream: UpstreamObjects,
+    /// Upstream objects with spec fields we do not support, and those fields.
+    pub unsupported: Vec<(config::ObjectRef, Vec<String>)>,
+    /// Upstream objects whose spec does not fit our types at all.
+    pub unreadable: Vec<config::Rejection>,
 }
 
 impl Fetched {
@@ -67,6 +75,20 @@ pub(super) async fn fetch(ctx: &Context, obj: &Prometheus, cached: bool) -> Resu
     let c = &ctx.caches;
     let mut namespaces: Vec<Namespace> = c.namespaces.state().iter().map(|n| n.as_ref().clone()).collect();
     namespaces.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let (mut unsupported, mut unreadable) = (Vec::new(), Vec::new());
+    let up = |kind: Kind| (c.selected_upstream(obj, kind), kind);
+    let (smon, pmon, scfg, rule) = (
+        up(Kind::ServiceMonitor),
+        up(Kind::PodMonitor),
+        up(Kind::ScrapeConfig),
+        up(Kind::PrometheusRule),
+    );
+    let upstream = UpstreamObjects {
+        service_monitors: upstream::read(smon.0, smon.1, &mut unsupported, &mut unreadable),
+        pod_monitors: upstream::read(pmon.0, pmon.1, &mut unsupported, &mut unreadable),
+        scrape_configs: upstream::read(scfg.0, scfg.1, &mut unsupported, &mut unreadable),
+        rules: upstream::read(rule.0, rule.1, &mut unsupported, &mut unreadable),
+    };
     Ok(Fetched {
         live,
         namespaces,
@@ -74,6 +96,9 @@ pub(super) async fn fetch(ctx: &Context, obj: &Prometheus, cached: bool) -> Resu
         pod_monitors: c.selected(&c.pod_monitors, obj, Kind::PodMonitor),
         scrape_configs: c.selected(&c.scrape_configs, obj, Kind::ScrapeConfig),
         rules: c.selected(&c.rules, obj, Kind::PrometheusRule),
+        upstream,
+        unsupported,
+        unreadable,
     })
 }
 
@@ -87,17 +112,25 @@ pub(super) async fn inputs(
 ) -> Result<ConfigInputs, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let empty = config::Store::new();
-    let namespaces: BTreeSet<String> = match config::select(&admitted.inputs(obj, &empty)) {
-        Ok(sel) => sel
-            .service_monitors
-            .iter()
-            .filter_map(|o| o.namespace())
-            .chain(sel.pod_monitors.iter().filter_map(|o| o.namespace()))
-            .chain(sel.scrape_configs.iter().filter_map(|o| o.namespace()))
-            .chain(std::iter::once(ns.clone()))
-            .collect(),
-        Err(_) => BTreeSet::from([ns]),
+    let mut namespaces = BTreeSet::from([ns]);
+    let ours = admitted.inputs(obj, &empty);
+    let up = admitted.fetched.upstream.view();
+    let theirs = Inputs {
+        service_monitors: up.service_monitors,
+        pod_monitors: up.pod_monitors,
+        scrape_configs: up.scrape_configs,
+        rules: up.rules,
+        ..ours
     };
+    for inputs in [ours, theirs] {
+        if let Ok(sel) = config::select(&inputs) {
+            namespaces.extend(
+                (sel.service_monitors.iter().filter_map(|o| o.namespace()))
+                    .chain(sel.pod_monitors.iter().filter_map(|o| o.namespace()))
+                    .chain(sel.scrape_configs.iter().filter_map(|o| o.namespace())),
+            );
+        }
+    }
     let lp = ListParams::default().labels(&format!("{}!={OPERATOR_NAME}", steward_core::labels::MANAGED_BY));
     let mut secrets = Vec::new();
     let mut config_maps = Vec::new();

@@ -17,6 +17,7 @@ mod rbac;
 mod status;
 #[cfg(test)]
 mod tests;
+mod upstream;
 mod validate;
 mod watch;
 
@@ -121,10 +122,17 @@ pub struct Context {
 
 /// Runs the Prometheus controller until the runtime shuts down. `reloader_image` is the image
 /// of the config-reloader sidecar (this operator's own image); `policy` is what discovery
-/// the cluster admin allows.
-pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, reloader_image: String, policy: Policy) {
+/// the cluster admin allows; `upstream_monitors` turns on reading upstream
+/// prometheus-operator's `monitoring.coreos.com` objects while their CRDs exist.
+pub async fn run(
+    rt: ControllerRuntime,
+    metrics: PrometheusMetrics,
+    reloader_image: String,
+    policy: Policy,
+    upstream_monitors: bool,
+) {
     let client = rt.client.clone();
-    let (caches, children, controller) = watch::start(&rt);
+    let (caches, children, controller) = watch::start(&rt, upstream_monitors);
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
@@ -206,5 +214,6 @@ async fn reconcile_live(obj: &Prometheus, ctx: &Context, cached: bool) -> Result
     if let Err(conflict) = apply::apply(ctx, obj, &built).await? {
         return status::conflict(ctx, obj, replicas, conflict).await;
     }
-    status::report(ctx, obj, replicas, &generated, &inputs, built).await
+    let unsupported = &admitted.fetched.unsupported;
+    status::report(ctx, obj, replicas, &generated, &inputs, built, unsupported).await
 }

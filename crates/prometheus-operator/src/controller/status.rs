@@ -19,7 +19,7 @@ use super::caches::SelectedSet;
 use super::fetch::ConfigInputs;
 use super::{Context, Error, IDLE};
 use crate::OPERATOR_NAME;
-use crate::config::{Generated, Kind, Problem};
+use crate::config::{self, Generated, Kind, Problem};
 use crate::crd::common::ConfigResourceStatus;
 use crate::crd::{PodMonitor, Prometheus, PrometheusRule, PrometheusStatus, ScrapeConfig, ServiceMonitor};
 use crate::resources::Tuning;
@@ -130,8 +130,10 @@ pub(super) async fn report(
     generated: &Generated,
     inputs: &ConfigInputs,
     built: Built,
+    unsupported: &[(config::ObjectRef, Vec<String>)],
 ) -> Result<Action, Error> {
     report_objects(ctx, obj, generated).await;
+    report_upstream(ctx, obj, generated, unsupported).await;
     let selected: SelectedSet = generated
         .accepted
         .iter()
@@ -355,7 +357,8 @@ async fn report_objects(ctx: &Context, obj: &Prometheus, generated: &Generated) 
             .iter()
             .map(|r| (&r.object, Some((r.reason.as_str(), r.message.clone())))),
     );
-    for (o, verdict) in verdicts {
+    // Upstream objects' status is not ours to write: see `report_upstream`.
+    for (o, verdict) in verdicts.filter(|(o, _)| o.group == config::Group::Steward) {
         let (ns, name) = (o.namespace.as_str(), o.name.as_str());
         match o.kind {
             Kind::ServiceMonitor => {
@@ -366,6 +369,39 @@ async fn report_objects(ctx: &Context, obj: &Prometheus, generated: &Generated) 
             Kind::ScrapeConfig => set_accepted(ctx, &c.scrape_configs, ns, name, o.kind, me, verdict).await,
         };
     }
+}
+
+/// Upstream objects get Warning Events instead of an `Accepted` condition: each rejection, and
+/// the spec fields left out of the configuration because we do not support them. Their counts
+/// are in the Prometheus' status like ours.
+async fn report_upstream(
+    ctx: &Context,
+    obj: &Prometheus,
+    generated: &Generated,
+    unsupported: &[(config::ObjectRef, Vec<String>)],
+) {
+    let me = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let mut warnings = super::upstream::Warnings::new();
+    for r in generated
+        .rejected
+        .iter()
+        .filter(|r| r.object.group == config::Group::Upstream)
+    {
+        warnings.entry(r.object.clone()).or_default().push((
+            r.reason.as_str().to_string(),
+            format!("{} (Prometheus {me})", r.message),
+        ));
+    }
+    for (o, fields) in unsupported {
+        warnings.entry(o.clone()).or_default().push((
+            "UnsupportedFields".to_string(),
+            format!(
+                "not supported by steward's prometheus-operator, left out of the configuration: {} (Prometheus {me})",
+                fields.join(", ")
+            ),
+        ));
+    }
+    super::upstream::warn_objects(&ctx.recorder, &ctx.caches.upstream, warnings).await;
 }
 
 /// Writes `Accepted` on one object per [`accepted_condition`]; whether anything changed.

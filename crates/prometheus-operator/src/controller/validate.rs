@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::{Resource, ResourceExt};
 
 use super::fetch::Fetched;
-use crate::config::{self, Kind, Rejection};
+use crate::config::{self, Group, Kind, Rejection};
 use crate::crd::common::NamespaceSelector;
 use crate::crd::{PodMonitor, Prometheus, ServiceMonitor};
 use crate::discovery::{self, Policy};
@@ -16,7 +16,7 @@ use crate::resources;
 /// Namespace name → labels, for the discovery checks.
 type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 /// Where each admitted monitor discovers (`None`: every namespace).
-pub(super) type Wanted = BTreeMap<(Kind, String, String), Option<BTreeSet<String>>>;
+pub(super) type Wanted = BTreeMap<(Group, Kind, String, String), Option<BTreeSet<String>>>;
 
 /// Checks what the CRD schema cannot express.
 pub fn validate(obj: &Prometheus) -> Vec<String> {
@@ -63,6 +63,7 @@ pub(super) fn admit(obj: &Prometheus, mut fetched: Fetched, policy: Policy) -> R
     let mut refused = Vec::new();
     fetched.service_monitors = adm.admit(
         std::mem::take(&mut fetched.service_monitors),
+        Group::Steward,
         Kind::ServiceMonitor,
         |m: &ServiceMonitor| m.spec.namespace_selector.as_ref(),
         &mut wanted,
@@ -70,6 +71,24 @@ pub(super) fn admit(obj: &Prometheus, mut fetched: Fetched, policy: Policy) -> R
     );
     fetched.pod_monitors = adm.admit(
         std::mem::take(&mut fetched.pod_monitors),
+        Group::Steward,
+        Kind::PodMonitor,
+        |m: &PodMonitor| m.spec.namespace_selector.as_ref(),
+        &mut wanted,
+        &mut refused,
+    );
+    // Upstream monitors get exactly the same discovery checks.
+    fetched.upstream.service_monitors = adm.admit(
+        std::mem::take(&mut fetched.upstream.service_monitors),
+        Group::Upstream,
+        Kind::ServiceMonitor,
+        |m: &ServiceMonitor| m.spec.namespace_selector.as_ref(),
+        &mut wanted,
+        &mut refused,
+    );
+    fetched.upstream.pod_monitors = adm.admit(
+        std::mem::take(&mut fetched.upstream.pod_monitors),
+        Group::Upstream,
         Kind::PodMonitor,
         |m: &PodMonitor| m.spec.namespace_selector.as_ref(),
         &mut wanted,
@@ -95,6 +114,7 @@ impl Admission<'_> {
     fn admit<K: Resource>(
         &self,
         monitors: Vec<K>,
+        group: Group,
         kind: Kind,
         selector: impl Fn(&K) -> Option<&NamespaceSelector>,
         wanted: &mut Wanted,
@@ -113,11 +133,12 @@ impl Admission<'_> {
             let want = discovery::monitor_namespaces(sel, &ns);
             match discovery::check(self.prom_ns, want.as_ref(), self.namespaces, self.policy, what) {
                 Ok(()) => {
-                    wanted.insert((kind, ns, name), want);
+                    wanted.insert((group, kind, ns, name), want);
                     kept.push(m);
                 }
                 Err(r) => refused.push(Rejection {
                     object: config::ObjectRef {
+                        group,
                         kind,
                         namespace: ns,
                         name,

@@ -15,6 +15,7 @@ use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, Store};
@@ -100,7 +101,12 @@ where
 /// Starts every watch: returns the caches, the children caches and the controller, wired so
 /// each change wakes the Prometheus objects it concerns, and so everything is reconciled once
 /// every cache has listed its objects (nothing is reconciled before).
-pub(super) fn start(rt: &ControllerRuntime) -> (Caches, Arc<Children>, Controller<Prometheus>) {
+/// With `upstream`, upstream prometheus-operator's objects are watched too, while their CRDs
+/// exist.
+pub(super) fn start(
+    rt: &ControllerRuntime,
+    upstream: bool,
+) -> (Caches, Arc<Children>, Controller<Prometheus>) {
     let client = rt.client.clone();
     let scope: Option<BTreeSet<String>> =
         (!rt.namespaces.is_empty()).then(|| rt.namespaces.iter().cloned().collect());
@@ -122,6 +128,12 @@ pub(super) fn start(rt: &ControllerRuntime) -> (Caches, Arc<Children>, Controlle
     let (secret_meta, secret_stream) = cached::<PartialObjectMeta<Secret>>(&client, wc(), thin);
     // ConfigMaps feed the configuration too (TLS CAs, for instance).
     let (config_map_meta, cm_stream) = cached::<PartialObjectMeta<ConfigMap>>(&client, wc(), thin);
+    let (upstream_caches, upstream_stream) = if upstream {
+        let (c, s) = super::upstream::start(&client, wc());
+        (c, Some(s))
+    } else {
+        (super::upstream::UpstreamCaches::empty(), None)
+    };
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let caches = Caches {
         prometheuses,
@@ -133,6 +145,7 @@ pub(super) fn start(rt: &ControllerRuntime) -> (Caches, Arc<Children>, Controlle
         role_bindings,
         secret_meta,
         config_map_meta,
+        upstream: upstream_caches,
         last: Arc::default(),
         cluster_unbound: Arc::default(),
         ready: ready_rx.clone(),
@@ -140,7 +153,7 @@ pub(super) fn start(rt: &ControllerRuntime) -> (Caches, Arc<Children>, Controlle
     // Every cache shows in /readyz, and the first reconcile waits for all of them.
     let track = |name: &str| rt.readiness.register_cache(&format!("prometheus/{name}"));
     let c = &caches;
-    let waits = vec![
+    let mut waits = vec![
         tokio::spawn(wait_ready(c.prometheuses.clone(), track("prometheuses"))),
         tokio::spawn(wait_ready(c.namespaces.clone(), track("namespaces"))),
         tokio::spawn(wait_ready(c.service_monitors.clone(), track("servicemonitors"))),
@@ -151,6 +164,15 @@ pub(super) fn start(rt: &ControllerRuntime) -> (Caches, Arc<Children>, Controlle
         tokio::spawn(wait_ready(c.secret_meta.clone(), track("secrets"))),
         tokio::spawn(wait_ready(c.config_map_meta.clone(), track("configmaps"))),
     ];
+    if upstream {
+        for (u, kind) in super::upstream::kinds() {
+            let name = format!("{}.{}", u.plural, crate::crd::UPSTREAM_GROUP);
+            waits.push(tokio::spawn(wait_ready(
+                c.upstream.of(kind).clone(),
+                track(&name),
+            )));
+        }
+    }
     tokio::spawn(async move {
         let mut all = true;
         for w in waits {
@@ -191,6 +213,31 @@ pub(super) fn start(rt: &ControllerRuntime) -> (Caches, Arc<Children>, Controlle
         mapped(Kind::ScrapeConfig),
     );
     let (c_ns, c_rb, c_secret, c_cm) = (caches.clone(), caches.clone(), caches.clone(), caches.clone());
+    let mut controller = controller;
+    if let Some(stream) = upstream_stream {
+        let c_up = caches.clone();
+        // Every upstream kind's changes come on one stream; the kind is in the object.
+        let wake = move |o: DynamicObject| {
+            let kind = o.types.as_ref().and_then(|t| {
+                super::upstream::kinds()
+                    .into_iter()
+                    .find(|(u, _)| u.kind == t.kind)
+                    .map(|(_, k)| k)
+            });
+            match kind {
+                Some(kind) => c_up.who_selects(
+                    kind,
+                    o.metadata.namespace.as_deref().unwrap_or_default(),
+                    o.metadata.name.as_deref().unwrap_or_default(),
+                    o.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+                ),
+                // Without its type the object could be anything: re-render everything.
+                None => c_up.all(),
+            }
+        };
+        let dyntype = super::upstream::api_resource(&crate::crd::UPSTREAM_KINDS[0]);
+        controller = controller.watches_stream_with(stream.map(Ok::<_, watcher::Error>), wake, dyntype);
+    }
     let controller = controller
         .reconcile_all_on(reconcile_all)
         .watches_stream(ns_stream, move |_: Namespace| c_ns.all())

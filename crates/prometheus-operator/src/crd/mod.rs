@@ -4,11 +4,13 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod common;
+mod compat;
 mod monitors;
 mod prometheus;
 mod rules;
 mod scrapeconfig;
 
+pub use compat::*;
 pub use monitors::*;
 pub use prometheus::*;
 pub use rules::*;
