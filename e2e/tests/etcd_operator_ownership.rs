@@ -36,7 +36,7 @@ fn condition(cluster: &DynamicObject, type_: &str) -> Option<(String, String, St
 #[tokio::test]
 async fn a_child_name_taken_by_someone_else_is_reported_and_left_alone() {
     let env = Env::start_instant_with_crds().await.unwrap();
-    let (_operator, _port) = env.run_operator("etcd-operator").unwrap();
+    let (_operator, _port) = env.run_operator("etcd-operator").await.unwrap();
     // Someone else's Service, with the name the cluster's client Service would have.
     env.apply(
         "apiVersion: v1\nkind: Service\nmetadata: {name: clash, namespace: default, labels: {team: payments}}\nspec:\n  selector: {app: payments}\n  ports: [{name: http, port: 8080}]\n",
