@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use e2e::bins;
-use e2e::harness::{spawn_reporting_port, wait_for};
+use e2e::harness::{lease_holder, spawn_reporting_port, wait_for};
 use e2e::kubesim::Cluster;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -322,16 +322,15 @@ async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
     .await
     .unwrap();
 
+    // Ready comes before leading (a standby is ready too): await the Lease, do not read it once.
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
-    let lease = leases.get("etcd-operator-leader").await.unwrap();
-    assert!(
-        lease
-            .spec
-            .unwrap()
-            .holder_identity
-            .unwrap()
-            .starts_with("etcd-operator-test_")
-    );
+    wait_for("the operator holds the Lease", Duration::from_secs(30), || async {
+        lease_holder(&client, "default", "etcd-operator-leader")
+            .await
+            .is_some_and(|h| h.starts_with("etcd-operator-test_"))
+    })
+    .await
+    .unwrap();
 
     // The controller reconciles: status with observedGeneration and a condition.
     let ar = kube::api::ApiResource::from_gvk_with_plural(
