@@ -324,20 +324,20 @@ async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
 
     // Ready comes before leading (a standby is ready too): await the Lease, do not read it once.
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
-    wait_for("the operator holds the Lease", Duration::from_secs(30), || async {
-        lease_holder(&client, "default", "etcd-operator-leader")
-            .await
-            .is_some_and(|h| h.starts_with("etcd-operator-test_"))
-    })
+    wait_for(
+        "the operator holds the Lease",
+        Duration::from_secs(30),
+        || async {
+            lease_holder(&client, "default", "etcd-operator-leader")
+                .await
+                .is_some_and(|h| h.starts_with("etcd-operator-test_"))
+        },
+    )
     .await
     .unwrap();
 
     // The controller reconciles: status with observedGeneration and a condition.
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    let clusters: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let clusters = e2e::etcd::clusters_api(&client, "default");
     let obj: kube::api::DynamicObject = serde_json::from_value(json!({"apiVersion": "etcd.steward.dev/v1alpha1", "kind": "EtcdCluster", "metadata": {"name": "main"}, "spec": {"size": 3, "version": "3.3.9"}})).unwrap();
     clusters.create(&PostParams::default(), &obj).await.unwrap();
     wait_for("status written", Duration::from_secs(20), || async {

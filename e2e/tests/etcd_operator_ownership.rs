@@ -9,14 +9,10 @@ use std::time::Duration;
 
 use e2e::harness::{Env, wait_for};
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 
 fn clusters_api(env: &Env) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    Api::namespaced_with(env.client.clone(), "default", &ar)
+    e2e::etcd::clusters_api(&env.client, "default")
 }
 
 fn condition(cluster: &DynamicObject, type_: &str) -> Option<(String, String, String)> {

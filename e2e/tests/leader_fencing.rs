@@ -128,11 +128,7 @@ async fn a_frozen_leader_writes_nothing_after_the_standby_takes_over() {
     // Catch the leader with a reconcile in flight: its answers come back 2 s late, so the
     // reconcile of a new object is still waiting on its first write's answer when we freeze
     // it. Without fencing, that reconcile goes on to write the object's status on waking.
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar);
+    let clusters = e2e::etcd::clusters_api(&env.client, "default");
     let before = cluster.audit_events().last().map_or(0, |e| e.seq);
     cluster.delay_responses_to_pod(&old_pod, Some(Duration::from_secs(2)));
     // An unsupported version: the reconcile records a warning Event, then writes a status.

@@ -7,16 +7,23 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::{self, Env, lease_holder, pod_ready, wait_for};
+use e2e::harness::{self, Env, deployment_ready, lease_holder, pod_ready, wait_for};
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
 use kube::api::{Api, DeleteParams, ListParams, LogParams};
 
 const NS: &str = "steward-system";
 
+/// deploy/default with both operators rolled out. Not `Env::with_operators`: that makes
+/// `default` enforce "restricted", and these tests run plain pods there.
 async fn deployed() -> Env {
-    Env::with_operators(&["etcd-operator", "prometheus-operator"])
-        .await
-        .unwrap()
+    let env = Env::start().await.unwrap();
+    env.deploy_default().await.unwrap();
+    for op in ["etcd-operator", "prometheus-operator"] {
+        deployment_ready(&env.client, NS, op, 2, Duration::from_secs(90))
+            .await
+            .unwrap();
+    }
+    env
 }
 
 async fn holder(env: &Env, lease: &str) -> Option<String> {
