@@ -192,12 +192,7 @@ impl Store {
     }
 
     /// Replaces an object if its stored resourceVersion is `expected_rv`.
-    pub fn update(
-        &self,
-        key: &StorageKey,
-        obj: Value,
-        expected_rv: u64,
-    ) -> Result<Arc<Value>, StoreError> {
+    pub fn update(&self, key: &StorageKey, obj: Value, expected_rv: u64) -> Result<Arc<Value>, StoreError> {
         let mut inner = self.lock();
         let k = key_of(&obj);
         let previous = inner
