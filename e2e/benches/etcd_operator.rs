@@ -8,15 +8,9 @@
 use std::time::{Duration, Instant};
 
 use e2e::bins;
+use e2e::etcd::clusters_api;
 use e2e::harness::{Env, proc_status_kib, wait_for};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-
-fn ar() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    )
-}
+use kube::api::{DynamicObject, PostParams};
 
 fn cluster(name: &str, version: &str, timeout: &str) -> DynamicObject {
     serde_json::from_value(serde_json::json!({
@@ -28,8 +22,10 @@ fn cluster(name: &str, version: &str, timeout: &str) -> DynamicObject {
 
 async fn lifecycle_times(version: &str) {
     let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
+    // Benchmarks run on kubesim only (`make bench` starts it); unwrap, so one pointed
+    // elsewhere fails at once instead of measuring something else.
     let cluster_handle = env.kubesim().unwrap();
-    let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar());
+    let clusters = clusters_api(&env.client, "default");
     let started = Instant::now();
     clusters
         .create(&PostParams::default(), &cluster("bench", version, "20s"))
@@ -79,9 +75,9 @@ async fn lifecycle_times(version: &str) {
 async fn operator_memory(version: &str) {
     let env = Env::start_instant_with_crds().await.unwrap();
     let client = env.client.clone();
-    let (mut op, _port) = env.run_operator("etcd-operator").unwrap();
+    let (mut op, _port) = env.run_operator("etcd-operator").await.unwrap();
     let pid = op.id().unwrap();
-    let clusters: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar());
+    let clusters = clusters_api(&client, "default");
     for i in 0..50 {
         clusters
             .create(
@@ -119,8 +115,9 @@ async fn operator_memory(version: &str) {
 /// number of clusters).
 async fn idle_api_load(version: &str) {
     let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
+    // kubesim only, as above: the figure comes from its audit log.
     let sim = env.kubesim().unwrap();
-    let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar());
+    let clusters = clusters_api(&env.client, "default");
     const N: usize = 50;
     for i in 0..N {
         let mut c = cluster(&format!("idle{i:02}"), version, "2m");

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::proc_status_kib;
+use e2e::harness::{proc_status_kib, wait_for};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
@@ -25,12 +25,11 @@ async fn main() {
         .unwrap();
     let pid = child.id().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    for _ in 0..100 {
-        if kubeconfig.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("kubesim's kubeconfig", Duration::from_secs(30), || async {
+        kubeconfig.exists()
+    })
+    .await
+    .unwrap();
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await

@@ -8,18 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::{Env, proc_status_kib, reconciles_total, wait_for};
+use e2e::harness::{Env, operator_ready, proc_status_kib, reconciles_total, wait_for};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 
 const TEAMS: usize = 100;
 const MONITORS_PER_TEAM: usize = 10;
 
 fn ar(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("monitoring.steward.dev", "v1alpha1", kind),
-        plural,
-    )
+    e2e::prometheus::resource(kind, plural)
 }
 
 fn obj(v: serde_json::Value) -> DynamicObject {
@@ -142,31 +139,14 @@ spec:
 "#;
 
 async fn query(ip: &str, promql: &str) -> usize {
-    let Ok(resp) = reqwest::Client::new()
-        .get(format!("http://{ip}:9090/api/v1/query"))
-        .query(&[("query", promql)])
-        .send()
-        .await
-    else {
-        return 0;
-    };
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    body["data"]["result"].as_array().map_or(0, Vec::len)
+    e2e::prometheus::query(ip, promql).await.len()
 }
 
 async fn team_stack_times() {
-    let env = Env::with_operators(&["etcd-operator", "prometheus-operator"])
+    // The team's monitor looks at steward-system, which must let team-a discover there.
+    let env = e2e::prometheus::operators_discoverable_by(&["team-a"])
         .await
         .unwrap();
-    // The team's monitor looks at steward-system, which must let team-a discover there.
-    env.kubectl(&[
-        "label",
-        "namespace",
-        "steward-system",
-        "discovery-from.monitoring.steward.dev/team-a=true",
-    ])
-    .await
-    .unwrap();
     let started = Instant::now();
     env.apply(TEAM_STACK).await.unwrap();
     let proms: Api<DynamicObject> =
@@ -226,9 +206,14 @@ async fn main() {
     );
     let env = Env::start_instant_with_crds().await.unwrap();
     let client = env.client.clone();
-    let (mut op, port) = env.run_operator("prometheus-operator").unwrap();
+    let (mut op, port) = env.run_operator("prometheus-operator").await.unwrap();
     let pid = op.id().unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Idle: started, caches synced, nothing to manage yet.
+    wait_for("the operator ready", Duration::from_secs(60), || {
+        operator_ready(port)
+    })
+    .await
+    .unwrap();
     let idle = proc_status_kib(pid, "VmRSS:");
 
     let started = Instant::now();
@@ -276,7 +261,7 @@ async fn main() {
     );
     // Idle API cost: every request the operator sends over more than one periodic requeue
     // (300 s), from kubesim's audit log (watches aside: they are per kind, not per object;
-    // the test itself sends nothing meanwhile).
+    // the test itself sends nothing meanwhile). Instant mode is always kubesim.
     let sim = env.kubesim().unwrap();
     let start = sim.audit_events().last().map_or(0, |e| e.seq);
     let window = Duration::from_secs(330);

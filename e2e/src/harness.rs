@@ -49,26 +49,38 @@ impl Env {
         })
     }
 
-    /// A fresh kubesim in instant mode (pods are records, no processes) with the CRDs of
-    /// deploy/crds installed: for operators run as local processes ([`Env::run_operator`]).
-    pub async fn start_instant_with_crds() -> anyhow::Result<Env> {
-        let cluster = Cluster::start_temp().await?;
-        let env = Env {
+    /// An `Env` around a kubesim cluster the caller started (any node mode).
+    pub async fn from_cluster(cluster: Cluster) -> anyhow::Result<Env> {
+        Ok(Env {
             kubeconfig: cluster.kubeconfig().to_path_buf(),
             client: cluster.client().await?,
             cluster: Some(cluster),
-        };
-        let crds = bins::repo_root().join("deploy/crds");
-        env.kubectl(&["apply", "--server-side", "-k", crds.to_str().context("path")?])
-            .await?;
+        })
+    }
+
+    /// A fresh kubesim in instant mode (pods are records, no processes) with the CRDs of
+    /// deploy/crds installed: for operators run as local processes ([`Env::run_operator`])
+    /// and for admission tests. Always kubesim, also with `E2E_KUBECONFIG` set: a local
+    /// operator process needs nothing from a real cluster.
+    pub async fn start_instant_with_crds() -> anyhow::Result<Env> {
+        let env = Env::from_cluster(Cluster::start_temp().await?).await?;
+        env.install_crds().await?;
         Ok(env)
     }
 
+    /// Applies deploy/crds server-side.
+    pub async fn install_crds(&self) -> anyhow::Result<()> {
+        let crds = bins::repo_root().join("deploy/crds");
+        self.kubectl(&["apply", "--server-side", "-k", crds.to_str().context("path")?])
+            .await?;
+        Ok(())
+    }
+
     /// Runs our `operator` binary (debug or release, as the caller was built) against this
-    /// cluster without leader election; it serves /metrics on the returned local port and is
-    /// killed when the handle drops.
-    pub fn run_operator(&self, operator: &str) -> anyhow::Result<(tokio::process::Child, u16)> {
-        self.run_operator_as(operator, &self.kubeconfig, &[])
+    /// cluster without leader election; returns once it serves /metrics, with the local port
+    /// it serves on. The process is killed when the handle drops.
+    pub async fn run_operator(&self, operator: &str) -> anyhow::Result<(tokio::process::Child, u16)> {
+        self.run_operator_as(operator, &self.kubeconfig, &[]).await
     }
 
     /// A kubeconfig like the admin's that authenticates as ServiceAccount `namespace/name`
@@ -95,25 +107,17 @@ impl Env {
 
     /// [`Env::run_operator`] with another kubeconfig (a ServiceAccount's token, say) and
     /// extra flags.
-    pub fn run_operator_as(
+    pub async fn run_operator_as(
         &self,
         operator: &str,
         kubeconfig: &std::path::Path,
         extra: &[&str],
     ) -> anyhow::Result<(tokio::process::Child, u16)> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = tokio::process::Command::new(bins::own_binary(operator)?)
-            .args([
-                "run",
-                "--leader-elect=false",
-                &format!("--metrics-addr=127.0.0.1:{port}"),
-                "--log-level=warn",
-            ])
+        let mut cmd = tokio::process::Command::new(bins::own_binary(operator)?);
+        cmd.args(["run", "--leader-elect=false"])
             .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .kill_on_drop(true)
-            .spawn()?;
-        Ok((child, port))
+            .env("KUBECONFIG", kubeconfig);
+        spawn_reporting_port(cmd).await
     }
 
     /// Process mode with deploy/default applied and every one of `operators` rolled out
@@ -145,10 +149,34 @@ impl Env {
         Ok(())
     }
 
-    /// The kubesim cluster for fault injection; `None` against a real cluster (such tests
-    /// are the only ones skipped there).
+    /// The kubesim cluster for fault injection; `None` against a real cluster. A test that
+    /// cannot run without it uses [`Env::require_kubesim`], which says so.
     pub fn kubesim(&self) -> Option<&Cluster> {
         self.cluster.as_ref()
+    }
+
+    /// The kubesim cluster, or `None` after printing `SKIPPED on E2E_KUBECONFIG: <why>` to the
+    /// test's output (not captured, so a passing run shows it too): a test never skips
+    /// silently. Use as `let Some(sim) = env.require_kubesim("why") else { return };`.
+    pub fn require_kubesim(&self, why: &str) -> Option<&Cluster> {
+        if self.cluster.is_none() {
+            report_skip(why);
+        }
+        self.cluster.as_ref()
+    }
+
+    /// Kills a container's process with SIGKILL and waits until it is gone, so a test that
+    /// means to kill something knows it did (kubesim only). Returns the pid killed.
+    pub async fn kill_container(&self, ns: &str, pod: &str, container: &str) -> anyhow::Result<u32> {
+        let sim = self.kubesim().context("killing a container needs kubesim")?;
+        let pid = sim.signal_container(ns, pod, container, "KILL")?;
+        wait_for(
+            &format!("{ns}/{pod} {container} (pid {pid}) to die"),
+            Duration::from_secs(30),
+            || async move { !process_alive(pid) },
+        )
+        .await?;
+        Ok(pid)
     }
 
     /// Runs kubectl with this cluster's kubeconfig, feeding `stdin`; returns stdout.
@@ -233,20 +261,138 @@ impl Env {
     }
 }
 
+/// How often the waits below look again.
+const POLL: Duration = Duration::from_millis(300);
+
 /// Polls `check` until it is true or `timeout` passes.
 pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    wait_until(what, timeout, || {
+        let fut = check();
+        async move { fut.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `check` until it returns a value or `timeout` passes; returns the value.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check().await {
-            return Ok(());
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL).await;
     }
-    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+/// Waits until `sample` has returned the same value for `quiet` (something has stopped
+/// moving: a request counter, a reconcile count), at most `timeout`; returns that value.
+/// Unlike a fixed sleep followed by a comparison, a slow machine only makes it take longer.
+pub async fn settle<T, F, Fut>(
+    what: &str,
+    quiet: Duration,
+    timeout: Duration,
+    mut sample: F,
+) -> anyhow::Result<T>
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = sample().await;
+    let mut since = Instant::now();
+    loop {
+        if since.elapsed() >= quiet {
+            return Ok(last);
+        }
+        if Instant::now() >= deadline {
+            bail!("{what} did not stay still for {quiet:?} within {timeout:?}; last {last:?}");
+        }
+        tokio::time::sleep(POLL).await;
+        let now = sample().await;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
+
+/// Prints a skipped test's reason where the test runner does not capture it.
+pub fn report_skip(why: &str) {
+    use std::io::Write;
+    // Written to the stderr handle, not with eprintln!, which libtest captures.
+    let _ = writeln!(std::io::stderr(), "SKIPPED on E2E_KUBECONFIG: {why}");
+}
+
+/// The scheduling state letter of a process (`T` when stopped, `Z` a zombie), `None` once
+/// it is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": the state follows the last ')', as comm may hold spaces.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Whether process `pid` still runs (a zombie waiting to be reaped does not).
+pub fn process_alive(pid: u32) -> bool {
+    process_state(pid).is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Spawns one of our operators (`cmd` without `--metrics-addr` and logging flags) on a port
+/// the operator picks itself, and returns once it reports that port. Picking a free port here
+/// and passing it on would race with anything else binding ports meanwhile.
+pub async fn spawn_reporting_port(
+    mut cmd: tokio::process::Command,
+) -> anyhow::Result<(tokio::process::Child, u16)> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd
+        .args([
+            "--metrics-addr=127.0.0.1:0",
+            "--log-format=json",
+            // Warnings and up as before, plus the runtime's line naming the address.
+            "--log-level=warn,steward_core::runtime=info",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("operator stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let port = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            let addr = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v["addr"].as_str()?.parse::<std::net::SocketAddr>().ok());
+            if let Some(addr) = addr {
+                return Ok(addr.port());
+            }
+            seen.push(line);
+        }
+        bail!(
+            "the operator exited before serving /metrics:\n{}",
+            seen.join("\n")
+        )
+    })
+    .await
+    .context("the operator did not report its metrics address within 60 s")??;
+    // Keep draining its log (a full pipe would block it), shown as before on our stdout.
+    tokio::spawn(async move {
+        use std::io::Write;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = writeln!(std::io::stdout(), "{line}");
+        }
+    });
+    Ok((child, port))
 }
 
 /// Waits until a Deployment has `replicas` ready replicas.
@@ -274,6 +420,39 @@ pub async fn deployment_ready(
     .await
 }
 
+/// The `holderIdentity` of Lease `ns/name` (`None` while vacant or missing).
+pub async fn lease_holder(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), ns);
+    leases
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+/// Waits until pod `name` is in `phase` (`Running`, `Succeeded`, ...).
+pub async fn pod_phase(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    phase: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    wait_for(&format!("pod {name} {phase}"), timeout, || async {
+        pods.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.status?.phase)
+            .as_deref()
+            == Some(phase)
+    })
+    .await
+}
+
 /// Whether a pod's Ready condition is True.
 pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
     p.status
@@ -297,6 +476,46 @@ pub async fn reconciles_total(port: u16) -> Option<f64> {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum(),
     )
+}
+
+/// The TCP port process `pid` listens on, once it listens on exactly one: for programs
+/// told to listen on port 0 that do not say which port they got (Prometheus).
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                let port = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                ports.extend(port);
+            }
+        }
+    }
+    ports.dedup();
+    match ports[..] {
+        [port] => Some(port),
+        _ => None,
+    }
+}
+
+/// Whether the operator serving on local `port` answers /readyz with success.
+pub async fn operator_ready(port: u16) -> bool {
+    reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }
 
 /// A KiB figure from /proc/<pid>/status, e.g. `VmRSS:` or `VmHWM:` (0 when unreadable).

@@ -2,6 +2,8 @@
 //! kubesim, the local Kubernetes-compatible cluster our end-to-end tests run against.
 
 pub mod bins;
+pub mod etcd;
 pub mod harness;
 pub mod kubesim;
 pub mod local_etcd;
+pub mod prometheus;

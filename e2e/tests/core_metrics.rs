@@ -4,20 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::bins::{self, Release};
+use e2e::harness::{listening_port, wait_until};
 use serde_json::Value;
 use steward_core::MetricsBuilder;
 use steward_core::server::{Readiness, Server};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     let resp = client.get(url).send().await.ok()?;
@@ -49,37 +42,42 @@ async fn scrape_with(release: Release) {
         ),
     )
     .unwrap();
-    let web = format!("127.0.0.1:{}", free_port());
+    // Port 0: Prometheus takes a free port itself, and /proc says which.
     let mut child = tokio::process::Command::new(&prometheus)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
             dir.path().join("data").display()
         ))
-        .arg(format!("--web.listen-address={web}"))
+        .arg("--web.listen-address=127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
 
+    let log = || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+    let pid = child.id().unwrap();
+    let port = wait_until("Prometheus listening", Duration::from_secs(60), || async {
+        listening_port(pid)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; its log:\n{}", log()));
     let http = reqwest::Client::new();
-    let base = format!("http://{web}/api/v1");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let target_up = loop {
-        if let Some(v) = get_json(&http, &format!("{base}/targets")).await {
-            let t = &v["data"]["activeTargets"][0];
-            if t["health"] == "up" {
-                break t.clone();
-            }
-            assert_ne!(t["health"], "down", "scrape failed: {t}");
-        }
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-            panic!("Prometheus never scraped the endpoint healthily; its log:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let target_up = wait_until("a healthy scrape", Duration::from_secs(60), || async {
+        let v = get_json(&http, &format!("{base}/targets")).await?;
+        let t = &v["data"]["activeTargets"][0];
+        assert_ne!(t["health"], "down", "scrape failed: {t}");
+        (t["health"] == "up").then(|| t.clone())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: Prometheus never scraped the endpoint healthily; its log:\n{}",
+            log()
+        )
+    });
     assert_eq!(target_up["lastError"], "", "{target_up}");
 
     // Metadata arrives per family, with its type, once a scrape has been ingested.
@@ -90,28 +88,20 @@ async fn scrape_with(release: Release) {
         ("steward_leader", "gauge"),
         ("steward_build", "info"),
     ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let metadata = loop {
+    let metadata = wait_until("metadata for every family", Duration::from_secs(30), || async {
         let v = get_json(
             &http,
             &format!("{base}/targets/metadata?match_target={{job=\"steward\"}}"),
         )
-        .await;
-        if let Some(v) = v {
-            let entries = v["data"].as_array().cloned().unwrap_or_default();
-            if expected
-                .iter()
-                .all(|(name, _)| entries.iter().any(|e| e["metric"] == *name))
-            {
-                break entries;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metadata for every family never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+        .await?;
+        let entries = v["data"].as_array().cloned().unwrap_or_default();
+        expected
+            .iter()
+            .all(|(name, _)| entries.iter().any(|e| e["metric"] == *name))
+            .then_some(entries)
+    })
+    .await
+    .unwrap();
     for (name, type_) in expected {
         let entry = metadata.iter().find(|e| e["metric"] == name).unwrap();
         assert_eq!(entry["type"], type_, "{name}: {entry}");

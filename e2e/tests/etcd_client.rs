@@ -5,22 +5,16 @@
 use std::time::{Duration, Instant};
 
 use e2e::bins::{self, Release};
+use e2e::harness::wait_until;
 use e2e::local_etcd::{LocalEtcd, LocalTls};
 use etcd_operator::etcd::{ClientTls, EtcdApi};
 
-async fn eventually<F, Fut, T>(what: &str, mut f: F) -> T
+async fn eventually<F, Fut, T>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(what, Duration::from_secs(30), f).await.unwrap()
 }
 
 async fn membership_lifecycle(tls: bool) {
@@ -205,7 +199,8 @@ async fn plain_clients_are_refused_by_tls_members() {
 
 #[tokio::test]
 async fn connection_failures_are_described_as_what_they_are() {
-    // Nothing listens on a port we bound and closed: refused.
+    // Nothing listens on a port we bound and closed: refused. (Another process could take
+    // the port in between; the kernel hands out ephemeral ports round-robin, so hardly.)
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use e2e::bins::{self, Release};
+use e2e::bins;
+use e2e::etcd::{CLIENT_FILES, Etcdctl, cluster_yaml, clusters_api, healthy_voters, pod_identities};
 use e2e::harness::{Env, wait_for};
-use e2e::local_etcd::etcdctl_with_hosts;
 use etcd_operator::tls::{CertInfo, inspect, inspect_bundle};
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject};
 
 /// CA lifetime: the switch comes two thirds in (about 150 s after creation), which leaves the
 /// cluster time to start on a loaded machine; the old CA ends at 240 s and the switch after
@@ -31,51 +31,6 @@ fn unix_now() -> i64 {
 
 fn turnover(c: &CertInfo) -> i64 {
     c.not_before + (c.not_after - c.not_before) * 2 / 3
-}
-
-struct Members {
-    hosts: Vec<(String, String)>,
-    endpoints: Vec<String>,
-    /// (name, uid, restarts)
-    pods: Vec<(String, String, i32)>,
-}
-
-async fn members(env: &Env) -> Members {
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    let list = pods
-        .list(
-            &ListParams::default()
-                .labels("app.kubernetes.io/instance=rotate,app.kubernetes.io/component=member"),
-        )
-        .await
-        .unwrap()
-        .items;
-    let mut m = Members {
-        hosts: Vec::new(),
-        endpoints: Vec::new(),
-        pods: Vec::new(),
-    };
-    for p in list
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
-        let name = p.metadata.name.clone().unwrap();
-        let status = p.status.clone().unwrap_or_default();
-        let Some(ip) = status.pod_ip.clone() else { continue };
-        let restarts = status
-            .container_statuses
-            .unwrap_or_default()
-            .iter()
-            .map(|c| c.restart_count)
-            .sum();
-        let host = format!("{name}.rotate-peers.default.svc");
-        m.endpoints.push(format!("https://{host}:2379"));
-        m.hosts.push((ip, host));
-        m.pods.push((name, p.metadata.uid.clone().unwrap(), restarts));
-    }
-    m.pods.sort();
-    m.endpoints.sort();
-    m
 }
 
 /// The Secrets' data by name.
@@ -127,36 +82,10 @@ fn observe(s: &BTreeMap<String, BTreeMap<String, String>>) -> Option<Observed> {
     })
 }
 
-fn write_client_files(s: &BTreeMap<String, BTreeMap<String, String>>, dir: &std::path::Path) {
-    let client = &s["rotate-client-tls"];
-    for key in ["ca.crt", "tls.crt", "tls.key"] {
-        std::fs::write(dir.join(key), &client[key]).unwrap();
-    }
-}
-
-fn etcdctl(m: &Members, dir: &std::path::Path, endpoint: &str, rest: &[&str]) -> (bool, String) {
-    let mut args: Vec<String> = vec![
-        "--endpoints".into(),
-        endpoint.into(),
-        "--dial-timeout=10s".into(),
-        "--command-timeout=20s".into(),
-        format!("--cacert={}", dir.join("ca.crt").display()),
-        format!("--cert={}", dir.join("tls.crt").display()),
-        format!("--key={}", dir.join("tls.key").display()),
-    ];
-    args.extend(rest.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    etcdctl_with_hosts(Release::Current, &m.hosts, &refs)
-}
-
 /// Whether the operator sees every member healthy: it asks them through its own client
 /// certificate, so this also shows the operator's client works.
 fn operator_sees_all_healthy(c: &DynamicObject) -> bool {
-    let st = &c.data["status"];
-    st["readyMembers"] == 3
-        && st["members"].as_array().is_some_and(|m| {
-            m.len() == 3 && m.iter().all(|m| m["isLearner"] == false && m["healthy"] == true)
-        })
+    healthy_voters(&c.data["status"], 3)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,17 +93,18 @@ async fn ca_rotates_without_restarts_or_refused_connections() {
     let started = Instant::now();
     let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
-    env.apply(&format!(
-        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: rotate, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: auto, certificateValidity: {LEAF_SECS}s, caValidity: {CA_SECS}s}}\n  storage: {{emptyDir: {{}}}}\n"
+    env.apply(&cluster_yaml(
+        "rotate",
+        3,
+        &version,
+        &format!(
+            "  tls: {{mode: auto, certificateValidity: {LEAF_SECS}s, caValidity: {CA_SECS}s}}\n  storage: {{emptyDir: {{}}}}\n"
+        ),
     ))
     .await
     .unwrap();
     let created = Instant::now();
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar);
+    let clusters = clusters_api(&env.client, "default");
     let ready = || async {
         clusters
             .get("rotate")
@@ -202,14 +132,15 @@ async fn ca_rotates_without_restarts_or_refused_connections() {
     );
     assert!(first.issuers.iter().all(|i| *i == ca1.subject));
     assert!(first.leaf_bundles.iter().all(|b| *b == first.ca_bundle));
-    let m = members(&env).await;
-    assert_eq!(m.pods.len(), 3);
-    assert!(m.pods.iter().all(|p| p.2 == 0), "{:?}", m.pods);
+    let m = Etcdctl::connect(&env, "rotate").await.unwrap();
+    let pods = pod_identities(&env.client, "rotate").await.unwrap();
+    assert_eq!(pods.len(), 3);
+    assert!(pods.iter().all(|p| p.2 == 0), "{pods:?}");
 
     // A client writes and reads through every member, with the client Secret's files as
     // they are at each moment (as a pod's Secret volume would have them), until the old CA
     // is gone from the bundles and has expired.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = m.tls.as_ref().unwrap().path();
     let deadline = Instant::now() + Duration::from_secs(3 * CA_SECS);
     let mut failures = Vec::new();
     let mut untrusted: Vec<String> = Vec::new();
@@ -239,18 +170,20 @@ async fn ca_rotates_without_restarts_or_refused_connections() {
             assert!(switched_at.is_some(), "the old CA left before the switch");
             assert!(unix_now() >= ca1.not_after, "the old CA left before it expired");
         }
-        write_client_files(&now, dir.path());
+        for key in CLIENT_FILES {
+            std::fs::write(dir.join(key), &now["rotate-client-tls"][key]).unwrap();
+        }
         let key = format!("key-{i:05}");
         let value = format!("v{i}");
-        let writer = &m.endpoints[i % 3];
-        let reader = &m.endpoints[(i + 1) % 3];
-        let (ok, out) = etcdctl(&m, dir.path(), writer, &["put", &key, &value]);
+        let writer = &m.members[i % 3];
+        let reader = &m.members[(i + 1) % 3];
+        let (ok, out) = m.run(writer, &["put", &key, &value]);
         if ok {
             written += 1;
         } else {
             failures.push(format!("put {key} via {writer}: {out}"));
         }
-        let (ok, out) = etcdctl(&m, dir.path(), reader, &["get", &key, "--print-value-only"]);
+        let (ok, out) = m.run(reader, &["get", &key, "--print-value-only"]);
         if !ok || out.trim() != value {
             failures.push(format!("get {key} via {reader}: {out}"));
         }
@@ -308,23 +241,14 @@ async fn ca_rotates_without_restarts_or_refused_connections() {
     );
 
     // Every key is there, the members are whole and none restarted.
-    let (ok, out) = etcdctl(
-        &m,
-        dir.path(),
-        &m.endpoints[0],
-        &["get", "key-", "--prefix", "--count-only", "-w", "fields"],
-    );
-    assert!(
-        ok && out.contains(&format!("\"Count\" : {written}")),
-        "{written} written: {out}"
-    );
-    let (ok, out) = etcdctl(&m, dir.path(), &m.endpoints.join(","), &["endpoint", "health"]);
+    assert_eq!(m.count("key-"), Some(written as u64), "{written} written");
+    let (ok, out) = m.run(&m.members(), &["endpoint", "health"]);
     assert!(ok && out.matches("is healthy").count() == 3, "{out}");
     wait_for("status healthy after rotation", Duration::from_secs(60), ready)
         .await
         .unwrap();
-    let after = members(&env).await;
-    assert_eq!(after.pods, m.pods, "same member pods, no restarts");
+    let after = pod_identities(&env.client, "rotate").await.unwrap();
+    assert_eq!(after, pods, "same member pods, no restarts");
     eprintln!(
         "ready after {ready_after:?}, switch seen at {switched_at:?}, old CA dropped at \
          {dropped_at:?}, {written} keys in {i} rounds, test took {:?}",

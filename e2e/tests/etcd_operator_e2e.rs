@@ -7,165 +7,39 @@
 
 use std::time::Duration;
 
-use e2e::bins::{self, Release};
+use e2e::bins;
+use e2e::etcd::{Etcdctl, Writer, cluster_yaml, clusters_api, condition, member_selector, status};
 use e2e::harness::{Env, wait_for};
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Secret};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, ListParams};
 
-fn etcdctl(args: &[&str]) -> (bool, String) {
-    e2e::local_etcd::etcdctl(Release::Current, args)
-}
-
-fn clusters_api(env: &Env) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    Api::namespaced_with(env.client.clone(), "default", &ar)
+fn clusters(env: &Env) -> Api<DynamicObject> {
+    clusters_api(&env.client, "default")
 }
 
 async fn deploy_cluster(env: &Env, name: &str, version: &str, extra: &str) -> Api<DynamicObject> {
     env.deploy_operators(&["etcd-operator"]).await.unwrap();
-    env.apply(&format!(
-        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: disabled}}\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n{extra}"
+    env.apply(&cluster_yaml(
+        name,
+        3,
+        version,
+        &format!("  tls: {{mode: disabled}}\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n{extra}"),
     ))
     .await
     .unwrap();
-    clusters_api(env)
+    clusters(env)
 }
 
-async fn status(clusters: &Api<DynamicObject>, name: &str) -> serde_json::Value {
-    clusters
-        .get(name)
-        .await
-        .map(|c| c.data["status"].clone())
-        .unwrap_or_default()
+async fn connect(env: &Env, name: &str) -> Etcdctl {
+    Etcdctl::connect(env, name).await.unwrap()
 }
 
-/// etcdctl against one cluster's members, whatever its `tls.mode`: plain HTTP to the pod IPs
-/// when TLS is disabled; otherwise mutual TLS with the published `<name>-client-tls` Secret to
-/// the DNS names in the server certificate (`<member>.<name>-peers.default.svc` and the client
-/// Service `<name>.default.svc`), mapped to the pods' IPs in a private /etc/hosts.
-struct Etcdctl {
-    /// The client Secret's files, with TLS.
-    tls: Option<tempfile::TempDir>,
-    /// (ip, name) pairs for the private /etc/hosts.
-    hosts: Vec<(String, String)>,
-    /// Every live member's client URL.
-    members: Vec<String>,
-    /// The client Service's URL.
-    service: String,
-}
-
-impl Etcdctl {
-    /// Looks the members up as they are now (connect again after membership changes).
-    async fn connect(env: &Env, name: &str) -> Etcdctl {
-        let spec = clusters_api(env).get(name).await.unwrap().data["spec"].clone();
-        let tls = spec["tls"]["mode"] != "disabled";
-        let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-        let list = pods
-            .list(&ListParams::default().labels(&format!(
-                "app.kubernetes.io/instance={name},app.kubernetes.io/component=member"
-            )))
-            .await
-            .unwrap()
-            .items;
-        let mut members = Vec::new();
-        let mut hosts = Vec::new();
-        let mut ips = Vec::new();
-        for p in list
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-        {
-            let Some(ip) = p.status.and_then(|s| s.pod_ip) else {
-                continue;
-            };
-            ips.push(ip.clone());
-            let pod = p.metadata.name.unwrap();
-            if tls {
-                let host = format!("{pod}.{name}-peers.default.svc");
-                members.push(format!("https://{host}:2379"));
-                hosts.push((ip, host));
-            } else {
-                members.push(format!("http://{ip}:2379"));
-            }
-        }
-        // The client Service resolves (as in a pod's /etc/hosts) to one of its ready endpoints.
-        let endpoints: Api<Endpoints> = Api::namespaced(env.client.clone(), "default");
-        let service_ip = endpoints
-            .get_opt(name)
-            .await
-            .unwrap()
-            .and_then(|e| e.subsets)
-            .and_then(|s| {
-                s.into_iter()
-                    .flat_map(|s| s.addresses.unwrap_or_default())
-                    .map(|a| a.ip)
-                    .find(|ip| ips.contains(ip))
-            });
-        let service = match (&service_ip, tls) {
-            (Some(ip), true) => {
-                hosts.push((ip.clone(), format!("{name}.default.svc")));
-                format!("https://{name}.default.svc:2379")
-            }
-            (Some(ip), false) => format!("http://{ip}:2379"),
-            (None, _) => String::new(),
-        };
-        let dir = if tls {
-            let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
-            let data = secrets
-                .get(&format!("{name}-client-tls"))
-                .await
-                .unwrap()
-                .data
-                .unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            for key in ["ca.crt", "tls.crt", "tls.key"] {
-                std::fs::write(dir.path().join(key), &data[key].0).unwrap();
-            }
-            Some(dir)
-        } else {
-            None
-        };
-        Etcdctl {
-            tls: dir,
-            hosts,
-            members,
-            service,
-        }
-    }
-
-    /// Every member's client URL, comma-separated.
-    fn members(&self) -> String {
-        self.members.join(",")
-    }
-
-    /// Runs etcdctl against `endpoints` with the client certificate when TLS is on.
-    fn run(&self, endpoints: &str, rest: &[&str]) -> (bool, String) {
-        let mut args = vec![
-            "--endpoints".to_string(),
-            endpoints.to_string(),
-            "--command-timeout=10s".to_string(),
-        ];
-        if let Some(dir) = &self.tls {
-            let file = |n: &str| dir.path().join(n).display().to_string();
-            args.push(format!("--cacert={}", file("ca.crt")));
-            args.push(format!("--cert={}", file("tls.crt")));
-            args.push(format!("--key={}", file("tls.key")));
-        }
-        args.extend(rest.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        if self.tls.is_some() {
-            e2e::local_etcd::etcdctl_with_hosts(Release::Current, &self.hosts, &refs)
-        } else {
-            etcdctl(&refs)
-        }
-    }
-}
-
-/// Plain HTTP URLs of the `demo` cluster's members (for the clusters with TLS disabled).
-async fn member_ips(env: &Env) -> Vec<String> {
-    Etcdctl::connect(env, "demo").await.members
+/// Waits until every acknowledged key of `writer` is in cluster `name`.
+async fn check_acked(env: &Env, name: &str, prefix: &str, writer: Writer) {
+    let acked = writer.stop().await.unwrap();
+    assert!(acked.len() > 20, "writes kept flowing: {}", acked.len());
+    let missing = connect(env, name).await.missing(prefix, &acked).unwrap();
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
 }
 
 /// Waits until the `demo` cluster reports `size` healthy voting members and Available, then
@@ -207,13 +81,13 @@ async fn wait_size(env: &Env, clusters: &Api<DynamicObject>, size: i64) {
     // Exactly the members' pods (a removed member's pod goes one step after its removal), and
     // the client Service has a ready endpoint.
     wait_for("one pod per member", Duration::from_secs(60), || async {
-        let ctl = Etcdctl::connect(env, "demo").await;
+        let ctl = connect(env, "demo").await;
         ctl.members.len() as i64 == size && !ctl.service.is_empty()
     })
     .await
     .unwrap();
     // etcd's own view agrees: as many started voters, each advertising the right scheme.
-    let ctl = Etcdctl::connect(env, "demo").await;
+    let ctl = connect(env, "demo").await;
     let (ok, out) = ctl.run(&ctl.members(), &["member", "list"]);
     assert!(ok, "{out}");
     assert_eq!(out.lines().count() as i64, size, "{out}");
@@ -230,12 +104,15 @@ async fn bootstrap_write_and_scale() {
     let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
     // No tls field: the default, mode auto.
-    env.apply(&format!(
-        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: demo, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  memberFailureTimeout: 2m\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n"
+    env.apply(&cluster_yaml(
+        "demo",
+        3,
+        &version,
+        "  memberFailureTimeout: 2m\n  storage: {volumeClaimTemplate: {size: 1Gi}}\n",
     ))
     .await
     .unwrap();
-    let clusters = clusters_api(&env);
+    let clusters = clusters(&env);
     wait_size(&env, &clusters, 3).await;
     assert_eq!(
         clusters.get("demo").await.unwrap().data["spec"]["tls"]["mode"],
@@ -245,7 +122,7 @@ async fn bootstrap_write_and_scale() {
 
     // 1,000 keys through the client Service name with the published client certificate,
     // one etcdctl process per key, a few at a time.
-    let ctl = Etcdctl::connect(&env, "demo").await;
+    let ctl = connect(&env, "demo").await;
     assert_eq!(ctl.service, "https://demo.default.svc:2379");
     std::thread::scope(|scope| {
         for worker in 0..8 {
@@ -267,7 +144,7 @@ async fn bootstrap_write_and_scale() {
             .await
             .unwrap();
         wait_size(&env, &clusters, size).await;
-        let ctl = Etcdctl::connect(&env, "demo").await;
+        let ctl = connect(&env, "demo").await;
         let (ok, out) = ctl.run(
             &ctl.service,
             &["get", "key-", "--prefix", "--count-only", "-w", "fields"],
@@ -295,7 +172,7 @@ async fn bootstrap_write_and_scale() {
     // and writes nothing that has not changed. Measured in 30 s windows from kubesim's audit
     // log (the operator's own requests in the cluster's namespace, watches aside); the first
     // windows after the scale-down may still see its last writes settle.
-    if let Some(sim) = env.kubesim() {
+    if let Some(sim) = env.require_kubesim("the idle API load check reads kubesim's audit log") {
         let user = "system:serviceaccount:steward-system:etcd-operator";
         let count = |after: u64| {
             sim.audit_events()
@@ -320,35 +197,21 @@ async fn bootstrap_write_and_scale() {
             last.len() <= 1,
             "an idle cluster still costs API requests; per 30 s window: {windows:?}"
         );
-    } else {
-        println!("API load check skipped: it reads kubesim's audit log");
     }
-}
-
-fn count_keys(eps: &str) -> String {
-    etcdctl(&[
-        "--endpoints",
-        eps,
-        "get",
-        "key-",
-        "--prefix",
-        "--count-only",
-        "-w",
-        "fields",
-    ])
-    .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healing_keeps_data_and_replaces_lost_members() {
     let env = Env::start().await.unwrap();
-    let Some(cluster) = env.kubesim() else { return };
+    let Some(cluster) = env.require_kubesim("kills a member's process and cuts its pod network") else {
+        return;
+    };
     let version = bins::version("ETCD_CURRENT").unwrap();
     let clusters = deploy_cluster(&env, "demo", &version, "  memberFailureTimeout: 15s\n").await;
     wait_size(&env, &clusters, 3).await;
-    let eps = member_ips(&env).await.join(",");
+    let ctl = connect(&env, "demo").await;
     for i in 0..100 {
-        assert!(etcdctl(&["--endpoints", &eps, "put", &format!("key-{i:04}"), "v"]).0);
+        assert!(ctl.run(&ctl.members(), &["put", &format!("key-{i:04}"), "v"]).0);
     }
     let members = |st: &serde_json::Value| -> Vec<(String, String)> {
         st["members"]
@@ -370,7 +233,7 @@ async fn healing_keeps_data_and_replaces_lost_members() {
     let (victim, victim_id) = before[0].clone();
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     for n in 1..=3 {
-        cluster.kill_container("default", &victim, "etcd").unwrap();
+        env.kill_container("default", &victim, "etcd").await.unwrap();
         wait_for("the member restarted", Duration::from_secs(60), || async {
             pods.get(&victim).await.ok().is_some_and(|p| {
                 e2e::harness::pod_ready(&p)
@@ -388,7 +251,7 @@ async fn healing_keeps_data_and_replaces_lost_members() {
         after_kills.contains(&(victim.clone(), victim_id.clone())),
         "same member after restarts: {after_kills:?}"
     );
-    assert!(count_keys(&member_ips(&env).await.join(",")).contains("\"Count\" : 100"));
+    assert_eq!(connect(&env, "demo").await.count("key-"), Some(100));
 
     // Cut another member off longer than memberFailureTimeout: replaced by a fresh member.
     let (cut, _) = before[1].clone();
@@ -400,7 +263,7 @@ async fn healing_keeps_data_and_replaces_lost_members() {
     })
     .await
     .unwrap();
-    assert!(count_keys(&member_ips(&env).await.join(",")).contains("\"Count\" : 100"));
+    assert_eq!(connect(&env, "demo").await.count("key-"), Some(100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,32 +277,7 @@ async fn upgrades_one_member_at_a_time_and_blocks_bad_versions() {
     assert_eq!(status(&clusters, "demo").await["currentVersion"], old.as_str());
 
     // Writes keep going during the upgrade; every acknowledged write must survive.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let eps = member_ips(&env).await.join(",");
-        std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                if etcdctl(&[
-                    "--endpoints",
-                    &eps,
-                    "--command-timeout=2s",
-                    "put",
-                    &format!("key-{i:05}"),
-                    "v",
-                ])
-                .0
-                {
-                    acked.push(format!("key-{i:05}"));
-                }
-                i += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            acked
-        })
-    };
+    let writer = Writer::start(&env, "demo", "key-").await.unwrap();
     for target in [&current, &newest] {
         env.kubectl(&[
             "patch",
@@ -466,15 +304,7 @@ async fn upgrades_one_member_at_a_time_and_blocks_bad_versions() {
         .await
         .unwrap();
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let acked = writer.join().unwrap();
-    assert!(acked.len() > 20, "writes kept flowing: {}", acked.len());
-    let eps = member_ips(&env).await.join(",");
-    let (ok, out) = etcdctl(&["--endpoints", &eps, "get", "key-", "--prefix", "--keys-only"]);
-    assert!(ok);
-    for k in &acked {
-        assert!(out.contains(k.as_str()), "acknowledged write {k} lost");
-    }
+    check_acked(&env, "demo", "key-", writer).await;
     // Leadership was moved away before the leader restarted.
     let events = env
         .kubectl(&[
@@ -517,20 +347,8 @@ async fn upgrades_one_member_at_a_time_and_blocks_bad_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_clusters_are_rejected_at_admission() {
-    let c = e2e::kubesim::Cluster::start_temp().await.unwrap();
-    let env = Env {
-        kubeconfig: c.kubeconfig().to_path_buf(),
-        client: c.client().await.unwrap(),
-        cluster: None,
-    };
-    env.kubectl(&[
-        "apply",
-        "--server-side",
-        "-k",
-        bins::repo_root().join("deploy/crds").to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
+    // The CRDs' schema and rules decide; no operator and no pods are needed.
+    let env = Env::start_instant_with_crds().await.unwrap();
     let base = "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {name: bad, namespace: default}\n";
     let cases = [
         (
@@ -652,7 +470,12 @@ async fn invalid_clusters_are_rejected_at_admission() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_when_the_operator_is_killed_during_scaling() {
     let env = Env::start().await.unwrap();
-    let Some(cluster) = env.kubesim() else { return };
+    if env
+        .require_kubesim("kills the leading operator's process")
+        .is_none()
+    {
+        return;
+    }
     // Short leases so each kill hands over quickly.
     env.deploy_default().await.unwrap();
     let patch = r#"[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--lease-duration-seconds=4"}]"#;
@@ -671,18 +494,22 @@ async fn converges_when_the_operator_is_killed_during_scaling() {
     let version = bins::version("ETCD_CURRENT").unwrap();
     let clusters = deploy_cluster(&env, "demo", &version, "").await;
     wait_size(&env, &clusters, 3).await;
-    let eps = member_ips(&env).await.join(",");
+    let ctl = connect(&env, "demo").await;
     for i in 0..50 {
-        assert!(etcdctl(&["--endpoints", &eps, "put", &format!("key-{i:04}"), "v"]).0);
+        assert!(ctl.run(&ctl.members(), &["put", &format!("key-{i:04}"), "v"]).0);
     }
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), "steward-system");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "steward-system");
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(env.client.clone(), "steward-system");
     for size in [5, 3] {
         env.kubectl(&["scale", "etcdcluster", "demo", &format!("--replicas={size}")])
             .await
             .unwrap();
+        // Kill the leader at random moments. The Lease still names a killed leader until a
+        // standby takes over, so only a holder not killed yet is a live process to kill.
+        let mut killed = Vec::new();
         for _ in 0..10 {
+            // Random timing, not waiting for anything.
             let pause = 300 + u64::from(rand::random::<u16>() % 2000);
             tokio::time::sleep(Duration::from_millis(pause)).await;
             let holder = leases
@@ -692,18 +519,28 @@ async fn converges_when_the_operator_is_killed_during_scaling() {
                 .and_then(|l| l.spec)
                 .and_then(|s| s.holder_identity);
             if let Some(h) = holder
+                && !killed.contains(&h)
                 && let Some((pod, _)) = h.rsplit_once('_')
-                && pods.get_opt(pod).await.ok().flatten().is_some()
+                && pods
+                    .get_opt(pod)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
             {
-                let _ = cluster.kill_container("steward-system", pod, "operator");
+                // Fails unless the process is gone afterwards.
+                env.kill_container("steward-system", pod, "operator")
+                    .await
+                    .unwrap_or_else(|e| panic!("killing leader {h}: {e}"));
+                killed.push(h);
             }
         }
+        assert!(!killed.is_empty(), "no leader was killed while scaling to {size}");
+        println!("scaling to {size}: killed leaders {killed:?}");
         wait_size(&env, &clusters, size).await;
         // No orphans: one pod and one claim per member, nothing else.
-        let member_pods: Api<k8s_openapi::api::core::v1::Pod> =
-            Api::namespaced(env.client.clone(), "default");
-        let sel = kube::api::ListParams::default()
-            .labels("app.kubernetes.io/instance=demo,app.kubernetes.io/component=member");
+        let member_pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+        let sel = member_selector("demo");
         wait_for(
             "exactly the members' pods and claims",
             Duration::from_secs(60),
@@ -731,7 +568,7 @@ async fn converges_when_the_operator_is_killed_during_scaling() {
         )
         .await
         .unwrap();
-        assert!(count_keys(&member_ips(&env).await.join(",")).contains("\"Count\" : 50"));
+        assert_eq!(connect(&env, "demo").await.count("key-"), Some(50));
     }
 }
 
@@ -792,59 +629,7 @@ async fn members_whose_pods_vanish_come_back_from_their_volumes() {
     assert_eq!(before.len(), 3);
 
     // A writer follows the members' current addresses (recreated pods get new IPs).
-    let eps = std::sync::Arc::new(std::sync::Mutex::new(member_ips(&env).await.join(",")));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let refresher = {
-        let (eps, stop, env_client) = (eps.clone(), stop.clone(), env.client.clone());
-        tokio::spawn(async move {
-            let pods: Api<Pod> = Api::namespaced(env_client, "default");
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let lp = ListParams::default()
-                    .labels("app.kubernetes.io/instance=demo,app.kubernetes.io/component=member");
-                if let Ok(list) = pods.list(&lp).await {
-                    let urls: Vec<String> = list
-                        .items
-                        .iter()
-                        .filter(|p| p.metadata.deletion_timestamp.is_none())
-                        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
-                        .map(|ip| format!("http://{ip}:2379"))
-                        .collect();
-                    if !urls.is_empty()
-                        && let Ok(mut e) = eps.lock()
-                    {
-                        *e = urls.join(",");
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
-    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let writer = {
-        let (eps, stop, acked) = (eps.clone(), stop.clone(), acked.clone());
-        std::thread::spawn(move || {
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let endpoints = eps.lock().map(|e| e.clone()).unwrap_or_default();
-                let key = format!("w-{i:05}");
-                if etcdctl(&[
-                    "--endpoints",
-                    &endpoints,
-                    "--command-timeout=2s",
-                    "put",
-                    &key,
-                    "v",
-                ])
-                .0 && let Ok(mut a) = acked.lock()
-                {
-                    a.push(key);
-                }
-                i += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
-    let acked_count = || acked.lock().map(|a| a.len()).unwrap_or(0);
+    let writer = Writer::start(&env, "demo", "w-").await.unwrap();
 
     // Two of three pods at once: quorum is gone until their pods come back from the PVCs.
     let (a, b) = (before[0].0.clone(), before[1].0.clone());
@@ -866,26 +651,20 @@ async fn members_whose_pods_vanish_come_back_from_their_volumes() {
     .unwrap();
     wait_same_members(&env, &clusters, "demo", &before).await;
     // Writes go on after the last recovery.
-    let recovered_at = acked_count();
+    let recovered_at = writer.acked();
     wait_for("writes after the recovery", Duration::from_secs(60), || async {
-        acked_count() >= recovered_at + 10
+        writer.acked() >= recovered_at + 10
     })
     .await
     .unwrap();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
-    refresher.await.unwrap();
-    let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
-    let eps = member_ips(&env).await.join(",");
-    let (ok, out) = etcdctl(&["--endpoints", &eps, "get", "w-", "--prefix", "--keys-only"]);
-    assert!(ok, "{out}");
-    for k in &acked {
-        assert!(out.contains(k.as_str()), "acknowledged write {k} lost");
-    }
+    check_acked(&env, "demo", "w-", writer).await;
 
     // The only pod of a size-1 cluster.
-    env.apply(&format!(
-        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: solo, namespace: default}}\nspec:\n  size: 1\n  version: {version}\n  tls: {{mode: disabled}}\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}}}\n"
+    env.apply(&cluster_yaml(
+        "solo",
+        1,
+        &version,
+        "  tls: {mode: disabled}\n  storage: {volumeClaimTemplate: {size: 1Gi}}\n",
     ))
     .await
     .unwrap();
@@ -896,42 +675,34 @@ async fn members_whose_pods_vanish_come_back_from_their_volumes() {
     .await
     .unwrap();
     let solo = member_ids(&status(&clusters, "solo").await);
-    let solo_eps = Etcdctl::connect(&env, "solo").await.members();
+    let ctl = connect(&env, "solo").await;
     for i in 0..10 {
-        assert!(etcdctl(&["--endpoints", &solo_eps, "put", &format!("s-{i}"), "v"]).0);
+        assert!(ctl.run(&ctl.members(), &["put", &format!("s-{i}"), "v"]).0);
     }
     env.kubectl(&["delete", "pod", &solo[0].0, "-n", "default"])
         .await
         .unwrap();
     wait_same_members(&env, &clusters, "solo", &solo).await;
     // The recreated pod has a new IP: look it up on every try (a loaded machine may need a few).
-    let last = std::sync::Mutex::new(String::new());
+    let last = std::sync::Mutex::new(None);
     let read = wait_for("the solo member's 10 keys", Duration::from_secs(60), || {
         let (env, last) = (&env, &last);
         async move {
-            let eps = Etcdctl::connect(env, "solo").await.members();
-            let (ok, out) = etcdctl(&[
-                "--endpoints",
-                &eps,
-                "get",
-                "s-",
-                "--prefix",
-                "--count-only",
-                "-w",
-                "fields",
-            ]);
-            let done = ok && out.contains("\"Count\" : 10");
+            let count = match Etcdctl::connect(env, "solo").await {
+                Ok(ctl) => ctl.count("s-"),
+                Err(_) => None,
+            };
             if let Ok(mut l) = last.lock() {
-                *l = out;
+                *l = count;
             }
-            done
+            count == Some(10)
         }
     })
     .await;
     assert!(
         read.is_ok(),
-        "{}",
-        last.lock().map(|l| l.clone()).unwrap_or_default()
+        "{read:?}: last count {:?}",
+        last.lock().ok().and_then(|l| *l)
     );
 
     // Paused, a member whose pod is deleted still gets it back (a pause never strands a
@@ -1035,10 +806,6 @@ fn member_versions(st: &serde_json::Value) -> Vec<Option<String>> {
         .collect()
 }
 
-fn condition<'a>(st: &'a serde_json::Value, type_: &str) -> Option<&'a serde_json::Value> {
-    st["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
-}
-
 /// A 5-member emptyDir cluster upgraded from the old to the current minor (each restarted
 /// member comes back as a new member, its data being gone), with a writer running. The version
 /// is set back to the old one while the last member is being replaced: no member may join
@@ -1051,41 +818,19 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
     let old = bins::version("ETCD_OLD").unwrap();
     let current = bins::version("ETCD_CURRENT").unwrap();
     env.deploy_operators(&["etcd-operator"]).await.unwrap();
-    env.apply(&format!(
-        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: demo, namespace: default}}\nspec:\n  size: 5\n  version: {old}\n  tls: {{mode: disabled}}\n  storage: {{emptyDir: {{}}}}\n"
+    env.apply(&cluster_yaml(
+        "demo",
+        5,
+        &old,
+        "  tls: {mode: disabled}\n  storage: {emptyDir: {}}\n",
     ))
     .await
     .unwrap();
-    let clusters = clusters_api(&env);
+    let clusters = clusters(&env);
     wait_size(&env, &clusters, 5).await;
 
-    // Members are replaced (new pods, new addresses), so the writer takes its endpoints from
-    // a list the test keeps current.
-    let endpoints = std::sync::Arc::new(std::sync::Mutex::new(member_ips(&env).await.join(",")));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, endpoints) = (stop.clone(), endpoints.clone());
-        std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let eps = endpoints.lock().unwrap().clone();
-                let key = format!("key-{i:05}");
-                if etcdctl(&["--endpoints", &eps, "--command-timeout=2s", "put", &key, "v"]).0 {
-                    acked.push(key);
-                }
-                i += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            acked
-        })
-    };
-    let refresh = || async {
-        let ips = member_ips(&env).await;
-        if !ips.is_empty() {
-            *endpoints.lock().unwrap() = ips.join(",");
-        }
-    };
+    // Members are replaced (new pods, new addresses); the writer follows them.
+    let writer = Writer::start(&env, "demo", "key-").await.unwrap();
     let set_version = |v: String| {
         let env = &env;
         async move {
@@ -1109,7 +854,6 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
         "the last member being replaced",
         Duration::from_secs(400),
         || async {
-            refresh().await;
             let st = status(&clusters, "demo").await;
             let versions = member_versions(&st);
             let new = versions
@@ -1132,7 +876,6 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
         "UpgradeBlocked after the set-back",
         Duration::from_secs(120),
         || async {
-            refresh().await;
             let st = status(&clusters, "demo").await;
             assert!(
                 !member_versions(&st).contains(&Some(old.clone())),
@@ -1156,13 +899,7 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
     // It stays blocked: never Stable with mixed or lower versions. (Pods exist for each
     // member shown; no pod at the old version was started.)
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    let members = pods
-        .list(
-            &ListParams::default()
-                .labels("app.kubernetes.io/instance=demo,app.kubernetes.io/component=member"),
-        )
-        .await
-        .unwrap();
+    let members = pods.list(&member_selector("demo")).await.unwrap();
     for p in &members.items {
         let image = p.spec.as_ref().unwrap().containers[0]
             .image
@@ -1180,7 +917,6 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
         "all five members at the target",
         Duration::from_secs(400),
         || async {
-            refresh().await;
             let st = status(&clusters, "demo").await;
             let versions = member_versions(&st);
             versions.len() == 5
@@ -1194,16 +930,7 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
     if let Err(e) = waited {
         panic!("{e}\n{}", env.diagnostics("default", "etcdclusters").await);
     }
-    refresh().await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let acked = writer.join().unwrap();
-    assert!(acked.len() > 20, "writes kept flowing: {}", acked.len());
-    let eps = member_ips(&env).await.join(",");
-    let (ok, out) = etcdctl(&["--endpoints", &eps, "get", "key-", "--prefix", "--keys-only"]);
-    assert!(ok, "{out}");
-    for k in &acked {
-        assert!(out.contains(k.as_str()), "acknowledged write {k} lost");
-    }
+    check_acked(&env, "demo", "key-", writer).await;
 }
 
 /// One EtcdCluster whose reconcile panics (a test-only trigger: an annotation honoured only
@@ -1259,7 +986,7 @@ async fn a_panicking_cluster_does_not_stop_the_others() {
     ))
     .await
     .unwrap();
-    let clusters = clusters_api(&env);
+    let clusters = clusters(&env);
     wait_size(&env, &clusters, 1).await;
     env.kubectl(&["scale", "etcdcluster", "demo", "--replicas=3"])
         .await

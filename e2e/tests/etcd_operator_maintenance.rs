@@ -8,24 +8,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e::bins::{self, Release};
+use e2e::etcd::{Etcdctl, cluster_yaml, clusters_api};
 use e2e::harness::{Env, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
-
-fn clusters_api(env: &Env) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    Api::namespaced_with(env.client.clone(), "default", &ar)
-}
+use kube::api::{Api, ListParams};
 
 /// Waits until cluster `name` has `size` healthy voters and is Available.
 async fn wait_ready(env: &Env, name: &str, size: i64) {
-    let clusters = clusters_api(env);
+    let clusters = clusters_api(&env.client, "default");
     let ready = wait_for(
         &format!("{name}: {size} ready members"),
         Duration::from_secs(180),
@@ -51,27 +44,7 @@ async fn wait_ready(env: &Env, name: &str, size: i64) {
 }
 
 async fn status(env: &Env, name: &str) -> serde_json::Value {
-    clusters_api(env)
-        .get(name)
-        .await
-        .map(|c| c.data["status"].clone())
-        .unwrap_or_default()
-}
-
-async fn member_endpoints(env: &Env, cluster: &str) -> String {
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    pods.list(&ListParams::default().labels(&format!(
-        "app.kubernetes.io/instance={cluster},app.kubernetes.io/component=member"
-    )))
-    .await
-    .unwrap()
-    .items
-    .into_iter()
-    .filter(|p| p.metadata.deletion_timestamp.is_none())
-    .filter_map(|p| p.status.and_then(|s| s.pod_ip))
-    .map(|ip| format!("http://{ip}:2379"))
-    .collect::<Vec<_>>()
-    .join(",")
+    e2e::etcd::status(&clusters_api(&env.client, "default"), name).await
 }
 
 fn etcdctl(endpoints: &str, args: &[&str]) -> String {
@@ -199,8 +172,11 @@ async fn defrag_events(env: &Env, cluster: &str) -> Vec<(i64, String)> {
 async fn defragments_one_member_at_a_time_and_reports_metrics() {
     let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
     let version = bins::version("ETCD_CURRENT").unwrap();
-    env.apply(&format!(
-        "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: maint, namespace: default}}\nspec:\n  size: 3\n  version: {version}\n  tls: {{mode: disabled}}\n  storage: {{emptyDir: {{}}}}\n  maintenance: {{defrag: {{schedule: \"* * * * *\", dbSizeThresholdPercent: 10}}}}\n"
+    env.apply(&cluster_yaml(
+        "maint",
+        3,
+        &version,
+        "  tls: {mode: disabled}\n  storage: {emptyDir: {}}\n  maintenance: {defrag: {schedule: \"* * * * *\", dbSizeThresholdPercent: 10}}\n",
     ))
     .await
     .unwrap();
@@ -257,7 +233,7 @@ async fn defragments_one_member_at_a_time_and_reports_metrics() {
 
     // Garbage for defragmentation: ~6 MB written, deleted and compacted away. Compaction
     // frees the pages inside each member's file; only defragmentation gives them back.
-    let eps = member_endpoints(&env, "maint").await;
+    let eps = Etcdctl::connect(&env, "maint").await.unwrap().members();
     let value = "x".repeat(100 * 1024);
     for i in 0..60 {
         etcdctl(&eps, &["put", &format!("big-{i:03}"), &value]);
@@ -380,8 +356,11 @@ async fn deleting_a_cluster_removes_its_children_and_claims_per_reclaim_policy()
     let version = bins::version("ETCD_CURRENT").unwrap();
     // TLS stays at its default (auto), so the operator's Secrets are children too.
     for (name, policy) in [("kept", "Retain"), ("gone", "Delete")] {
-        env.apply(&format!(
-            "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdCluster\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  size: 1\n  version: {version}\n  storage: {{volumeClaimTemplate: {{size: 1Gi}}, reclaimPolicy: {policy}}}\n"
+        env.apply(&cluster_yaml(
+            name,
+            1,
+            &version,
+            &format!("  storage: {{volumeClaimTemplate: {{size: 1Gi}}, reclaimPolicy: {policy}}}\n"),
         ))
         .await
         .unwrap();

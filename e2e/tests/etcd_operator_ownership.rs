@@ -9,14 +9,10 @@ use std::time::Duration;
 
 use e2e::harness::{Env, wait_for};
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 
 fn clusters_api(env: &Env) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    Api::namespaced_with(env.client.clone(), "default", &ar)
+    e2e::etcd::clusters_api(&env.client, "default")
 }
 
 fn condition(cluster: &DynamicObject, type_: &str) -> Option<(String, String, String)> {
@@ -36,7 +32,7 @@ fn condition(cluster: &DynamicObject, type_: &str) -> Option<(String, String, St
 #[tokio::test]
 async fn a_child_name_taken_by_someone_else_is_reported_and_left_alone() {
     let env = Env::start_instant_with_crds().await.unwrap();
-    let (_operator, _port) = env.run_operator("etcd-operator").unwrap();
+    let (_operator, _port) = env.run_operator("etcd-operator").await.unwrap();
     // Someone else's Service, with the name the cluster's client Service would have.
     env.apply(
         "apiVersion: v1\nkind: Service\nmetadata: {name: clash, namespace: default, labels: {team: payments}}\nspec:\n  selector: {app: payments}\n  ports: [{name: http, port: 8080}]\n",

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::harness::wait_for;
+use e2e::harness::{pod_phase, wait_for};
 use e2e::kubesim::Cluster;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
@@ -318,17 +318,9 @@ async fn instant_mode_runs_pods_and_explains_missing_logs() {
     )
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait_for("pod running", Duration::from_secs(15), || async {
-        pods.get("p")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.phase)
-            .as_deref()
-            == Some("Running")
-    })
-    .await
-    .unwrap();
+    pod_phase(&pods, "p", "Running", Duration::from_secs(15))
+        .await
+        .unwrap();
     let p = pods.get("p").await.unwrap();
     assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("kubesim-node"));
     let err = pods.logs("p", &Default::default()).await.unwrap_err();

@@ -6,7 +6,7 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use e2e::harness::wait_for;
+use e2e::harness::{pod_phase, wait_for};
 use e2e::kubesim::Cluster;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -65,17 +65,9 @@ async fn pod_specs_are_immutable_but_images() {
         .await
         .unwrap();
     // The scheduler binds and the kubelet reports status: neither is refused.
-    wait_for("pod running", Duration::from_secs(15), || async {
-        pods.get("p")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.phase)
-            .as_deref()
-            == Some("Running")
-    })
-    .await
-    .unwrap();
+    pod_phase(&pods, "p", "Running", Duration::from_secs(15))
+        .await
+        .unwrap();
 
     // A fresh manifest with a new image: the defaulted fields are not the client's to repeat,
     // but (as upstream) leaving out the node the pod was bound to is a change.

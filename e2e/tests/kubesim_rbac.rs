@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use e2e::harness::wait_until;
 use e2e::kubesim::Cluster;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -27,21 +28,18 @@ async fn service_account_needs_a_role() {
         .create(&PostParams::default(), &token_secret)
         .await
         .unwrap();
-    let mut token = None;
-    for _ in 0..50 {
-        if let Some(t) = secrets
+    let token = wait_until("the token filled in", Duration::from_secs(5), || async {
+        let t = secrets
             .get("reader-token")
             .await
-            .unwrap()
-            .data
-            .and_then(|d| d.get("token").cloned())
-        {
-            token = Some(String::from_utf8(t.0).unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token = token.expect("token filled in");
+            .ok()?
+            .data?
+            .get("token")?
+            .clone();
+        String::from_utf8(t.0).ok()
+    })
+    .await
+    .unwrap();
     let as_reader = c.client_with_token(&token).await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(as_reader.clone(), "default");
     match cms.list(&ListParams::default()).await.unwrap_err() {

@@ -26,6 +26,17 @@ fn sts(replicas: i32, policy: &str) -> StatefulSet {
     .unwrap()
 }
 
+/// Waits until StatefulSet `db` has `n` ready replicas.
+async fn db_ready(sets: &Api<StatefulSet>, n: i32, secs: u64) {
+    wait_for(
+        &format!("{n} ready replicas"),
+        Duration::from_secs(secs),
+        || async { sets.get("db").await.ok().and_then(|s| s.status?.ready_replicas) == Some(n) },
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn statefulset_pods_keep_their_claims() {
     let c = Cluster::start_temp().await.unwrap();
@@ -36,16 +47,7 @@ async fn statefulset_pods_keep_their_claims() {
     sets.create(&PostParams::default(), &sts(3, "OrderedReady"))
         .await
         .unwrap();
-    wait_for("3 ready replicas", Duration::from_secs(15), || async {
-        sets.get("db")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.ready_replicas)
-            == Some(3)
-    })
-    .await
-    .unwrap();
+    db_ready(&sets, 3, 15).await;
     for i in 0..3 {
         let p = pods.get(&format!("db-{i}")).await.unwrap();
         let spec = p.spec.unwrap();
@@ -111,16 +113,7 @@ async fn statefulset_rolling_update_respects_partition() {
     sets.create(&PostParams::default(), &sts(3, "Parallel"))
         .await
         .unwrap();
-    wait_for("3 ready", Duration::from_secs(15), || async {
-        sets.get("db")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.ready_replicas)
-            == Some(3)
-    })
-    .await
-    .unwrap();
+    db_ready(&sets, 3, 15).await;
     let image = |p: Pod| p.spec.unwrap().containers[0].image.clone().unwrap();
     sets.patch(
         "db",
@@ -129,12 +122,17 @@ async fn statefulset_rolling_update_respects_partition() {
     )
     .await
     .unwrap();
+    // Done once the status counts both updated ordinals, not after a pause.
     wait_for("ordinals >= 1 updated", Duration::from_secs(15), || async {
-        image(pods.get("db-1").await.unwrap()) == "db:2" && image(pods.get("db-2").await.unwrap()) == "db:2"
+        image(pods.get("db-1").await.unwrap()) == "db:2"
+            && image(pods.get("db-2").await.unwrap()) == "db:2"
+            && sets
+                .get("db")
+                .await
+                .is_ok_and(|s| s.status.and_then(|s| s.updated_replicas) == Some(2))
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         image(pods.get("db-0").await.unwrap()),
         "db:1",

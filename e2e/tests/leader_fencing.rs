@@ -7,10 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::{Env, pod_ready, wait_for};
+use e2e::harness::{Env, lease_holder, pod_ready, process_state, wait_for};
 use e2e::kubesim::audit::AuditEvent;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -19,15 +18,7 @@ const NS: &str = "steward-system";
 const LEASE: &str = "etcd-operator-leader";
 
 async fn holder(env: &Env) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), NS);
-    leases
-        .get_opt(LEASE)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
+    lease_holder(&env.client, NS, LEASE).await
 }
 
 fn pod_of(identity: &str) -> String {
@@ -35,13 +26,6 @@ fn pod_of(identity: &str) -> String {
         .rsplit_once('_')
         .map(|(pod, _)| pod.to_string())
         .unwrap_or_else(|| panic!("identity {identity} is not <pod>_<suffix>"))
-}
-
-/// The scheduling state letter of a process (`T` when stopped), `None` once it is gone.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ...": the state follows the last ')', as comm may hold spaces.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 fn is_lease_write(e: &AuditEvent) -> bool {
@@ -64,8 +48,11 @@ fn describe(events: &[&AuditEvent]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_writes_nothing_after_the_standby_takes_over() {
     let env = Env::start().await.unwrap();
-    // Freezing a process needs kubesim's kubelet.
-    let Some(cluster) = env.kubesim() else { return };
+    let Some(cluster) =
+        env.require_kubesim("freezes a process (kubesim's kubelet) and reads kubesim's audit log")
+    else {
+        return;
+    };
     env.deploy_default().await.unwrap();
     // The freeze outlasts the Lease (15 s); the liveness probe (3 failures 10 s apart) could
     // kill the frozen process first. Give it more patience, so only our SIGCONT ends the freeze.
@@ -141,11 +128,7 @@ async fn a_frozen_leader_writes_nothing_after_the_standby_takes_over() {
     // Catch the leader with a reconcile in flight: its answers come back 2 s late, so the
     // reconcile of a new object is still waiting on its first write's answer when we freeze
     // it. Without fencing, that reconcile goes on to write the object's status on waking.
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("etcd.steward.dev", "v1alpha1", "EtcdCluster"),
-        "etcdclusters",
-    );
-    let clusters: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar);
+    let clusters = e2e::etcd::clusters_api(&env.client, "default");
     let before = cluster.audit_events().last().map_or(0, |e| e.seq);
     cluster.delay_responses_to_pod(&old_pod, Some(Duration::from_secs(2)));
     // An unsupported version: the reconcile records a warning Event, then writes a status.

@@ -7,13 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::{self, Env, deployment_ready, pod_ready, wait_for};
-use k8s_openapi::api::coordination::v1::Lease;
+use e2e::harness::{self, Env, deployment_ready, lease_holder, pod_ready, wait_for};
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
 use kube::api::{Api, DeleteParams, ListParams, LogParams};
 
 const NS: &str = "steward-system";
 
+/// deploy/default with both operators rolled out. Not `Env::with_operators`: that makes
+/// `default` enforce "restricted", and these tests run plain pods there.
 async fn deployed() -> Env {
     let env = Env::start().await.unwrap();
     env.deploy_default().await.unwrap();
@@ -26,15 +27,7 @@ async fn deployed() -> Env {
 }
 
 async fn holder(env: &Env, lease: &str) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), NS);
-    leases
-        .get_opt(lease)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
+    lease_holder(&env.client, NS, lease).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,11 +89,16 @@ spec:
     );
 
     // Kill the leader's process: the standby takes over within the lease duration (15 s).
-    let Some(cluster) = env.kubesim() else { return };
+    if env
+        .require_kubesim("kills the leading operator's process")
+        .is_none()
+    {
+        return;
+    }
     let leader = holder(&env, "etcd-operator-leader").await.unwrap();
     let leader_pod = leader.rsplit_once('_').unwrap().0.to_string();
     let started = Instant::now();
-    cluster.kill_container(NS, &leader_pod, "operator").unwrap();
+    env.kill_container(NS, &leader_pod, "operator").await.unwrap();
     // A live process takes over once the dead leader's Lease expires: usually the standby;
     // the killed container restarts with a new identity and may win the race instead.
     wait_for(
@@ -134,10 +132,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_rbac_verb_shows_as_403_in_the_logs() {
+    // Works on any cluster: the next deploy_default puts the rules back.
     let env = deployed().await;
-    if env.kubesim().is_none() {
-        return;
-    }
     // Take `list` away from the etcd-operator's own API.
     let patch = r#"[{"op": "replace", "path": "/rules/0/verbs", "value": ["get", "watch"]}]"#;
     env.kubectl(&[
@@ -195,7 +191,9 @@ async fn a_missing_rbac_verb_shows_as_403_in_the_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_and_readiness_drive_endpoints() {
     let env = Env::start().await.unwrap();
-    let Some(cluster) = env.kubesim() else { return };
+    let Some(cluster) = env.require_kubesim("kills a container and cuts a pod's network") else {
+        return;
+    };
     env.apply(
         r#"
 apiVersion: v1
@@ -249,7 +247,7 @@ spec:
     assert_eq!(body.status(), 200);
 
     // Kill the process: restarted (restartPolicy Always), restartCount and lastState recorded.
-    cluster.kill_container("default", "web", "web").unwrap();
+    env.kill_container("default", "web", "web").await.unwrap();
     wait_for("restart", Duration::from_secs(30), || async {
         pods.get("web")
             .await

@@ -80,7 +80,10 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_features_in_process_mode() {
     let env = Env::start().await.unwrap();
-    let Some(cluster) = env.kubesim() else { return };
+    let Some(cluster) = env.require_kubesim("checks kubesim's kubelet (fault injection, pod processes)")
+    else {
+        return;
+    };
     env.apply(POD).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let logs = |c: &'static str| {
@@ -251,10 +254,12 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_users_and_fs_group_like_the_kubelet() {
     let env = Env::start().await.unwrap();
-    assert!(
-        env.kubesim().is_some(),
-        "needs kubesim process mode (E2E_KUBECONFIG points elsewhere)"
-    );
+    if env
+        .require_kubesim("checks kubesim's kubelet: users and fsGroup of pod processes")
+        .is_none()
+    {
+        return;
+    }
     env.apply(USERS).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let logs = |name: &'static str| {
@@ -317,10 +322,12 @@ async fn container_users_and_fs_group_like_the_kubelet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_namespaces_per_container_or_shared_by_the_pod() {
     let env = Env::start().await.unwrap();
-    assert!(
-        env.kubesim().is_some(),
-        "this test checks kubesim's kubelet; it cannot run on another cluster"
-    );
+    if env
+        .require_kubesim("checks kubesim's kubelet: process namespaces of containers")
+        .is_none()
+    {
+        return;
+    }
     let pod = |name: &str, shared: bool| {
         format!(
             r#"

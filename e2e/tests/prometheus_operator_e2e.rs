@@ -8,15 +8,12 @@
 use std::time::{Duration, Instant};
 
 use e2e::harness::{Env, pod_ready, wait_for};
+use e2e::prometheus::query;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 
 fn api(env: &Env, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("monitoring.steward.dev", "v1alpha1", kind),
-        plural,
-    );
-    Api::namespaced_with(env.client.clone(), ns, &ar)
+    e2e::prometheus::api(&env.client, ns, kind, plural)
 }
 
 fn team_stack(team: &str) -> String {
@@ -80,20 +77,6 @@ async fn prometheus_pod(env: &Env, team: &str) -> Option<Pod> {
     .find(|p| p.metadata.deletion_timestamp.is_none())
 }
 
-async fn query(ip: &str, promql: &str) -> Vec<serde_json::Value> {
-    let url = format!("http://{ip}:9090/api/v1/query");
-    let Ok(resp) = reqwest::Client::new()
-        .get(&url)
-        .query(&[("query", promql)])
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    body["data"]["result"].as_array().cloned().unwrap_or_default()
-}
-
 async fn targets(ip: &str) -> Vec<String> {
     let url = format!("http://{ip}:9090/api/v1/targets");
     let Ok(resp) = reqwest::get(&url).await else {
@@ -119,17 +102,7 @@ async fn accepted(
     kind: &str,
     name: &str,
 ) -> Option<(String, String, String)> {
-    let obj = api(env, ns, kind, plural).get(name).await.ok()?;
-    let c = obj.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Accepted")?
-        .clone();
-    Some((
-        c["status"].as_str()?.to_string(),
-        c["reason"].as_str()?.to_string(),
-        c["message"].as_str().unwrap_or_default().to_string(),
-    ))
+    e2e::prometheus::accepted(&api(env, ns, kind, plural).get(name).await.ok()?)
 }
 
 async fn pod_ip_ready(env: &Env, team: &str) -> Option<(String, String)> {
@@ -142,20 +115,10 @@ async fn pod_ip_ready(env: &Env, team: &str) -> Option<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn team_stacks_scrape_evaluate_and_stay_isolated() {
-    let env = Env::with_operators(&["etcd-operator", "prometheus-operator"])
+    // The teams' monitors look into steward-system, which lets both teams discover there.
+    let env = e2e::prometheus::operators_discoverable_by(&["team-a", "team-b"])
         .await
         .unwrap();
-
-    // The teams' monitors look into steward-system, which lets both teams discover there.
-    env.kubectl(&[
-        "label",
-        "namespace",
-        "steward-system",
-        "discovery-from.monitoring.steward.dev/team-a=true",
-        "discovery-from.monitoring.steward.dev/team-b=true",
-    ])
-    .await
-    .unwrap();
     let started = Instant::now();
     env.apply(&format!(
         "{}---\n{}",

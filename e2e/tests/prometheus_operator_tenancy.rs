@@ -11,9 +11,10 @@
 use std::time::Duration;
 
 use e2e::harness::{Env, wait_for};
+use e2e::prometheus::query;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 
 const OPT_IN: &str = "discovery-from.monitoring.steward.dev/tenant-a";
 
@@ -41,11 +42,7 @@ subjects: [{kind: ServiceAccount, name: tenant, namespace: tenant-a}]
 "#;
 
 fn api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("monitoring.steward.dev", "v1alpha1", kind),
-        plural,
-    );
-    Api::namespaced_with(client.clone(), "tenant-a", &ar)
+    e2e::prometheus::api(client, "tenant-a", kind, plural)
 }
 
 fn monitor(name: &str, namespace_selector: serde_json::Value) -> DynamicObject {
@@ -108,30 +105,7 @@ fn all(code: u16, r: &[(&'static str, u16)]) -> bool {
 }
 
 async fn accepted(monitors: &Api<DynamicObject>, name: &str) -> Option<(String, String, String)> {
-    let obj = monitors.get(name).await.ok()?;
-    let c = obj.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Accepted")?
-        .clone();
-    Some((
-        c["status"].as_str()?.to_string(),
-        c["reason"].as_str()?.to_string(),
-        c["message"].as_str().unwrap_or_default().to_string(),
-    ))
-}
-
-async fn query(ip: &str, promql: &str) -> Vec<serde_json::Value> {
-    let Ok(resp) = reqwest::Client::new()
-        .get(format!("http://{ip}:9090/api/v1/query"))
-        .query(&[("query", promql)])
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    body["data"]["result"].as_array().cloned().unwrap_or_default()
+    e2e::prometheus::accepted(&monitors.get(name).await.ok()?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,19 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::bins;
-use e2e::harness::{Env, wait_for};
+use e2e::harness::{Env, settle, wait_for};
+use e2e::prometheus::api;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher;
-
-fn api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("monitoring.steward.dev", "v1alpha1", kind),
-        plural,
-    );
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
 
 fn stack(ns: &str) -> String {
     format!(
@@ -53,6 +46,7 @@ async fn readyz(port: u16) -> String {
 
 /// `apiserver_request_total` for `verb` on `resource`, summed over codes and scopes.
 fn requests(env: &Env, verb: &str, resource: &str) -> u64 {
+    // These tests start kubesim themselves (Env::start_instant_with_crds).
     env.kubesim()
         .unwrap()
         .server
@@ -98,23 +92,28 @@ fn operator_rbac_without_monitor_list() -> String {
         out.push_str(&serde_yaml_ng::to_string(&v).unwrap());
         out.push_str("---\n");
     }
-    out.push_str(
+    out.push_str(&operator_account("test-operator"));
+    out
+}
+
+/// ServiceAccount `ops/operator`, for the operator to run as, bound to ClusterRole `role`.
+fn operator_account(role: &str) -> String {
+    format!(
         r#"apiVersion: v1
 kind: Namespace
-metadata: {name: ops}
+metadata: {{name: ops}}
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: operator, namespace: ops}
+metadata: {{name: operator, namespace: ops}}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {name: test-operator}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-operator}
-subjects: [{kind: ServiceAccount, name: operator, namespace: ops}]
-"#,
-    );
-    out
+metadata: {{name: test-operator}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
+subjects: [{{kind: ServiceAccount, name: operator, namespace: ops}}]
+"#
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +151,7 @@ async fn nothing_is_written_before_every_watch_cache_is_filled() {
     // leader whose monitor list is slow.
     let (mut op, port) = env
         .run_operator_as("prometheus-operator", &kubeconfig, &[])
+        .await
         .unwrap();
     wait_for(
         "a configuration written, or the operator waiting for the monitors",
@@ -219,6 +219,7 @@ async fn one_set_of_watches_whatever_namespace_says() {
             &env.kubeconfig,
             &["--namespace=a", "--namespace=b"],
         )
+        .await
         .unwrap();
     for ns in ["a", "b"] {
         let proms = api(&env.client, ns, "Prometheus", "prometheuses");
@@ -342,25 +343,9 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconcile_with_nothing_changed_costs_no_request() {
     let env = Env::start_instant_with_crds().await.unwrap();
-    env.apply(
-        r#"apiVersion: v1
-kind: Namespace
-metadata: {name: ops}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: operator, namespace: ops}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: test-operator}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
-subjects: [{kind: ServiceAccount, name: operator, namespace: ops}]
-"#,
-    )
-    .await
-    .unwrap();
+    env.apply(&operator_account("cluster-admin")).await.unwrap();
     env.apply(&stack("idle")).await.unwrap();
+    // Instant mode is always kubesim (see Env::start_instant_with_crds).
     let cluster = env.kubesim().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = env
@@ -368,6 +353,7 @@ subjects: [{kind: ServiceAccount, name: operator, namespace: ops}]
         .unwrap();
     let (mut op, port) = env
         .run_operator_as("prometheus-operator", &kubeconfig, &[])
+        .await
         .unwrap();
     let proms = api(&env.client, "idle", "Prometheus", "prometheuses");
     wait_for("the Prometheus reconciled", Duration::from_secs(60), || async {
@@ -387,17 +373,15 @@ subjects: [{kind: ServiceAccount, name: operator, namespace: ops}]
             .collect::<Vec<_>>()
     };
     // Settled: its own last writes have come back through its watches and been looked at
-    // (a window of 12 s without a request: the operator reads the API for 10 s after a write).
-    let mut settled = false;
-    for _ in 0..10 {
-        let start = last_seq();
-        tokio::time::sleep(Duration::from_secs(12)).await;
-        if operator_requests(start).is_empty() {
-            settled = true;
-            break;
-        }
-    }
-    assert!(settled, "the operator never stopped sending requests");
+    // (12 s without a request: the operator reads the API for 10 s after a write).
+    settle(
+        "the operator's requests",
+        Duration::from_secs(12),
+        Duration::from_secs(120),
+        || async { operator_requests(0).len() },
+    )
+    .await
+    .unwrap();
 
     // A change that is no input (an annotation) wakes a reconcile, which sends nothing.
     let before = e2e::harness::reconciles_total(port).await.unwrap();

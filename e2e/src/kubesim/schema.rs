@@ -958,27 +958,7 @@ fn prune_value(x: &mut Value, s: Option<&Node>, embedded: bool, path: &str, out:
                 m.clear();
                 return;
             };
-            for k in sorted_keys(m) {
-                if embedded && META_FIELDS.contains(&k.as_str()) {
-                    continue;
-                }
-                let child = oa_child(path, &k);
-                if let Some(prop) = node.properties.get(&k) {
-                    if let Some(v) = m.get_mut(&k) {
-                        prune_value(v, Some(prop), prop.embedded, &child, out);
-                    }
-                } else if node.additional.0.is_set() {
-                    let ap = node.additional.0.schema();
-                    if let Some(v) = m.get_mut(&k) {
-                        prune_value(v, ap, ap.is_some_and(|a| a.embedded), &child, out);
-                    }
-                } else {
-                    if !META_FIELDS.contains(&k.as_str()) || !path.is_empty() {
-                        out.push(child);
-                    }
-                    m.remove(&k);
-                }
-            }
+            prune_fields(m, node, embedded, false, path, out);
         }
         Value::Array(items) => {
             let item_schema = s.and_then(|n| n.items.as_deref());
@@ -1000,24 +980,7 @@ fn prune_value(x: &mut Value, s: Option<&Node>, embedded: bool, path: &str, out:
 /// Inside `x-kubernetes-preserve-unknown-fields`: keep unknown fields, still prune known ones.
 fn skip_prune(x: &mut Value, node: &Node, embedded: bool, path: &str, out: &mut Vec<String>) {
     match x {
-        Value::Object(m) => {
-            for k in sorted_keys(m) {
-                if embedded && META_FIELDS.contains(&k.as_str()) {
-                    continue;
-                }
-                let child = oa_child(path, &k);
-                if let Some(prop) = node.properties.get(&k) {
-                    if let Some(v) = m.get_mut(&k) {
-                        prune_value(v, Some(prop), prop.embedded, &child, out);
-                    }
-                } else if node.additional.0.is_set() {
-                    let ap = node.additional.0.schema();
-                    if let Some(v) = m.get_mut(&k) {
-                        prune_value(v, ap, ap.is_some_and(|a| a.embedded), &child, out);
-                    }
-                }
-            }
-        }
+        Value::Object(m) => prune_fields(m, node, embedded, true, path, out),
         Value::Array(items) => {
             if let Some(item_schema) = node.items.as_deref() {
                 for (i, v) in items.iter_mut().enumerate() {
@@ -1026,6 +989,48 @@ fn skip_prune(x: &mut Value, node: &Node, embedded: bool, path: &str, out: &mut 
             }
         }
         _ => {}
+    }
+}
+
+/// Prunes the fields of an object under `node`: known ones by their schema; an unknown one
+/// is dropped and reported unless `keep_unknown` (inside
+/// `x-kubernetes-preserve-unknown-fields`). `metadata`'s own fields of an embedded object
+/// are left to the metadata rules.
+fn prune_fields(
+    m: &mut Map<String, Value>,
+    node: &Node,
+    embedded: bool,
+    keep_unknown: bool,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    for k in sorted_keys(m) {
+        if embedded && META_FIELDS.contains(&k.as_str()) {
+            continue;
+        }
+        let child = oa_child(path, &k);
+        let schema = match node.properties.get(&k) {
+            Some(prop) => Some((Some(prop), prop.embedded)),
+            None if node.additional.0.is_set() => {
+                let ap = node.additional.0.schema();
+                Some((ap, ap.is_some_and(|a| a.embedded)))
+            }
+            None => None,
+        };
+        match schema {
+            Some((s, emb)) => {
+                if let Some(v) = m.get_mut(&k) {
+                    prune_value(v, s, emb, &child, out);
+                }
+            }
+            None if keep_unknown => {}
+            None => {
+                if !META_FIELDS.contains(&k.as_str()) || !path.is_empty() {
+                    out.push(child);
+                }
+                m.remove(&k);
+            }
+        }
     }
 }
 

@@ -182,40 +182,17 @@ impl Store {
     }
 
     /// Stores a new object, assigning its resourceVersion.
-    pub fn create(&self, key: &StorageKey, mut obj: Value) -> Result<Arc<Value>, StoreError> {
+    pub fn create(&self, key: &StorageKey, obj: Value) -> Result<Arc<Value>, StoreError> {
         let mut inner = self.lock();
         let k = key_of(&obj);
         if inner.objects.get(key).is_some_and(|m| m.contains_key(&k)) {
             return Err(StoreError::AlreadyExists);
         }
-        inner.rv += 1;
-        let rv = inner.rv;
-        set_rv(&mut obj, rv);
-        let obj = Arc::new(obj);
-        inner
-            .objects
-            .entry(key.clone())
-            .or_default()
-            .insert(k.clone(), obj.clone());
-        let ev = WatchEvent {
-            rv,
-            key: key.clone(),
-            namespace: k.0,
-            type_: EventType::Added,
-            object: obj.clone(),
-            previous: None,
-        };
-        self.emit(&mut inner, ev);
-        Ok(obj)
+        Ok(self.commit(&mut inner, key, k, obj, EventType::Added, None))
     }
 
     /// Replaces an object if its stored resourceVersion is `expected_rv`.
-    pub fn update(
-        &self,
-        key: &StorageKey,
-        mut obj: Value,
-        expected_rv: u64,
-    ) -> Result<Arc<Value>, StoreError> {
+    pub fn update(&self, key: &StorageKey, obj: Value, expected_rv: u64) -> Result<Arc<Value>, StoreError> {
         let mut inner = self.lock();
         let k = key_of(&obj);
         let previous = inner
@@ -227,25 +204,7 @@ impl Store {
         if rv_of(&previous) != expected_rv {
             return Err(StoreError::Conflict);
         }
-        inner.rv += 1;
-        let rv = inner.rv;
-        set_rv(&mut obj, rv);
-        let obj = Arc::new(obj);
-        inner
-            .objects
-            .entry(key.clone())
-            .or_default()
-            .insert(k.clone(), obj.clone());
-        let ev = WatchEvent {
-            rv,
-            key: key.clone(),
-            namespace: k.0,
-            type_: EventType::Modified,
-            object: obj.clone(),
-            previous: Some(previous),
-        };
-        self.emit(&mut inner, ev);
-        Ok(obj)
+        Ok(self.commit(&mut inner, key, k, obj, EventType::Modified, Some(previous)))
     }
 
     /// Removes an object if its stored resourceVersion is `expected_rv` (any when `None`).
@@ -270,22 +229,42 @@ impl Store {
         if let Some(m) = inner.objects.get_mut(key) {
             m.remove(&k);
         }
+        // Deleted objects are reported with the deletion's resourceVersion.
+        Ok(self.commit(&mut inner, key, k, (*current).clone(), EventType::Deleted, None))
+    }
+
+    /// Gives `obj` the next resourceVersion, keeps it (unless it is being deleted) and tells
+    /// the watchers.
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        key: &StorageKey,
+        k: ObjKey,
+        mut obj: Value,
+        type_: EventType,
+        previous: Option<Arc<Value>>,
+    ) -> Arc<Value> {
         inner.rv += 1;
         let rv = inner.rv;
-        // Deleted objects are reported with the deletion's resourceVersion.
-        let mut gone = (*current).clone();
-        set_rv(&mut gone, rv);
-        let gone = Arc::new(gone);
+        set_rv(&mut obj, rv);
+        let obj = Arc::new(obj);
+        if type_ != EventType::Deleted {
+            inner
+                .objects
+                .entry(key.clone())
+                .or_default()
+                .insert(k.clone(), obj.clone());
+        }
         let ev = WatchEvent {
             rv,
             key: key.clone(),
             namespace: k.0,
-            type_: EventType::Deleted,
-            object: gone.clone(),
-            previous: None,
+            type_,
+            object: obj.clone(),
+            previous,
         };
-        self.emit(&mut inner, ev);
-        Ok(gone)
+        self.emit(inner, ev);
+        obj
     }
 
     /// Events after `since` still in history, plus a receiver for later ones; `Gone` when
