@@ -9,7 +9,13 @@ use crate::harness::Env;
 /// Prometheus objects of each of `teams` (the team stacks' monitors look at the operators).
 pub async fn operators_discoverable_by(teams: &[&str]) -> anyhow::Result<Env> {
     let env = Env::with_operators(&["etcd-operator", "prometheus-operator"]).await?;
-    let mut args = vec!["label".to_string(), "namespace".into(), "steward-system".into()];
+    open_to_discovery(&env, "steward-system", teams).await?;
+    Ok(env)
+}
+
+/// Labels namespace `ns` so the Prometheus objects of each of `teams` may discover there.
+pub async fn open_to_discovery(env: &Env, ns: &str, teams: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec!["label".to_string(), "namespace".into(), ns.into()];
     args.extend(
         teams
             .iter()
@@ -17,7 +23,7 @@ pub async fn operators_discoverable_by(teams: &[&str]) -> anyhow::Result<Env> {
     );
     env.kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .await?;
-    Ok(env)
+    Ok(())
 }
 
 /// `monitoring.steward.dev/v1alpha1` `kind` (plural `plural`) in `ns`.

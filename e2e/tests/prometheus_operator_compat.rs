@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use e2e::bins;
 use e2e::harness::{Env, pod_ready, wait_for};
+use e2e::prometheus::{self, condition_true, open_to_discovery};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 
@@ -58,12 +59,6 @@ async fn prometheus_ip(env: &Env) -> Option<String> {
         .into_iter()
         .find(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))?;
     p.status?.pod_ip
-}
-
-fn condition_true(obj: &DynamicObject, kind: &str) -> bool {
-    obj.data["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
 /// The job names in the configuration Prometheus runs now.
@@ -118,20 +113,11 @@ async fn active_jobs(ip: &str) -> Vec<String> {
 async fn chart_service_monitor_in_the_upstream_group_is_scraped() {
     // deploy/default has no monitoring.coreos.com CRDs: the operator starts without them.
     let env = Env::with_operators(&["prometheus-operator"]).await.unwrap();
-    env.kubectl(&[
-        "label",
-        "namespace",
-        "steward-system",
-        "discovery-from.monitoring.steward.dev/team-a=true",
-    ])
-    .await
-    .unwrap();
+    open_to_discovery(&env, "steward-system", &["team-a"])
+        .await
+        .unwrap();
     env.apply(STACK).await.unwrap();
-    let prom_ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("monitoring.steward.dev", "v1alpha1", "Prometheus"),
-        "prometheuses",
-    );
-    let proms: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "team-a", &prom_ar);
+    let proms = prometheus::api(&env.client, "team-a", "Prometheus", "prometheuses");
     let available = || async {
         proms
             .get("main")
