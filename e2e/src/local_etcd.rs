@@ -62,8 +62,34 @@ pub struct LocalEtcd {
     child: Option<std::process::Child>,
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback for a process that must be told its port before it starts
+/// (etcd's `--initial-cluster`, Prometheus' `--web.listen-address`).
+///
+/// Asking the kernel for port 0 and closing the socket would race: the port comes from the
+/// ephemeral range, where any outgoing connection may take it before the process binds it.
+/// These ports come from below that range instead, which the kernel never hands out on its
+/// own, and a counter keeps the tests of one binary from getting the same port twice.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(FIRST);
+    // Test binaries run one after another: start each at its own place in the span.
+    let start = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(FIRST + start.wrapping_add(n) % span.max(1)) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    // No span below the ephemeral range (an unusual kernel setting): let the kernel pick.
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

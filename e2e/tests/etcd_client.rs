@@ -199,13 +199,8 @@ async fn plain_clients_are_refused_by_tls_members() {
 
 #[tokio::test]
 async fn connection_failures_are_described_as_what_they_are() {
-    // Nothing listens on a port we bound and closed: refused. (Another process could take
-    // the port in between; the kernel hands out ephemeral ports round-robin, so hardly.)
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nothing listens on a free port from below the ephemeral range: refused.
+    let port = e2e::local_etcd::free_port();
     let api = EtcdApi::new(None, Duration::from_secs(3));
     let said = api
         .members(&[format!("http://127.0.0.1:{port}")])

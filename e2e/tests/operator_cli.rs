@@ -89,11 +89,7 @@ fn no_kubeconfig_fails_with_one_line() {
 #[test]
 fn unreachable_server_fails_fast_with_one_line() {
     // A server address nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = e2e::local_etcd::free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
     std::fs::write(
