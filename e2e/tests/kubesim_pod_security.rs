@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
+use std::time::Duration;
 
 use e2e::bins;
+use e2e::harness::wait_until;
 use e2e::kubesim::Cluster;
 
 fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -90,8 +92,31 @@ async fn pod_security_labels_refuse_and_warn_like_upstream() {
         err.contains("Warning: would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"nginx\" must set securityContext.allowPrivilegeEscalation=false)"),
         "{err}"
     );
-    // ... and the pods its ReplicaSet tries to create are refused, so none exists.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // ... and the pods its ReplicaSet tries to create are refused: the ReplicaSet says so in
+    // its ReplicaFailure condition, and no pod exists.
+    let failure = wait_until(
+        "the ReplicaSet's ReplicaFailure condition",
+        Duration::from_secs(30),
+        || {
+            let (_, out, _) = run(&[
+                "get",
+                "replicasets",
+                "-n",
+                "strict",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type==\"ReplicaFailure\")].message}",
+            ]);
+            async move { (!out.is_empty()).then_some(out) }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        failure.contains("violates PodSecurity \"restricted:latest\""),
+        "{failure:?}"
+    );
     let (_, pods, _) = run(&["get", "pods", "-n", "strict", "-l", "app=web", "-o", "name"]);
     assert_eq!(pods.trim(), "", "pods of a violating template must be refused");
 

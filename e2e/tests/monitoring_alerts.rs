@@ -79,15 +79,7 @@ async fn a_member_cut_off_the_network_fires_etcd_members_down_and_healing_resolv
     wait_for(
         "three etcd members up in Prometheus",
         Duration::from_secs(300),
-        || async {
-            query(
-                &ip,
-                r#"up{namespace="etcd-example", etcd_cluster="example"} == 1"#,
-            )
-            .await
-            .len()
-                == 3
-        },
+        || async { members_up(&ip).await == 3 },
     )
     .await
     .unwrap();
@@ -127,15 +119,15 @@ async fn a_member_cut_off_the_network_fires_etcd_members_down_and_healing_resolv
 
     sim.restore_pod_network("etcd-example", &victim).unwrap();
     wait_for("EtcdMembersDown resolved", Duration::from_secs(180), || async {
-        query(&ip, FIRING).await.is_empty()
-            && query(
-                &ip,
-                r#"up{namespace="etcd-example", etcd_cluster="example"} == 1"#,
-            )
-            .await
-            .len()
-                == 3
+        query(&ip, FIRING).await.is_empty() && members_up(&ip).await == 3
     })
     .await
     .unwrap();
+}
+
+/// How many members of the example cluster Prometheus scrapes successfully.
+async fn members_up(ip: &str) -> usize {
+    query(ip, r#"up{namespace="etcd-example", etcd_cluster="example"} == 1"#)
+        .await
+        .len()
 }

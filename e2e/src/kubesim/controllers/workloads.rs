@@ -122,6 +122,18 @@ fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Value {
     json!({"type": type_, "status": if status { "True" } else { "False" }, "reason": reason, "message": message, "lastUpdateTime": t, "lastTransitionTime": t})
 }
 
+/// A ReplicaSet's `ReplicaFailure` condition (its conditions carry no lastUpdateTime); the
+/// transition time stays while the condition holds.
+fn replica_failure(rs: &Value, message: &str) -> Value {
+    let since = rs
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "ReplicaFailure"))
+        .and_then(|c| c.get("lastTransitionTime").cloned())
+        .unwrap_or_else(|| json!(now()));
+    json!({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message, "lastTransitionTime": since})
+}
+
 /// Keeps a ReplicaSet's pod count.
 pub struct ReplicaSets;
 
@@ -156,6 +168,9 @@ impl Reconciler for ReplicaSets {
             .into_iter()
             .filter(|p| !terminating(p) && !finished(p))
             .collect();
+        // As the real controller does, a refused create shows as the ReplicaFailure condition
+        // (reason FailedCreate, the API's message) until a create succeeds again.
+        let mut failed_create = None;
         if pods.len() < desired {
             let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
             for _ in pods.len()..desired {
@@ -166,7 +181,9 @@ impl Reconciler for ReplicaSets {
                     owner_ref("apps/v1", "ReplicaSet", &rs),
                     &BTreeMap::new(),
                 );
-                let _ = server.create(&pods_rt, ns, pod, &opts());
+                if let Err(e) = server.create(&pods_rt, ns, pod, &opts()) {
+                    failed_create = Some(e.message);
+                }
             }
         } else if pods.len() > desired {
             let mut victims = pods.clone();
@@ -196,6 +213,7 @@ impl Reconciler for ReplicaSets {
             json!({
                 "replicas": live.len(), "fullyLabeledReplicas": live.len(), "readyReplicas": ready, "availableReplicas": ready,
                 "observedGeneration": rs["metadata"]["generation"],
+                "conditions": failed_create.map(|m| vec![replica_failure(&rs, &m)]).unwrap_or_default(),
             }),
         );
     }
