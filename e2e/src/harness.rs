@@ -105,6 +105,18 @@ impl Env {
         Ok(path)
     }
 
+    /// A client of the test cluster that authenticates with `token` alone (a ServiceAccount's
+    /// token from `kubectl create token`, say), so a test sees what that identity may do.
+    pub async fn client_with_token(&self, token: &str) -> anyhow::Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let mut cfg = kube::config::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        cfg.auth_info = kube::config::AuthInfo {
+            token: Some(token.to_string().into()),
+            ..Default::default()
+        };
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
     /// [`Env::run_operator`] with another kubeconfig (a ServiceAccount's token, say) and
     /// extra flags.
     pub async fn run_operator_as(

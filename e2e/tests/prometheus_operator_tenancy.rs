@@ -59,19 +59,6 @@ fn monitor(name: &str, namespace_selector: serde_json::Value) -> DynamicObject {
     .unwrap()
 }
 
-/// A client authenticated with `token` against the test cluster.
-async fn client_as(env: &Env, token: &str) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
-    let mut cfg = kube::config::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    cfg.auth_info = kube::config::AuthInfo {
-        token: Some(token.to_string().into()),
-        ..Default::default()
-    };
-    kube::Client::try_from(cfg).unwrap()
-}
-
 /// For each discovery read in `namespace` (`None`: cluster-wide), the HTTP status the tenant
 /// gets: 200 or 403.
 async fn reads(client: &kube::Client, namespace: Option<&str>) -> Vec<(&'static str, u16)> {
@@ -116,7 +103,7 @@ async fn a_tenant_reads_another_namespace_only_where_it_opted_in() {
         .kubectl(&["create", "token", "tenant", "-n", "tenant-a"])
         .await
         .unwrap();
-    let tenant = client_as(&env, token.trim()).await;
+    let tenant = env.client_with_token(token.trim()).await.unwrap();
 
     // Before anything: the tenant reads nothing anywhere.
     for ns in [Some("tenant-a"), Some("steward-system"), None] {
