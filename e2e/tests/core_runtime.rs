@@ -136,6 +136,64 @@ async fn apply_owned_creates_updates_and_prunes_only_its_own() {
     );
 }
 
+/// A reconcile working from a cached owner that was deleted meanwhile (or replaced by a new
+/// object of the same name, or is being deleted) must not create children for it.
+#[tokio::test]
+async fn nothing_is_created_for_an_owner_that_is_gone() {
+    use steward_core::apply::ApplyError;
+    let c = Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let owners: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let make = |finalizer: bool| {
+        let mut meta = json!({"name": "owner"});
+        if finalizer {
+            meta["finalizers"] = json!(["test.steward.dev/hold"]);
+        }
+        serde_json::from_value::<Secret>(json!({ "metadata": meta })).unwrap()
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let selector = steward_core::labels::owner_selector("widget", "owner", "test-operator");
+    let applier = Applier::new(client.clone(), "steward.dev/test-operator");
+    let kinds = [OwnedKind::namespaced::<ConfigMap>()];
+    let (applier, selector, kinds) = (&applier, &selector, &kinds);
+    let apply = |owner: Secret| async move {
+        applier
+            .apply_owned(
+                &owner,
+                selector,
+                vec![Desired::namespaced(&child("a", "1")).unwrap()],
+                kinds,
+            )
+            .await
+    };
+    let gone = |r: Result<_, ApplyError>| matches!(r, Err(ApplyError::OwnerGone { .. }));
+
+    // Deleted.
+    let stale = owners.create(&PostParams::default(), &make(false)).await.unwrap();
+    owners.delete("owner", &Default::default()).await.unwrap();
+    assert!(gone(apply(stale.clone()).await));
+    // Replaced by a new object of the same name: the old UID is still gone.
+    let fresh = owners.create(&PostParams::default(), &make(true)).await.unwrap();
+    assert!(gone(apply(stale).await));
+    // Being deleted (held by a finalizer).
+    owners.delete("owner", &Default::default()).await.unwrap();
+    assert!(gone(apply(fresh.clone()).await));
+    assert!(cms.get_opt("a").await.unwrap().is_none(), "nothing was created");
+
+    // The live owner gets its child, and a later apply that creates nothing asks no more.
+    owners
+        .patch(
+            "owner",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    let live = owners.create(&PostParams::default(), &make(false)).await.unwrap();
+    apply(live).await.unwrap();
+    assert!(cms.get_opt("a").await.unwrap().is_some());
+}
+
 #[tokio::test]
 async fn events_are_recorded_in_both_api_versions() {
     let c = Cluster::start_temp().await.unwrap();

@@ -64,6 +64,16 @@ pub enum ApplyError {
         /// Cause.
         source: Box<kube::Error>,
     },
+    /// The owner is gone from the API, replaced by a new object of the same name, or being
+    /// deleted: a reconcile that started from an older view must not create children for it
+    /// (they would outlive it until the garbage collector finds them).
+    #[error("{kind} {name} is gone or being deleted; nothing is created for it")]
+    OwnerGone {
+        /// Kind of the owner.
+        kind: String,
+        /// `namespace/name` of the owner.
+        name: String,
+    },
     /// Objects we would write exist and belong to someone else; nothing was written.
     #[error("{}", .0.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("; "))]
     Conflict(Vec<Conflict>),
@@ -95,6 +105,7 @@ impl ReconcileError for ApplyError {
         match self {
             ApplyError::Api { .. } => "api",
             ApplyError::Conflict(_) => "conflict",
+            ApplyError::OwnerGone { .. } => "owner_gone",
             _ => "build",
         }
     }
@@ -317,6 +328,9 @@ impl Applier {
         if !conflicts.is_empty() {
             return Err(ApplyError::Conflict(conflicts));
         }
+        if plan.iter().any(|(_, _, _, live)| live.is_none()) {
+            self.confirm_owner(owner).await?;
+        }
 
         for (d, name, ns, live) in plan {
             let key = object_key(&d.kind, ns.as_deref(), &name);
@@ -411,6 +425,39 @@ impl Applier {
             }
         }
         Ok(report)
+    }
+
+    /// Fails with [`ApplyError::OwnerGone`] unless `owner` still exists in the API (read
+    /// past every cache) with the same UID and is not being deleted. Called before anything
+    /// is created for it: a reconcile may run on a cached owner whose deletion the watch has
+    /// not delivered yet, while the garbage collector is already removing its children.
+    pub async fn confirm_owner<O>(&self, owner: &O) -> Result<(), ApplyError>
+    where
+        O: Resource<DynamicType = ()>,
+    {
+        let name = owner.meta().name.clone().unwrap_or_default();
+        let ns = owner.meta().namespace.clone();
+        let resource = kube::api::ApiResource::erase::<O>(&());
+        let api: Api<DynamicObject> = match &ns {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
+        let live = api.get_opt(&name).await.map_err(|source| ApplyError::Api {
+            verb: "get",
+            kind: resource.kind.clone(),
+            name: name.clone(),
+            source: Box::new(source),
+        })?;
+        let alive = live
+            .is_some_and(|l| l.metadata.uid == owner.meta().uid && l.metadata.deletion_timestamp.is_none());
+        if alive {
+            Ok(())
+        } else {
+            Err(ApplyError::OwnerGone {
+                kind: resource.kind,
+                name: ns.map_or(name.clone(), |ns| format!("{ns}/{name}")),
+            })
+        }
     }
 
     /// Server-side applies `desired` as it is, with no owner reference or labels added and

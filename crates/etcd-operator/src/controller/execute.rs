@@ -347,6 +347,7 @@ async fn create_member_pod(
     if !conflicts.is_empty() {
         return Err(Error::Apply(ApplyError::Conflict(conflicts)));
     }
+    ctx.applier.confirm_owner(obj).await?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     if let Some(claim) = claim {
         claims

@@ -215,8 +215,17 @@ fn panic_when_asked(obj: &EtcdCluster) {
     }
 }
 
-/// Observe, validate, build, apply, plan and execute one step, report status.
+/// One reconcile of `obj`. A cluster deleted while it ran is left alone: its children go
+/// with it, and nothing is created for it.
 async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match pipeline(obj, ctx).await {
+        Err(Error::Apply(ApplyError::OwnerGone { .. })) => Ok(Action::await_change()),
+        result => result,
+    }
+}
+
+/// Observe, validate, build, apply, plan and execute one step, report status.
+async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     panic_when_asked(&obj);
     let target = Target::new(&ctx, &obj)?;
     let problems = validate(&obj.spec);

@@ -189,7 +189,11 @@ async fn reconcile_unless_unchanged(obj: &Prometheus, ctx: &Context) -> Result<A
     if cached && fp.is_some() && ctx.fingerprints.lock().ok().and_then(|f| f.get(&uid).copied()) == fp {
         return Ok(Action::requeue(IDLE));
     }
-    let action = reconcile_live(obj, ctx, cached).await?;
+    let action = match reconcile_live(obj, ctx, cached).await {
+        // Deleted while this reconcile ran (its finalizer's cleanup comes next): nothing more.
+        Err(Error::Apply(ApplyError::OwnerGone { .. })) => return Ok(Action::await_change()),
+        result => result?,
+    };
     if let (Some(fp), Ok(mut f)) = (fp, ctx.fingerprints.lock()) {
         f.insert(uid, fp);
     }
