@@ -28,10 +28,10 @@ lint: ## Formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: ## cargo test for the whole workspace (unit, golden, real-binary and kubesim e2e tests)
+unit: ## Every test of the workspace (unit, golden, real-binary and kubesim e2e), two binaries at a time
 	# The e2e tests run the operator binaries themselves: build them first.
 	$(CARGO) build --workspace --bins --locked
-	$(CARGO) test --workspace --locked
+	CARGO=$(CARGO) hack/run-tests.sh
 
 e2e: test-deps ## Only the end-to-end tests (kubesim; E2E_KUBECONFIG=... runs them on another cluster)
 	$(CARGO) build --locked -p etcd-operator -p prometheus-operator
