@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use e2e::harness::{Env, wait_for};
+use e2e::harness::{Env, wait_for, wait_until};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, LogParams, Patch, PatchParams};
 use serde_json::json;
@@ -413,4 +413,92 @@ spec:
     // the machine, yet the shared namespace shows only its own: the sleeper and the
     // namespace holder (the looker counts before its own `sleep 1` starts).
     assert!(count(&together) <= 2, "{together}");
+}
+
+const MESSAGES: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: wrote, namespace: default}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 1000}
+  initContainers:
+  - {name: first, image: kubesim/host, command: [sh, -c, 'echo -n "init done" > /dev/termination-log']}
+  containers:
+  - {name: app, image: kubesim/host, command: [sh, -c, 'echo noise; echo -n "{\"ok\":true}" > /tmp/msg; cp /tmp/msg /work/out'], terminationMessagePath: /work/out}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: failed, namespace: default}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: logs, image: kubesim/host, command: [sh, -c, 'echo one; echo "two: checksum mismatch" >&2; exit 3'], terminationMessagePolicy: FallbackToLogsOnError}
+  - {name: file, image: kubesim/host, command: [sh, -c, 'echo ignored; exit 4']}
+"#;
+
+/// Termination messages as the kubelet reports them: what a container wrote to its
+/// terminationMessagePath (default /dev/termination-log, writable by a non-root user), or,
+/// with FallbackToLogsOnError, a failed container's last log lines; with the default policy
+/// a failed container that wrote nothing has no message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn termination_messages_from_the_file_or_the_logs() {
+    let env = Env::start().await.unwrap();
+    if env
+        .require_kubesim("checks kubesim's kubelet: termination messages")
+        .is_none()
+    {
+        return;
+    }
+    env.apply(MESSAGES).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let terminated = |pod: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let status = pods.get(pod).await.ok()?.status?;
+            let all: Vec<_> = status
+                .init_container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .chain(status.container_statuses.unwrap_or_default())
+                .collect();
+            all.iter()
+                .map(|c| {
+                    let t = c.state.as_ref()?.terminated.as_ref()?;
+                    Some((c.name.clone(), t.exit_code, t.message.clone()))
+                })
+                .collect::<Option<Vec<_>>>()
+        }
+    };
+    let wrote = match wait_until("pod wrote finished", Duration::from_secs(30), || {
+        terminated("wrote")
+    })
+    .await
+    {
+        Ok(w) => w,
+        Err(e) => panic!("{e}: {:?}", pods.get("wrote").await.map(|p| p.status)),
+    };
+    assert_eq!(
+        wrote,
+        [
+            ("first".to_string(), 0, Some("init done".to_string())),
+            ("app".to_string(), 0, Some(r#"{"ok":true}"#.to_string())),
+        ]
+    );
+    let failed = wait_until("pod failed finished", Duration::from_secs(30), || {
+        terminated("failed")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        failed,
+        [
+            (
+                "logs".to_string(),
+                3,
+                Some("one\ntwo: checksum mismatch".to_string())
+            ),
+            ("file".to_string(), 4, None),
+        ]
+    );
 }

@@ -567,8 +567,12 @@ impl PodRt {
         };
         if let Some(status) = exited {
             let code = status.code().unwrap_or(137);
+            let message = self.termination_message(spec, code);
             let rt = self.containers.entry(cname.clone()).or_default();
-            let term = json!({"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": rt.started_at, "finishedAt": now()});
+            let mut term = json!({"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": rt.started_at, "finishedAt": now()});
+            if let Some(message) = message {
+                term["message"] = json!(message);
+            }
             rt.child = None;
             rt.pid = None;
             rt.ready = false;
@@ -964,6 +968,29 @@ impl PodRt {
                 m["readOnly"] == Value::Bool(true),
             ));
         }
+        // The termination message file, empty at each start and writable by the container's
+        // user, at terminationMessagePath (default /dev/termination-log), as the kubelet does.
+        // (Under the host's /dev, bound into the container, an empty file of that name appears
+        // once; a real runtime's /dev is a tmpfs of its own.)
+        use std::os::unix::fs::PermissionsExt;
+        let message_file = self.termination_file(cname);
+        let _ = std::fs::create_dir_all(self.dir.join("containers"));
+        std::fs::write(&message_file, b"").map_err(|e| {
+            (
+                "CreateContainerError".to_string(),
+                format!("cannot create {}: {e}", message_file.display()),
+            )
+        })?;
+        let _ = std::fs::set_permissions(&message_file, std::fs::Permissions::from_mode(0o666));
+        mounts.push((
+            message_file.display().to_string(),
+            spec["terminationMessagePath"]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("/dev/termination-log")
+                .to_string(),
+            false,
+        ));
         if automount(pod)
             && !mounts
                 .iter()
@@ -1133,6 +1160,40 @@ impl PodRt {
         }
         self.pid_holder = Some(child);
         Ok(pid)
+    }
+
+    /// Where a container's termination message file lives on this machine.
+    fn termination_file(&self, container: &str) -> PathBuf {
+        self.dir
+            .join("containers")
+            .join(format!("{container}.termination-log"))
+    }
+
+    /// The message of a container that exited with `code`, as the kubelet reports it: what the
+    /// container wrote to its terminationMessagePath (at most 4096 bytes), or, with policy
+    /// FallbackToLogsOnError, a failed container's last log lines (at most 80 lines and 2048
+    /// bytes) when it wrote nothing.
+    fn termination_message(&self, spec: &Value, code: i32) -> Option<String> {
+        let cname = spec["name"].as_str().unwrap_or_default();
+        let written = std::fs::read(self.termination_file(cname)).unwrap_or_default();
+        if !written.is_empty() {
+            let cut = &written[..written.len().min(4096)];
+            return Some(String::from_utf8_lossy(cut).into_owned());
+        }
+        if code == 0 || spec["terminationMessagePolicy"] != "FallbackToLogsOnError" {
+            return None;
+        }
+        let log = std::fs::read_to_string(self.log_dir.join(format!("{cname}.log"))).ok()?;
+        let lines: Vec<&str> = log.lines().collect();
+        let mut tail = lines[lines.len().saturating_sub(80)..].join("\n");
+        if tail.len() > 2048 {
+            let mut start = tail.len() - 2048;
+            while !tail.is_char_boundary(start) {
+                start += 1;
+            }
+            tail = tail[start..].to_string();
+        }
+        (!tail.is_empty()).then_some(tail)
     }
 
     fn container_status(&self, spec: &Value) -> Value {
