@@ -2,15 +2,17 @@
 //! Prometheus stacks: a team's Prometheus scrapes the etcd-operator through a ServiceMonitor,
 //! evaluates its rules (an always-firing alert shows in `ALERTS`), rejects a rule with a PromQL
 //! typo without disturbing the valid ones, picks up a new ServiceMonitor without restarting
-//! the pod, and a second team's Prometheus sees only what its selectors allow.
+//! the pod, and a second team's Prometheus sees only what its selectors allow. A Grafana
+//! datasource ConfigMap appears on request, points at a URL that answers inside the cluster,
+//! and goes with its Prometheus.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::{Env, pod_ready, wait_for};
+use e2e::harness::{Env, pod_ready, wait_for, wait_until};
 use e2e::prometheus::query;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, ListParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 
 fn api(env: &Env, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     e2e::prometheus::api(&env.client, ns, kind, plural)
@@ -150,6 +152,13 @@ async fn team_stacks_scrape_evaluate_and_stay_isolated() {
     }
     eprintln!("team stack Available after {:?}", started.elapsed());
     let (ip, uid) = pod_ip_ready(&env, "a").await.unwrap();
+
+    // Asked for, a Grafana datasource ConfigMap appears for the sidecar: provisioning YAML
+    // whose URL answers from inside the cluster.
+    let url = grafana_datasource_url(&env, &proms).await;
+    assert_eq!(url, "http://prometheus-main.team-a.svc:9090");
+    let build = fetch_in_cluster(&env, "team-a", &format!("{url}/api/v1/status/buildinfo")).await;
+    assert!(build.contains("\"version\""), "{build}");
 
     // The etcd-operator's metrics are scraped through the ServiceMonitor.
     let job = "serviceMonitor/team-a/etcd-operator/0";
@@ -345,4 +354,91 @@ spec:
         a_jobs.iter().all(|j| j.starts_with("serviceMonitor/team-a/")),
         "{a_jobs:?}"
     );
+
+    // The datasource goes with its Prometheus.
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "team-a");
+    proms.delete("main", &Default::default()).await.unwrap();
+    wait_for(
+        "the datasource ConfigMap collected",
+        Duration::from_secs(60),
+        || async {
+            cms.get_opt("prometheus-main-grafana-datasource")
+                .await
+                .is_ok_and(|c| c.is_none())
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Turns on team a's Grafana datasource; waits for its ConfigMap, checks its label and that
+/// it is Grafana provisioning YAML, and returns the datasource URL.
+async fn grafana_datasource_url(env: &Env, proms: &Api<DynamicObject>) -> String {
+    proms
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"grafanaDatasource": {"isDefault": true}}})),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "team-a");
+    let cm = wait_until("the datasource ConfigMap", Duration::from_secs(60), || async {
+        cms.get_opt("prometheus-main-grafana-datasource")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        cm.metadata
+            .labels
+            .unwrap_or_default()
+            .get("grafana_datasource")
+            .map(String::as_str),
+        Some("1")
+    );
+    let data = cm.data.unwrap_or_default();
+    let yaml = data.get("prometheus-team-a-main.yaml").unwrap();
+    let parsed: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    assert_eq!(parsed["apiVersion"], 1, "{yaml}");
+    let ds = &parsed["datasources"][0];
+    assert_eq!(
+        (&ds["type"], &ds["isDefault"], &ds["jsonData"]["timeInterval"]),
+        (
+            &serde_json::json!("prometheus"),
+            &serde_json::json!(true),
+            &serde_json::json!("2s")
+        ),
+        "{yaml}"
+    );
+    ds["url"].as_str().unwrap().to_string()
+}
+
+/// GETs `url` from a pod in `ns` (Pod Security restricted) and returns the body.
+async fn fetch_in_cluster(env: &Env, ns: &str, url: &str) -> String {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "fetch", "namespace": ns},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "curl", "image": "kubesim/host", "command": ["curl", "-sSf", "--max-time", "10", url],
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+            }],
+        },
+    }))
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
+    pods.create(&Default::default(), &pod).await.unwrap();
+    let phase = wait_until("the fetch pod finished", Duration::from_secs(60), || async {
+        let phase = pods.get("fetch").await.ok()?.status?.phase?;
+        (phase == "Succeeded" || phase == "Failed").then_some(phase)
+    })
+    .await
+    .unwrap();
+    let body = pods.logs("fetch", &Default::default()).await.unwrap_or_default();
+    assert_eq!(phase, "Succeeded", "{body}");
+    body
 }

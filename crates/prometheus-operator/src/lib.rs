@@ -5,6 +5,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod discovery;
+pub mod grafana;
 pub mod reloader;
 pub mod resources;
 #[cfg(test)]

@@ -41,6 +41,10 @@ enum Command {
         #[arg(long, env = "STEWARD_UPSTREAM_MONITORS", default_value_t = true, num_args = 0..=1,
               default_missing_value = "true", action = clap::ArgAction::Set)]
         upstream_monitors: bool,
+        /// `key=value` label of the Grafana datasource ConfigMaps (`spec.grafanaDatasource`);
+        /// the Grafana Helm chart's sidecar looks for `grafana_datasource=1` by default.
+        #[arg(long, env = "STEWARD_GRAFANA_DATASOURCE_LABEL", default_value = prometheus_operator::grafana::DEFAULT_LABEL)]
+        grafana_datasource_label: prometheus_operator::grafana::Label,
     },
     /// Sidecar next to Prometheus: render its config (gunzip, `$(VAR)` expansion) into a shared
     /// directory and call `/-/reload` when the config or a rule file changes.
@@ -48,21 +52,25 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let (common, reloader_image, policy, upstream_monitors) = match Cli::parse().command {
+    let (common, settings) = match Cli::parse().command {
         Command::Run {
             common,
             config_reloader_image,
             allow_cross_namespace_discovery,
             allow_cluster_wide_discovery,
             upstream_monitors,
+            grafana_datasource_label,
         } => (
             common,
-            config_reloader_image,
-            prometheus_operator::discovery::Policy {
-                cross_namespace: allow_cross_namespace_discovery,
-                cluster_wide: allow_cluster_wide_discovery,
+            prometheus_operator::controller::Settings {
+                reloader_image: config_reloader_image,
+                policy: prometheus_operator::discovery::Policy {
+                    cross_namespace: allow_cross_namespace_discovery,
+                    cluster_wide: allow_cluster_wide_discovery,
+                },
+                upstream_monitors,
+                grafana_label: grafana_datasource_label,
             },
-            upstream_monitors,
         ),
         Command::ConfigReloader(args) => return prometheus_operator::reloader::main(args),
     };
@@ -73,6 +81,6 @@ fn main() -> ExitCode {
     let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
     let prom_metrics = prometheus_operator::controller::PrometheusMetrics::register(&mut metrics);
     steward_core::runtime::main(info, common, metrics, move |rt| {
-        prometheus_operator::controller::run(rt, prom_metrics, reloader_image, policy, upstream_monitors)
+        prometheus_operator::controller::run(rt, prom_metrics, settings)
     })
 }

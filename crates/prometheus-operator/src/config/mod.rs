@@ -72,7 +72,7 @@ mod select;
 mod template;
 pub mod tuning;
 pub mod upstream;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;

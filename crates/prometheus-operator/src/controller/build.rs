@@ -20,7 +20,7 @@ use crate::resources::{self, Tuning};
 #[derive(Debug)]
 pub(super) struct Built {
     /// The owned children: StatefulSet, Service, config Secret, rule ConfigMaps,
-    /// ServiceAccount.
+    /// ServiceAccount, Grafana datasource ConfigMap.
     pub desired: Vec<Desired>,
     /// Where the Prometheus needs discovery RBAC.
     pub scope: discovery::Scope,
@@ -60,6 +60,7 @@ pub(super) fn children(
     admitted: &Admitted,
     generated: &Generated,
     reloader_image: &str,
+    grafana_label: &crate::grafana::Label,
 ) -> Result<Built, Error> {
     // The StatefulSet is built with the storage it can take (see storage_in_effect).
     let (storage, storage_note) = resources::storage_in_effect(obj, admitted.fetched.live.as_ref());
@@ -86,6 +87,9 @@ pub(super) fn children(
     }
     if let Some(sa) = resources::service_account(obj) {
         desired.push(Desired::namespaced(&sa)?);
+    }
+    if let Some(cm) = crate::grafana::prometheus_datasource(obj, grafana_label) {
+        desired.push(Desired::namespaced(&cm)?);
     }
     let ns = obj.namespace().unwrap_or_default();
     Ok(Built {

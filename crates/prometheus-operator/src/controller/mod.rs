@@ -118,31 +118,38 @@ pub struct Context {
     caches: Caches,
     metrics: PrometheusMetrics,
     policy: Policy,
+    grafana_label: crate::grafana::Label,
 }
 
-/// Runs the Prometheus controller until the runtime shuts down. `reloader_image` is the image
-/// of the config-reloader sidecar (this operator's own image); `policy` is what discovery
-/// the cluster admin allows; `upstream_monitors` turns on reading upstream
-/// prometheus-operator's `monitoring.coreos.com` objects while their CRDs exist.
-pub async fn run(
-    rt: ControllerRuntime,
-    metrics: PrometheusMetrics,
-    reloader_image: String,
-    policy: Policy,
-    upstream_monitors: bool,
-) {
+/// How the operator was configured (its `run` flags).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Image of the config-reloader sidecar (this operator's own image).
+    pub reloader_image: String,
+    /// What discovery the cluster admin allows.
+    pub policy: Policy,
+    /// Whether to read upstream prometheus-operator's `monitoring.coreos.com` objects while
+    /// their CRDs exist.
+    pub upstream_monitors: bool,
+    /// The label of Grafana datasource ConfigMaps.
+    pub grafana_label: crate::grafana::Label,
+}
+
+/// Runs the Prometheus controller until the runtime shuts down.
+pub async fn run(rt: ControllerRuntime, metrics: PrometheusMetrics, settings: Settings) {
     let client = rt.client.clone();
-    let (caches, children, controller) = watch::start(&rt, upstream_monitors);
+    let (caches, children, controller) = watch::start(&rt, settings.upstream_monitors);
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
         applier: Applier::new(client, FIELD_MANAGER).with_children(children.clone()),
         children,
         fingerprints: Mutex::default(),
-        reloader_image,
+        reloader_image: settings.reloader_image,
         caches,
         metrics,
-        policy,
+        policy: settings.policy,
+        grafana_label: settings.grafana_label,
     });
     steward_core::controller::run(&rt, CONTROLLER, controller, ctx, reconcile).await;
 }
@@ -214,7 +221,13 @@ async fn reconcile_live(obj: &Prometheus, ctx: &Context, cached: bool) -> Result
         Ok(generated) => generated,
         Err(problem) => return status::config_refused(ctx, obj, replicas, problem).await,
     };
-    let built = build::children(obj, &admitted, &generated, &ctx.reloader_image)?;
+    let built = build::children(
+        obj,
+        &admitted,
+        &generated,
+        &ctx.reloader_image,
+        &ctx.grafana_label,
+    )?;
     if let Err(conflict) = apply::apply(ctx, obj, &built).await? {
         return status::conflict(ctx, obj, replicas, conflict).await;
     }

@@ -163,6 +163,33 @@ pub struct PrometheusSpec {
     /// Stops every change to the stack while true.
     #[serde(default)]
     pub paused: bool,
+    /// A Grafana datasource for this Prometheus: a ConfigMap of Grafana provisioning YAML,
+    /// labelled for the Grafana Helm chart's datasource sidecar (see the operator's
+    /// `--grafana-datasource-label`), removed with the Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_datasource: Option<GrafanaDatasource>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The Grafana datasource of a Prometheus.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GrafanaDatasource {
+    /// Whether the datasource ConfigMap exists (default true); false removes it and keeps
+    /// these settings.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Name Grafana shows; `<namespace>/<name>` of the Prometheus by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 190))]
+    pub name: Option<String>,
+    /// Whether Grafana uses this datasource by default (default false). A Grafana accepts
+    /// one default datasource only.
+    #[serde(default)]
+    pub is_default: bool,
 }
 
 /// TSDB storage.
