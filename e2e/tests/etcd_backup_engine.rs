@@ -598,6 +598,7 @@ async fn fetch_refuses_wrong_checksums_and_truncated_objects() {
         std::fs::write(&file, &bytes[..bytes.len() * 2 / 3]).unwrap();
         let err = snapshot::fetch(&target, &o.key, &out, None).await.unwrap_err();
         assert_eq!(err.reason(), "SnapshotCorrupt", "{}: {err}", o.key);
+        assert!(!err.is_retryable());
         nothing_left();
         let err = snapshot::fetch(&target, &o.key, &out, Some(&o.sha256))
             .await

@@ -230,6 +230,9 @@ pub enum SnapshotError {
         location: String,
         /// What is wrong.
         message: String,
+        /// The stored object is corrupt (fetch; taking it again will not help), rather
+        /// than a stream from etcd (take; worth another try).
+        in_storage: bool,
     },
     /// The storage rejected the credentials (S3 403/401: InvalidAccessKeyId,
     /// SignatureDoesNotMatch, AccessDenied, expired token) or a directory is not writable.
@@ -312,15 +315,19 @@ impl SnapshotError {
     }
 
     /// Whether the same call may succeed if tried again soon without anyone changing the
-    /// configuration: true for unreachable members, broken streams and transient storage
-    /// failures; false for credentials, missing buckets or objects, full storage, checksum
-    /// mismatches and invalid targets, which need a person.
+    /// configuration: true for unreachable members, broken or corrupted streams from etcd
+    /// and transient storage failures; false for credentials, missing buckets or objects,
+    /// full storage, corrupt stored objects, checksum mismatches and invalid targets, which
+    /// need a person.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             SnapshotError::EtcdUnreachable { .. }
                 | SnapshotError::SnapshotInterrupted { .. }
-                | SnapshotError::SnapshotCorrupt { .. }
+                | SnapshotError::SnapshotCorrupt {
+                    in_storage: false,
+                    ..
+                }
                 | SnapshotError::StorageFailed { .. }
         )
     }
@@ -488,6 +495,7 @@ async fn pump(
     let corrupt = |message: String| SnapshotError::SnapshotCorrupt {
         location: format!("{endpoint} (stream)"),
         message,
+        in_storage: false,
     };
     let mut encoder = Encoder::new(compression).map_err(|e| corrupt(format!("compressing: {e}")))?;
     let mut stored = Sha256Count::default();
@@ -617,6 +625,7 @@ pub async fn fetch(
     let corrupt = |message: String| SnapshotError::SnapshotCorrupt {
         location: location.clone(),
         message,
+        in_storage: true,
     };
     // A stream that does not decompress is only reported after the whole object was
     // hashed: when the caller named the sha256 it expected, a mismatch says more.

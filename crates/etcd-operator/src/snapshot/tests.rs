@@ -135,6 +135,24 @@ fn reasons_and_retryability() {
             true,
         ),
         (
+            SnapshotError::SnapshotCorrupt {
+                location: "e (stream)".into(),
+                message: "m".into(),
+                in_storage: false,
+            },
+            "SnapshotCorrupt",
+            true,
+        ),
+        (
+            SnapshotError::SnapshotCorrupt {
+                location: loc(),
+                message: "m".into(),
+                in_storage: true,
+            },
+            "SnapshotCorrupt",
+            false,
+        ),
+        (
             SnapshotError::ChecksumMismatch {
                 location: loc(),
                 expected: "a".into(),
