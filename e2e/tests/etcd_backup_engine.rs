@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use e2e::bins::{self, Release};
 use e2e::harness::wait_until;
-use e2e::local_etcd::{LocalEtcd, free_port};
+use e2e::local_etcd::{LocalEtcd, LocalTls, free_port};
 use e2e::s3::S3Server;
 use etcd_client::{Client, GetOptions, Txn, TxnOp};
-use etcd_operator::etcd::EtcdApi;
+use etcd_operator::etcd::{ClientTls, EtcdApi};
 use etcd_operator::snapshot::{self, Compression, Outcome, S3Credentials, S3Location, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -743,4 +743,67 @@ async fn backup_run_and_restore_fetch_subcommands() {
     assert_eq!(line["error"]["reason"], "EtcdUnreachable", "{line}");
     assert_eq!(line["error"]["retryable"], true);
     assert!(!volume.join("failed.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_from_a_member_with_client_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = LocalTls::new(dir.path().join("tls")).unwrap();
+    let client_tls = ClientTls {
+        ca: tls.ca.clone(),
+        cert: tls.client.cert_pem.clone(),
+        key: tls.client.key_pem.clone(),
+    };
+    let mut a = LocalEtcd::plan("a", true);
+    a.start(Release::Current, dir.path(), &a.initial(), "new", Some(&tls))
+        .unwrap();
+    let api = EtcdApi::new(Some(client_tls.clone()), Duration::from_secs(5));
+    wait_until("TLS member healthy", Duration::from_secs(30), || async {
+        api.healthy(&a.client_url).await.then_some(())
+    })
+    .await
+    .unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    let target = Target::Directory(volume.clone());
+
+    // Without client certificates the member refuses.
+    let err = snapshot::take(&a.client_url, None, &target, "plain", Compression::None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "EtcdUnreachable", "{err}");
+
+    let out = snapshot::take(
+        &a.client_url,
+        Some(&client_tls),
+        &target,
+        "api",
+        Compression::None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sha256sum(&volume.join("api.db")), out.sha256);
+
+    // The same through backup-run with the TLS files.
+    let files = dir.path().join("client");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("ca.crt"), &tls.ca).unwrap();
+    std::fs::write(files.join("tls.crt"), &tls.client.cert_pem).unwrap();
+    std::fs::write(files.join("tls.key"), &tls.client.key_pem).unwrap();
+    let run = Command::new(operator())
+        .args(["backup-run", "--endpoint", &a.client_url, "--cacert"])
+        .arg(files.join("ca.crt"))
+        .arg("--cert")
+        .arg(files.join("tls.crt"))
+        .arg("--client-key")
+        .arg(files.join("tls.key"))
+        .arg("--directory")
+        .arg(&volume)
+        .args(["--key", "cli", "--compression", "gzip"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let outcome: Outcome = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(outcome.key, "cli.db.gz");
+    assert_eq!(sha256sum(&volume.join("cli.db.gz")), outcome.sha256);
 }

@@ -64,12 +64,6 @@ pub struct RestoreFetchArgs {
     /// File to write the (decompressed) snapshot to.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true, hide = true)]
-    access_key_id: Option<String>,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true, hide = true)]
-    secret_access_key: Option<String>,
-    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true, hide = true)]
-    session_token: Option<String>,
 }
 
 impl RestoreFetchArgs {
@@ -83,18 +77,23 @@ impl RestoreFetchArgs {
                     region: self.s3_region.clone(),
                     force_path_style: self.s3_force_path_style,
                 },
-                credentials: match (&self.access_key_id, &self.secret_access_key) {
-                    (Some(id), Some(secret)) => Some(S3Credentials {
-                        access_key_id: id.clone(),
-                        secret_access_key: secret.clone(),
-                        session_token: self.session_token.clone().filter(|t| !t.is_empty()),
-                    }),
-                    _ => None,
-                },
+                credentials: env_credentials(),
             },
             (None, dir) => Target::Directory(dir.clone().unwrap_or_default()),
         }
     }
+}
+
+/// Static credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+/// `AWS_SESSION_TOKEN` (never flags: secrets stay out of the process list); without a key
+/// pair the rest of the AWS environment (web identity, instance metadata) is used.
+fn env_credentials() -> Option<S3Credentials> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Some(S3Credentials {
+        access_key_id: var("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+        session_token: var("AWS_SESSION_TOKEN"),
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
