@@ -124,6 +124,57 @@ impl S3Server {
     }
 }
 
+/// An HTTPS endpoint in front of an [`S3Server`], with a certificate for 127.0.0.1 from its
+/// own CA: real S3 clients speak TLS, and this checks ours does. Stops on drop.
+#[derive(Debug)]
+pub struct TlsFront {
+    /// `https://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The CA certificate (PEM) that signed the serving certificate.
+    pub ca_pem: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Server {
+    /// Serves this server over HTTPS on another port (TLS terminated here, plain HTTP/1.1
+    /// forwarded to s3s-fs).
+    pub async fn tls_front(&self) -> anyhow::Result<TlsFront> {
+        let pki = crate::kubesim::pki::Pki::new()?;
+        let mut config = (*pki.server_config(&["127.0.0.1".to_string()])?).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("https://{}", listener.local_addr()?);
+        let upstream = self.endpoint.trim_start_matches("http://").to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        Ok(TlsFront {
+            endpoint,
+            ca_pem: pki.ca_pem(),
+            task,
+        })
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -730,6 +730,46 @@ async fn backup_run_and_restore_fetch_subcommands() {
     );
     assert!(!denied.exists());
 
+    // Over HTTPS (the CA from SSL_CERT_FILE, as the system's trust store would hold it).
+    let front = s3.tls_front().await.unwrap();
+    let ca_file = dir.path().join("s3-ca.crt");
+    std::fs::write(&ca_file, &front.ca_pem).unwrap();
+    let over_tls = dir.path().join("over-tls.db");
+    let out = Command::new(operator())
+        .args(["restore-fetch", "--s3-bucket", BUCKET, "--s3-prefix", "p"])
+        .args(["--s3-endpoint", &front.endpoint, "--s3-force-path-style"])
+        .args(["--key", &stored.key, "--sha256", &stored.sha256, "--out"])
+        .arg(&over_tls)
+        .env("AWS_ACCESS_KEY_ID", S3Server::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3Server::SECRET_KEY)
+        .env("SSL_CERT_FILE", &ca_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::metadata(&over_tls).unwrap().len(), stored.snapshot_bytes);
+    // A server whose CA is not trusted is refused, and says so.
+    let other_ca = dir.path().join("other-ca.crt");
+    std::fs::write(&other_ca, e2e::kubesim::pki::Pki::new().unwrap().ca_pem()).unwrap();
+    let untrusted = dir.path().join("untrusted.db");
+    let out = Command::new(operator())
+        .args(["restore-fetch", "--s3-bucket", BUCKET, "--s3-prefix", "p"])
+        .args(["--s3-endpoint", &front.endpoint, "--s3-force-path-style"])
+        .args(["--key", &stored.key, "--out"])
+        .arg(&untrusted)
+        .env("AWS_ACCESS_KEY_ID", S3Server::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3Server::SECRET_KEY)
+        .env("SSL_CERT_FILE", &other_ca)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.starts_with("restore-fetch failed: StorageFailed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert!(!untrusted.exists());
+
     // A failed backup-run says why as JSON too.
     let nothing_listens = format!("http://127.0.0.1:{}", free_port());
     let out = Command::new(operator())

@@ -208,6 +208,9 @@ fn open_s3(
     } else {
         builder = builder.with_virtual_hosted_style_request(!location.force_path_style);
     }
+    // object_store's HTTP client takes rustls' process-wide provider: ring, like every other
+    // TLS client here (a no-op when one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = builder
         .build()
         .map_err(|e| SnapshotError::InvalidTarget(format!("S3 target {root}: {}", chain(&e))))?;
