@@ -152,21 +152,22 @@ fn read_tls(args: &BackupRunArgs) -> Result<Option<ClientTls>, SnapshotError> {
 /// `{"error": {"reason", "message", "retryable"}}` on failure (then exits non-zero, with the
 /// message on stderr too).
 pub fn backup_run(args: BackupRunArgs) -> ExitCode {
-    let result = runtime()
-        .map_err(|e| SnapshotError::LocalIo {
-            path: PathBuf::new(),
-            source: std::io::Error::other(e),
-        })
-        .and_then(|rt| {
-            let tls = read_tls(&args)?;
-            rt.block_on(super::take(
-                &args.endpoint,
-                tls.as_ref(),
-                &Target::Directory(args.directory.clone()),
-                &args.key,
-                args.compression,
-            ))
-        });
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("backup-run failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = read_tls(&args).and_then(|tls| {
+        rt.block_on(super::take(
+            &args.endpoint,
+            tls.as_ref(),
+            &Target::Directory(args.directory.clone()),
+            &args.key,
+            args.compression,
+        ))
+    });
     match result {
         Ok(outcome) => {
             println!("{}", serde_json::to_string(&outcome).unwrap_or_default());

@@ -286,8 +286,8 @@ pub enum SnapshotError {
     /// The target or key is not usable (bad endpoint URL, `..` in a key, bad sha256).
     #[error("invalid backup target: {0}")]
     InvalidTarget(String),
-    /// Writing the fetched snapshot to the local file failed.
-    #[error("cannot write {path}: {source}")]
+    /// A local file could not be read or written (the fetched snapshot, TLS files).
+    #[error("local file {path}: {source}", path = path.display())]
     LocalIo {
         /// The file.
         path: PathBuf,
