@@ -21,7 +21,7 @@ build: ## Build every crate
 test: test-deps lint unit check-crds validate-manifests ## Everything CI checks
 	@echo "make test: all checks passed"
 
-test-deps: ## Fetch etcd, Prometheus, Alertmanager, promtool, kubectl, protoc, kubernetes-validate
+test-deps: ## Fetch etcd, Prometheus, Alertmanager, promtool, kubectl, protoc, kubernetes-validate, s3s-fs
 	hack/test-deps.sh
 
 lint: ## Formatting and clippy (warnings are errors)

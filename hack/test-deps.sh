@@ -13,6 +13,8 @@
 #   .cache/bin/promtool, .cache/bin/amtool  symlinks to the newest versions
 #   .cache/bin/versions          shell-sourceable KEY=VALUE (upstream versions)
 #   .cache/venv/                 python venv with kubernetes-validate
+#   .cache/bin/s3s-fs            S3 server on a local directory for the backup tests
+#                                (crates.io s3s-fs, built by `cargo install` into .cache/s3s)
 #   .cache/bin/kubernetes-api.fds  protobuf descriptors of the Kubernetes API (trixie's
 #                                golang-k8s-api-dev/apimachinery-dev .proto files, compiled
 #                                by protoc): kubesim decodes protobuf request bodies with it
@@ -39,7 +41,7 @@ REFRESH=0
 for arg in "$@"; do
     case "$arg" in
         --refresh) REFRESH=1 ;;
-        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test-deps: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -370,6 +372,26 @@ ensure_kubernetes_validate() {
 }
 
 # ---------------------------------------------------------------------------
+# 4. s3s-fs (S3-compatible server on a directory) from crates.io
+# ---------------------------------------------------------------------------
+# 0.14.1 is the newest release that builds with our toolchain (0.17 needs a newer rustc);
+# --locked builds it with the dependency versions it was released with.
+S3S_FS_VERSION=0.14.1
+S3S_ROOT="$CACHE/s3s"
+ensure_s3s_fs() {
+    local bin="$S3S_ROOT/bin/s3s-fs"
+    if [[ "$("$bin" --version 2>/dev/null)" != "s3s-fs $S3S_FS_VERSION" ]]; then
+        command -v cargo >/dev/null 2>&1 || die "cargo not found (needed to build s3s-fs)"
+        log "building s3s-fs $S3S_FS_VERSION with cargo install (a few minutes, once)"
+        cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --force \
+            --root "$S3S_ROOT" >&2 || die "cargo install s3s-fs $S3S_FS_VERSION failed (see above)"
+        [[ "$("$bin" --version 2>/dev/null)" == "s3s-fs $S3S_FS_VERSION" ]] \
+            || die "$bin does not report version $S3S_FS_VERSION"
+    fi
+    ln -sfn "../s3s/bin/s3s-fs" "$BIN/s3s-fs"
+}
+
+# ---------------------------------------------------------------------------
 main() {
     mkdir -p "$BIN"
     ensure_protoc
@@ -378,6 +400,7 @@ main() {
     fi
     fetch_kube_protos
     ensure_kubernetes_validate
+    ensure_s3s_fs
 
     echo "== test dependencies (repo: $REPO_ROOT)"
     printf '%-50s %s\n' "$(command -v protoc)" "$(protoc --version 2>&1)"
@@ -391,6 +414,7 @@ main() {
     printf '%-50s %s\n' ".cache/venv/bin/kubernetes-validate" \
         "$("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
     printf '%-50s %s\n' "${FDS#"$REPO_ROOT"/}" "$(stat -c %s "$FDS") bytes"
+    printf '%-50s %s\n' ".cache/bin/s3s-fs -> $(readlink "$BIN/s3s-fs")" "$("$BIN/s3s-fs" --version)"
     echo "== ${VERSIONS#"$REPO_ROOT"/}"
     grep -v '^#' "$VERSIONS"
 }

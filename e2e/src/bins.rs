@@ -136,6 +136,11 @@ pub fn amtool() -> anyhow::Result<PathBuf> {
     existing(bin_dir().join("amtool"), "amtool")
 }
 
+/// `s3s-fs`, the S3 server on a directory the backup tests store snapshots in.
+pub fn s3s_fs() -> anyhow::Result<PathBuf> {
+    existing(bin_dir().join("s3s-fs"), "s3s-fs")
+}
+
 /// `kubectl`.
 pub fn kubectl() -> anyhow::Result<PathBuf> {
     existing(bin_dir().join("kubectl"), "kubectl")

@@ -7,3 +7,4 @@ pub mod harness;
 pub mod kubesim;
 pub mod local_etcd;
 pub mod prometheus;
+pub mod s3;

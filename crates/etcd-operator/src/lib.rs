@@ -5,6 +5,7 @@ pub mod crd;
 pub mod etcd;
 pub mod plan;
 pub mod resources;
+pub mod snapshot;
 pub mod tls;
 pub mod version;
 

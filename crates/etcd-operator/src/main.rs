@@ -21,10 +21,19 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Take a snapshot from one etcd member into a directory (a backup Pod's volume) and
+    /// print the outcome as one JSON line.
+    BackupRun(etcd_operator::snapshot::BackupRunArgs),
+    /// Fetch a stored snapshot to a local file, verifying its sha256, for a restore.
+    RestoreFetch(etcd_operator::snapshot::RestoreFetchArgs),
 }
 
 fn main() -> ExitCode {
-    let Command::Run { common } = Cli::parse().command;
+    let common = match Cli::parse().command {
+        Command::Run { common } => common,
+        Command::BackupRun(args) => return etcd_operator::snapshot::backup_run(args),
+        Command::RestoreFetch(args) => return etcd_operator::snapshot::restore_fetch(args),
+    };
     let info = OperatorInfo {
         name: OPERATOR_NAME,
         version: env!("CARGO_PKG_VERSION"),

@@ -137,8 +137,8 @@ impl EtcdApi {
     }
 
     /// Connects with `request_timeout` for each request (the connection itself still has
-    /// the handle's timeout).
-    async fn connect_with(
+    /// the handle's timeout). The backup engine uses it for its long snapshot stream.
+    pub(crate) async fn connect_with(
         &self,
         endpoints: &[String],
         request_timeout: Duration,

@@ -1,0 +1,182 @@
+//! The `backup-run` and `restore-fetch` subcommands: the engine run by a Pod.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{Compression, S3Credentials, S3Location, SnapshotError, Target};
+use crate::etcd::ClientTls;
+
+/// Arguments of `etcd-operator backup-run`.
+#[derive(clap::Args, Debug)]
+pub struct BackupRunArgs {
+    /// Client URL of the member to take the snapshot from.
+    #[arg(long)]
+    pub endpoint: String,
+    /// CA certificate (PEM) that signed the member's serving certificate.
+    #[arg(long, requires_all = ["cert", "client_key"])]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, requires_all = ["cacert", "client_key"])]
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM). (`--key` names the stored object.)
+    #[arg(long, requires_all = ["cacert", "cert"])]
+    pub client_key: Option<PathBuf>,
+    /// Directory to store the snapshot in (a mounted volume); must exist.
+    #[arg(long)]
+    pub directory: PathBuf,
+    /// Key (file name below the directory); the compression's extension is set on it.
+    #[arg(long)]
+    pub key: String,
+    /// none, gzip or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: Compression,
+}
+
+/// Arguments of `etcd-operator restore-fetch`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["s3_bucket", "directory"])))]
+pub struct RestoreFetchArgs {
+    /// S3 bucket holding the snapshot (credentials from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, else the AWS environment).
+    #[arg(long)]
+    pub s3_bucket: Option<String>,
+    /// Key prefix inside the bucket.
+    #[arg(long, default_value = "", requires = "s3_bucket")]
+    pub s3_prefix: String,
+    /// Endpoint URL of an S3-compatible service.
+    #[arg(long, requires = "s3_bucket")]
+    pub s3_endpoint: Option<String>,
+    /// Region.
+    #[arg(long, requires = "s3_bucket")]
+    pub s3_region: Option<String>,
+    /// Path-style requests (most self-hosted services).
+    #[arg(long, requires = "s3_bucket")]
+    pub s3_force_path_style: bool,
+    /// Directory holding the snapshot instead of S3.
+    #[arg(long)]
+    pub directory: Option<PathBuf>,
+    /// Key of the snapshot (relative to the prefix or directory).
+    #[arg(long)]
+    pub key: String,
+    /// Expected hex sha256 of the stored object.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// File to write the (decompressed) snapshot to.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl RestoreFetchArgs {
+    fn target(&self) -> Target {
+        match (&self.s3_bucket, &self.directory) {
+            (Some(bucket), _) => Target::S3 {
+                location: S3Location {
+                    bucket: bucket.clone(),
+                    prefix: self.s3_prefix.clone(),
+                    endpoint: self.s3_endpoint.clone(),
+                    region: self.s3_region.clone(),
+                    force_path_style: self.s3_force_path_style,
+                },
+                credentials: env_credentials(),
+            },
+            (None, dir) => Target::Directory(dir.clone().unwrap_or_default()),
+        }
+    }
+}
+
+/// Static credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+/// `AWS_SESSION_TOKEN` (never flags: secrets stay out of the process list); without a key
+/// pair the rest of the AWS environment (web identity, instance metadata) is used.
+fn env_credentials() -> Option<S3Credentials> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Some(S3Credentials {
+        access_key_id: var("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+        session_token: var("AWS_SESSION_TOKEN"),
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Runs `restore-fetch`: the snapshot lands at `--out` or the command fails with one line
+/// on stderr that starts with the error's reason.
+pub fn restore_fetch(args: RestoreFetchArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("restore-fetch failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = args.target();
+    match rt.block_on(super::fetch(
+        &target,
+        &args.key,
+        &args.out,
+        args.sha256.as_deref(),
+    )) {
+        Ok(bytes) => {
+            eprintln!("restore-fetch: wrote {bytes} bytes to {}", args.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("restore-fetch failed: {}: {e}", e.reason());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_tls(args: &BackupRunArgs) -> Result<Option<ClientTls>, SnapshotError> {
+    let (Some(ca), Some(cert), Some(key)) = (&args.cacert, &args.cert, &args.client_key) else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|source| SnapshotError::LocalIo {
+            path: p.clone(),
+            source,
+        })
+    };
+    Ok(Some(ClientTls {
+        ca: read(ca)?,
+        cert: read(cert)?,
+        key: read(key)?,
+    }))
+}
+
+/// Runs `backup-run`: prints one JSON line on stdout, the [`super::Outcome`] on success or
+/// `{"error": {"reason", "message", "retryable"}}` on failure (then exits non-zero, with the
+/// message on stderr too).
+pub fn backup_run(args: BackupRunArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("backup-run failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = read_tls(&args).and_then(|tls| {
+        rt.block_on(super::take(
+            &args.endpoint,
+            tls.as_ref(),
+            &Target::Directory(args.directory.clone()),
+            &args.key,
+            args.compression,
+        ))
+    });
+    match result {
+        Ok(outcome) => {
+            println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{}", serde_json::json!({ "error": e.to_json() }));
+            eprintln!("backup-run failed: {}: {e}", e.reason());
+            ExitCode::FAILURE
+        }
+    }
+}
