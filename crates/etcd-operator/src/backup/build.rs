@@ -634,6 +634,84 @@ mod tests {
         assert!(ok);
     }
 
+    fn backup() -> EtcdBackup {
+        let mut b = scheduled_backup(&cluster(), T).unwrap();
+        b.metadata.generation = Some(1);
+        b
+    }
+
+    #[test]
+    fn statuses_through_retries_to_failure() {
+        let mut b = backup();
+        b.status = Some(pending(&b, T));
+        assert_eq!(b.status.as_ref().unwrap().phase, Some(BackupPhase::Pending));
+        b.status = Some(running(&b, "main-abcde", T));
+        let s = b.status.clone().unwrap();
+        assert_eq!((s.phase, s.attempts), (Some(BackupPhase::Running), 1));
+        assert_eq!(s.start_time.as_deref(), Some("2026-01-05T03:04:05Z"));
+        assert_eq!(s.member.as_deref(), Some("main-abcde"));
+        b.status = Some(retrying(&b, "EtcdUnreachable", "connection refused", T + 5));
+        let s = b.status.clone().unwrap();
+        assert_eq!(s.phase, Some(BackupPhase::Pending));
+        assert_eq!(s.next_attempt_time.as_deref(), Some("2026-01-05T03:04:20Z"));
+        let c = &s.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            (SUCCEEDED, "Unknown", "Retrying")
+        );
+        assert_eq!(
+            c.message,
+            "attempt 1 of 5 failed (EtcdUnreachable): connection refused; next attempt at 2026-01-05T03:04:20Z"
+        );
+        b.status = Some(running(&b, "main-abcde", T + 20));
+        let s = b.status.clone().unwrap();
+        assert_eq!(s.attempts, 2);
+        assert_eq!(
+            s.start_time.as_deref(),
+            Some("2026-01-05T03:04:05Z"),
+            "the first attempt's start stays"
+        );
+        assert_eq!(s.next_attempt_time, None);
+        b.status = Some(failed(&b, "BucketNotFound", "no bucket b", T + 30));
+        let s = b.status.unwrap();
+        assert_eq!(s.phase, Some(BackupPhase::Failed));
+        assert_eq!(s.completion_time.as_deref(), Some("2026-01-05T03:04:35Z"));
+        assert_eq!(s.observed_generation, Some(1));
+        let c = &s.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            ("False", "BucketNotFound", "no bucket b")
+        );
+        assert_eq!(c.last_transition_time.0.as_second(), T + 30);
+    }
+
+    #[test]
+    fn a_stored_snapshot_fills_every_status_field() {
+        let mut b = backup();
+        b.status = Some(running(&b, "main-abcde", T));
+        let outcome = Outcome {
+            location: "s3://b/etcd/prod/main/x.db.gz".into(),
+            key: "prod/main/x.db.gz".into(),
+            size_bytes: 4096,
+            sha256: "ab".repeat(32),
+            revision: 42,
+            etcd_version: "3.5.16".into(),
+        };
+        let s = succeeded(&b, &outcome, T + 3);
+        assert_eq!(s.phase, Some(BackupPhase::Succeeded));
+        assert_eq!(s.completion_time.as_deref(), Some("2026-01-05T03:04:08Z"));
+        assert_eq!(s.revision, Some(42));
+        assert_eq!(s.size_bytes, Some(4096));
+        assert_eq!(s.sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(s.location.as_deref(), Some("s3://b/etcd/prod/main/x.db.gz"));
+        assert_eq!(s.key.as_deref(), Some("prod/main/x.db.gz"));
+        assert_eq!(s.etcd_version.as_deref(), Some("3.5.16"));
+        assert_eq!(s.member.as_deref(), Some("main-abcde"));
+        assert_eq!(s.attempts, 1);
+        let c = &s.conditions[0];
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Stored"));
+    }
+
     #[test]
     fn durations_read_like_go() {
         assert_eq!(human(0), "0s");

@@ -88,3 +88,33 @@ impl BackupMetrics {
             .inc();
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_follow_prometheus_naming_and_carry_namespace_and_cluster() {
+        let mut builder = MetricsBuilder::new("etcd-operator", "0.0.0");
+        let m = BackupMetrics::register(&mut builder);
+        m.succeeded("prod", "main", 1_767_582_245, 3.2, 4096);
+        m.failed("prod", "main");
+        m.failed("prod", "main");
+        let text = builder.build().encode().unwrap();
+        let labels = r#"{namespace="prod",cluster="main"}"#;
+        for line in [
+            format!("etcd_operator_backup_last_success_timestamp_seconds{labels} 1767582245"),
+            format!("etcd_operator_backup_size_bytes{labels} 4096"),
+            format!("etcd_operator_backup_failures_total{labels} 2"),
+            format!("etcd_operator_backup_duration_seconds_count{labels} 1"),
+            format!("etcd_operator_backup_duration_seconds_sum{labels} 3.2"),
+        ] {
+            assert!(text.contains(&line), "{line} missing in:\n{text}");
+        }
+        assert!(
+            text.contains("# TYPE etcd_operator_backup_duration_seconds histogram"),
+            "{text}"
+        );
+    }
+}

@@ -329,6 +329,13 @@ pub(super) async fn report(
     }
     let mut status = status_after(obj, &members, seen.leader, step, now.clone());
     set_backup_ready(&mut status, obj.metadata.generation, backups, now);
+    if let Some(message) = invalid_backup_schedule(Some(&status))
+        && invalid_backup_schedule(obj.status.as_ref()).as_ref() != Some(&message)
+    {
+        ctx.recorder
+            .warning(obj, "InvalidSchedule", "Validate", message)
+            .await;
+    }
     if let Some(message) = invalid_schedule(Some(&status))
         && invalid_schedule(obj.status.as_ref()).as_ref() != Some(&message)
     {
@@ -368,6 +375,14 @@ fn set_backup_ready(
             );
         }
     }
+}
+
+/// The message of a `BackupReady=False` condition with reason `InvalidSchedule`, if any.
+fn invalid_backup_schedule(status: Option<&EtcdClusterStatus>) -> Option<String> {
+    status
+        .and_then(|st| st.conditions.iter().find(|c| c.type_ == BACKUP_READY))
+        .filter(|c| c.reason == "InvalidSchedule")
+        .map(|c| c.message.clone())
 }
 
 /// [`observed_status`], except that when no member answered the membership is still what it
