@@ -351,6 +351,19 @@ pub fn human(secs: i64) -> String {
     out
 }
 
+/// An age for a condition message, coarse enough that the message (and so the status)
+/// changes at most once a minute, once an hour past two hours, once a day past two days:
+/// `59s`, `12m`, `5h`, `3d`.
+pub fn coarse_age(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 /// One backup of a cluster as `BackupReady` sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
@@ -382,11 +395,12 @@ pub fn backup_ready(interval: i64, backups: &[Seen], now: i64) -> (bool, &'stati
         return (
             true,
             "BackupCurrent",
+            // No age here: the message would change, and the status be written, every reconcile.
             format!(
-                "last successful backup {} completed {} ago (at {})",
+                "last successful backup {} completed at {}, within two schedule intervals ({})",
                 ok.entry.name,
-                human(now - ok.entry.time),
-                rfc3339(ok.entry.time)
+                rfc3339(ok.entry.time),
+                human(limit)
             ),
         );
     }
@@ -394,7 +408,7 @@ pub fn backup_ready(interval: i64, backups: &[Seen], now: i64) -> (bool, &'stati
         Some(ok) => format!(
             "the last successful backup, {}, is {} old, more than two schedule intervals ({})",
             ok.entry.name,
-            human(now - ok.entry.time),
+            coarse_age(now - ok.entry.time),
             human(limit)
         ),
         None => "there is no successful backup yet".to_string(),
@@ -598,10 +612,14 @@ mod tests {
         let (ok, reason, msg) = backup_ready(3600, &[seen("a", BackupPhase::Succeeded, T - 7000)], T);
         assert!(ok, "{msg}");
         assert_eq!(reason, "BackupCurrent");
+        assert_eq!(
+            msg,
+            "last successful backup a completed at 2026-01-05T01:07:25Z, within two schedule intervals (2h0m0s)"
+        );
         let (ok, reason, msg) = backup_ready(3600, &[seen("a", BackupPhase::Succeeded, T - 7300)], T);
         assert!(!ok);
         assert_eq!(reason, "BackupOutdated");
-        assert!(msg.contains("2h1m40s old"), "{msg}");
+        assert!(msg.contains("is 2h old"), "{msg}");
         assert!(msg.contains("(2h0m0s)"), "{msg}");
         let (ok, reason, _) = backup_ready(3600, &[seen("p", BackupPhase::Pending, T)], T);
         assert!(!ok);
@@ -618,7 +636,7 @@ mod tests {
         assert_eq!(reason, "BackupFailed");
         assert!(
             msg.starts_with(
-                "backup f failed: StorageFailed: disk full; the last successful backup, a, is 2h30m0s old"
+                "backup f failed: StorageFailed: disk full; the last successful backup, a, is 2h old"
             ),
             "{msg}"
         );
@@ -718,5 +736,9 @@ mod tests {
         assert_eq!(human(61), "1m1s");
         assert_eq!(human(3600), "1h0m0s");
         assert_eq!(human(90_061), "1d1h1m1s");
+        assert_eq!(coarse_age(59), "59s");
+        assert_eq!(coarse_age(7199), "119m");
+        assert_eq!(coarse_age(7200), "2h");
+        assert_eq!(coarse_age(3 * 86_400 + 5), "3d");
     }
 }
