@@ -252,13 +252,14 @@ fn sha256_hex(bytes: &[u8], dir: &std::path::Path) -> String {
 /// never touches the backup made by hand, and reports `BackupReady=True`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_restore_and_scheduled_ones_are_pruned() {
-    let env = Env::with_operators(&["etcd-operator"]).await.unwrap();
+    let env = Env::start().await.unwrap();
     if env
         .require_kubesim("reads the operator pod's backup directory")
         .is_none()
     {
         return;
     }
+    env.deploy_operators(&["etcd-operator"]).await.unwrap();
     let store = Store::OperatorDirectory;
     operator_with_directory_store(&env).await;
     let current = bins::version("ETCD_CURRENT").unwrap();
@@ -355,7 +356,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
     let by_schedule =
         ListParams::default().labels("etcd.steward.dev/cluster=demo,etcd.steward.dev/trigger=schedule");
     let pruned = wait_for(
-        "a scheduled backup succeeded and demo-old-1 was pruned",
+        "a scheduled backup succeeded, demo-old-1 was pruned and two successful ones are left",
         Duration::from_secs(150),
         || async {
             let Ok(list) = api.list(&by_schedule).await else {
@@ -367,7 +368,14 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
                     .is_some_and(|s| s.len() == 12 && s.bytes().all(|c| c.is_ascii_digit()))
                     && b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Succeeded)
             });
+            // maxBackups 2 keeps two successful scheduled backups.
+            let succeeded = list
+                .items
+                .iter()
+                .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Succeeded))
+                .count();
             made_by_schedule
+                && succeeded == 2
                 && list
                     .items
                     .iter()
@@ -383,14 +391,6 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
         );
     }
     let left = api.list(&by_schedule).await.unwrap().items;
-    let succeeded = left
-        .iter()
-        .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Succeeded))
-        .count();
-    assert_eq!(
-        succeeded, 2,
-        "maxBackups 2 keeps two successful scheduled backups"
-    );
     assert!(
         store.read(&env, &old_key).await.is_none(),
         "the pruned snapshot's file is deleted"
