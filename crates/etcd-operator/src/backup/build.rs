@@ -271,13 +271,25 @@ pub fn scheduled_name(cluster: &str, at: i64) -> String {
 /// since they are how it is restored. The labels tie it to its cluster and trigger instead.
 pub fn scheduled_backup(cluster: &EtcdCluster, at: i64) -> Option<EtcdBackup> {
     use kube::ResourceExt;
+    cluster_backup(
+        cluster,
+        &scheduled_name(&cluster.name_any(), at),
+        TRIGGER_SCHEDULE,
+    )
+}
+
+/// An EtcdBackup `name` of `cluster` to `spec.backup`'s destination, labelled with the
+/// cluster and `trigger`; `None` without `spec.backup`. No ownerReference to the cluster
+/// (see [`scheduled_backup`]).
+pub fn cluster_backup(cluster: &EtcdCluster, name: &str, trigger: &str) -> Option<EtcdBackup> {
+    use kube::ResourceExt;
     let schedule = cluster.spec.backup.as_ref()?;
-    let name = cluster.name_any();
+    let cluster_name = cluster.name_any();
     let labels = BTreeMap::from([
-        (BACKUP_CLUSTER_LABEL.to_string(), name.clone()),
-        (BACKUP_TRIGGER_LABEL.to_string(), TRIGGER_SCHEDULE.to_string()),
+        (BACKUP_CLUSTER_LABEL.to_string(), cluster_name.clone()),
+        (BACKUP_TRIGGER_LABEL.to_string(), trigger.to_string()),
         ("app.kubernetes.io/name".to_string(), "etcd".to_string()),
-        ("app.kubernetes.io/instance".to_string(), name.clone()),
+        ("app.kubernetes.io/instance".to_string(), cluster_name.clone()),
         ("app.kubernetes.io/component".to_string(), "backup".to_string()),
         (
             "app.kubernetes.io/managed-by".to_string(),
@@ -286,13 +298,13 @@ pub fn scheduled_backup(cluster: &EtcdCluster, at: i64) -> Option<EtcdBackup> {
     ]);
     Some(EtcdBackup {
         metadata: ObjectMeta {
-            name: Some(scheduled_name(&name, at)),
+            name: Some(name.to_string()),
             namespace: cluster.namespace(),
             labels: Some(labels),
             ..Default::default()
         },
         spec: EtcdBackupSpec {
-            cluster_ref: ClusterRef { name },
+            cluster_ref: ClusterRef { name: cluster_name },
             destination: schedule.destination.clone(),
             compression: schedule.compression,
         },

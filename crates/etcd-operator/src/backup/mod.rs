@@ -6,6 +6,8 @@
 //!   validate → take (the engine) → status, with retries;
 //! - `schedule`: what the EtcdCluster controller runs for `spec.backup`: create the backup a
 //!   firing is due for, prune by retention, compute `BackupReady`;
+//! - `spot`: the backup an upgrade or a member replacement waits for
+//!   (`spec.backup.spot`), run by the EtcdCluster controller between plan and execute;
 //! - `build` (pure): keys, names, member choice, targets, statuses, firings, `BackupReady`;
 //! - `retention` (pure): which scheduled backups to prune;
 //! - `metrics`: the backup metric families.
@@ -15,6 +17,7 @@ mod controller;
 mod metrics;
 pub mod retention;
 pub mod schedule;
+pub mod spot;
 
 use std::path::PathBuf;
 use std::sync::Arc;

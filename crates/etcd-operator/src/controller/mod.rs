@@ -245,6 +245,8 @@ async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         ctx.applier.touched(&target.uid);
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
+    // An upgrade or member replacement may first wait for a backup (spec.backup.spot).
+    let step = crate::backup::spot::hold(&ctx.client, &ctx.applier, &ctx.recorder, &obj, step).await?;
     if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen).await? {
         return status::blocked(&ctx, &target, blocked).await;
     }

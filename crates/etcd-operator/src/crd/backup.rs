@@ -12,6 +12,10 @@ pub const BACKUP_CLUSTER_LABEL: &str = "etcd.steward.dev/cluster";
 pub const BACKUP_TRIGGER_LABEL: &str = "etcd.steward.dev/trigger";
 /// Value of [`BACKUP_TRIGGER_LABEL`] on scheduled backups.
 pub const TRIGGER_SCHEDULE: &str = "schedule";
+/// Value of [`BACKUP_TRIGGER_LABEL`] on the backup taken before an upgrade.
+pub const TRIGGER_BEFORE_UPGRADE: &str = "before-upgrade";
+/// Value of [`BACKUP_TRIGGER_LABEL`] on the backup taken before a member is replaced.
+pub const TRIGGER_BEFORE_MEMBER_REPLACEMENT: &str = "before-member-replacement";
 
 /// A one-off snapshot of an EtcdCluster in the same namespace. The operator takes it once,
 /// from the healthy voting member with the highest raft index, and records where it is
@@ -201,6 +205,41 @@ pub struct EtcdBackupSchedule {
     /// Which scheduled backups to keep; without it every one is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<BackupRetention>,
+    /// Backups taken before risky changes, to the same destination. They are labelled with
+    /// their trigger (`before-upgrade`, `before-member-replacement`) and never pruned.
+    #[serde(default)]
+    pub spot: SpotBackups,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Backups taken before risky changes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SpotBackups {
+    /// Before the first member is upgraded to a new `spec.version`, take the EtcdBackup
+    /// `<cluster>-pre-upgrade-<version>` and wait for it. The upgrade starts once it
+    /// succeeded; if it failed the upgrade is blocked (`UpgradeBlocked`) until the backup is
+    /// deleted (a new one is then taken) or this is set to false. Default true.
+    #[serde(default = "default_true")]
+    pub before_upgrade: bool,
+    /// Before a failed member is removed and replaced, take the EtcdBackup
+    /// `<cluster>-pre-replace-<member>` from the healthy members and wait until it finished.
+    /// Healing goes on whether it succeeded or failed: a backup never holds up a repair for
+    /// longer than its attempts take. Default false.
+    #[serde(default)]
+    pub before_member_replacement: bool,
+}
+
+impl Default for SpotBackups {
+    fn default() -> Self {
+        SpotBackups {
+            before_upgrade: true,
+            before_member_replacement: false,
+        }
+    }
 }
 
 /// Which scheduled backups to keep (restic-style). Every rule names successful backups to
