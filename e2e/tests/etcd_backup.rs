@@ -481,3 +481,89 @@ async fn a_backup_of_a_missing_cluster_fails() {
         .to_string();
     assert!(err.contains("set exactly one destination"), "{err}");
 }
+
+/// With `spec.backup` (spot `beforeUpgrade` is on by default) an upgrade first takes the
+/// EtcdBackup `<cluster>-pre-upgrade-<version>` of the old version and restarts the first
+/// member only after it succeeded. Plain HTTP here, so the backup path without TLS is
+/// covered too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_waits_for_its_pre_upgrade_backup() {
+    let env = Env::start().await.unwrap();
+    if env
+        .require_kubesim("reads the operator pod's backup directory")
+        .is_none()
+    {
+        return;
+    }
+    env.deploy_operators(&["etcd-operator"]).await.unwrap();
+    let store = Store::OperatorDirectory;
+    operator_with_directory_store(&env).await;
+    let old = bins::version("ETCD_OLD").unwrap();
+    let current = bins::version("ETCD_CURRENT").unwrap();
+    // A yearly schedule: no scheduled backup gets in the way. The default storage (a PVC per
+    // member): a single member keeps its data across the upgrade's restart only on a PVC.
+    let spec = format!(
+        "  tls: {{mode: disabled}}\n  backup:\n    schedule: \"0 0 1 1 *\"\n    destination:\n  {}",
+        store.destination()
+    );
+    env.apply(&cluster_yaml("up", 1, &old, &spec)).await.unwrap();
+    wait_ready(&env, "up").await;
+    env.kubectl(&[
+        "patch",
+        "etcdcluster",
+        "up",
+        "--type=merge",
+        "-p",
+        &format!("{{\"spec\":{{\"version\":\"{current}\"}}}}"),
+    ])
+    .await
+    .unwrap();
+    let clusters = clusters_api(&env.client, "default");
+    let upgraded = wait_for(&format!("up at {current}"), Duration::from_secs(240), || async {
+        let st = e2e::etcd::status(&clusters, "up").await;
+        st["currentVersion"] == current.as_str() && st["readyMembers"] == 1
+    })
+    .await;
+    if let Err(e) = upgraded {
+        panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdbackups,etcdclusters,events")
+                .await
+        );
+    }
+    let name = format!("up-pre-upgrade-{current}");
+    let backup = backups(&env).get(&name).await.unwrap();
+    assert_eq!(
+        backup.metadata.labels.as_ref().unwrap()["etcd.steward.dev/trigger"],
+        "before-upgrade"
+    );
+    let st = backup.status.unwrap();
+    assert_eq!(st.phase, Some(BackupPhase::Succeeded), "{st:?}");
+    assert_eq!(
+        st.etcd_version.as_deref(),
+        Some(old.as_str()),
+        "taken before the upgrade"
+    );
+    assert!(store.read(&env, st.key.as_deref().unwrap()).await.is_some());
+    let completed = st
+        .completion_time
+        .unwrap()
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .unwrap()
+        .as_second();
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    let upgrading = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("MemberUpgrading"))
+        .filter_map(|e| e.event_time.map(|t| t.0.as_second()))
+        .min()
+        .expect("a MemberUpgrading Event");
+    assert!(
+        completed <= upgrading,
+        "the backup completed at {completed}, the first member restarted at {upgrading}"
+    );
+}
