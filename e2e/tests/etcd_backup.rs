@@ -3,7 +3,7 @@
 //! keys written before; a backup naming a missing cluster fails with `ClusterNotFound` and a
 //! Warning Event; a `* * * * *` schedule creates labelled backups and retention
 //! (`maxBackups: 2`) prunes the oldest scheduled one, object and stored file, while a backup
-//! made by hand is left alone.
+//! made by hand is left alone; an upgrade waits for its pre-upgrade (spot) backup.
 //!
 //! Storage: until the snapshot engine's S3 lands (and `e2e::s3` starts s3s-fs), the operator
 //! runs with `STEWARD_TESTING_BACKUP_DIRECTORY`, which turns every S3 destination into a
