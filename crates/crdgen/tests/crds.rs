@@ -59,6 +59,7 @@ fn stream_holds_every_crd_once() {
         names,
         [
             "etcdclusters.etcd.steward.dev",
+            "etcdbackups.etcd.steward.dev",
             "prometheuses.monitoring.steward.dev",
             "servicemonitors.monitoring.steward.dev",
             "podmonitors.monitoring.steward.dev",
@@ -67,7 +68,7 @@ fn stream_holds_every_crd_once() {
         ]
     );
     let etcd = parse_stream(&crdgen(&["--operator", "etcd"]));
-    assert_eq!(etcd.len(), 1);
+    assert_eq!(etcd.len(), 2);
     let prom = parse_stream(&crdgen(&["--operator", "prometheus"]));
     assert_eq!(prom.len(), 5);
 }

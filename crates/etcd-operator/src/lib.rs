@@ -1,5 +1,6 @@
 //! Steward's etcd operator: the `EtcdCluster` API and the controllers that run etcd clusters.
 
+pub mod backup;
 pub mod controller;
 pub mod crd;
 pub mod etcd;
@@ -18,5 +19,5 @@ pub const FIELD_MANAGER: &str = "steward.dev/etcd-operator";
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![crd::EtcdCluster::crd()]
+    vec![crd::EtcdCluster::crd(), crd::EtcdBackup::crd()]
 }

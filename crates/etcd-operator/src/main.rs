@@ -40,7 +40,11 @@ fn main() -> ExitCode {
     };
     let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
     let etcd_metrics = etcd_operator::controller::EtcdMetrics::register(&mut metrics);
-    steward_core::runtime::main(info, common, metrics, move |rt| {
-        etcd_operator::controller::run(rt, etcd_metrics)
+    let backup_metrics = etcd_operator::backup::BackupMetrics::register(&mut metrics);
+    steward_core::runtime::main(info, common, metrics, move |rt| async move {
+        futures::join!(
+            etcd_operator::controller::run(rt.clone(), etcd_metrics),
+            etcd_operator::backup::run(rt, backup_metrics),
+        );
     })
 }

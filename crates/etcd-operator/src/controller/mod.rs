@@ -32,8 +32,8 @@ use steward_core::conditions;
 use steward_core::{ControllerRuntime, EventRecorder, ReconcileError};
 
 pub use metrics::EtcdMetrics;
-pub use observe::MemberView;
-pub use status::{MAINTENANCE, desired_status, member_selector, observed_status};
+pub use observe::{MemberView, members_for_backup};
+pub use status::{BACKUP_READY, MAINTENANCE, desired_status, member_selector, observed_status};
 pub use validate::validate;
 
 use crate::crd::EtcdCluster;
@@ -82,6 +82,9 @@ pub enum Error {
     /// A certificate could not be issued.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// Running the backup schedule failed.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::Error),
 }
 
 impl Error {
@@ -104,6 +107,7 @@ impl ReconcileError for Error {
             Error::Apply(e) => e.reason(),
             Error::Etcd(_) => "etcd",
             Error::Tls(_) => "tls",
+            Error::Backup(e) => e.reason(),
         }
     }
 }
@@ -250,16 +254,22 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
         ctx.applier.touched(&target.uid);
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
+    // An upgrade or member replacement may first wait for a backup (spec.backup.spot).
+    let step = crate::backup::spot::hold(&ctx.client, &ctx.applier, &ctx.recorder, &obj, step).await?;
     if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen).await? {
         return status::blocked(&ctx, &target, blocked).await;
     }
-    let status = status::report(&ctx, &target, seen, &step, now.clone()).await?;
+    let backups =
+        crate::backup::schedule::reconcile(&ctx.client, &ctx.applier, &ctx.recorder, &obj, now.0.as_second())
+            .await?;
+    let status = status::report(&ctx, &target, seen, &step, now.clone(), backups.as_ref()).await?;
     Ok(status::next_reconcile(
         &obj.spec,
         &step,
         &tls.secrets,
         &status,
         now.0.as_second(),
+        backups.and_then(|b| b.requeue),
     ))
 }
 

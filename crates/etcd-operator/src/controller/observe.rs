@@ -325,3 +325,46 @@ async fn secret(
     }
     Ok(secret)
 }
+
+/// What a backup needs from a cluster: every member etcd reports (with health and raft
+/// index, as the EtcdCluster controller sees them) and the operator's client TLS material.
+/// Read from the API (never a cache), so the backup controller needs no EtcdCluster context.
+/// `Err` says, in one line, why the members could not be observed.
+pub async fn members_for_backup(
+    client: &kube::Client,
+    obj: &EtcdCluster,
+) -> Result<(Vec<MemberView>, Option<ClientTls>), String> {
+    let ns = obj.namespace().unwrap_or_default();
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let client_secret = match obj.spec.tls.mode {
+        TlsMode::Disabled => None,
+        TlsMode::Auto => Some(crate::tls::secret_name(obj, crate::tls::Role::Client)),
+        TlsMode::Secrets => obj.spec.tls.secrets.as_ref().map(|s| s.client.clone()),
+    };
+    let tls =
+        match client_secret {
+            None => None,
+            Some(name) => {
+                let secret = secrets
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| format!("reading client TLS Secret {ns}/{name}: {e}"))?
+                    .ok_or_else(|| format!("client TLS Secret {ns}/{name} not found"))?;
+                Some(crate::tls::client_from_secret(&secret).ok_or_else(|| {
+                    format!("client TLS Secret {ns}/{name} lacks tls.crt, tls.key or ca.crt")
+                })?)
+            }
+        };
+    let lp = ListParams::default().labels(&super::member_selector(&obj.name_any()));
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&lp)
+        .await
+        .map_err(|e| format!("listing member pods of {ns}/{}: {e}", obj.name_any()))?
+        .items;
+    let etcd = EtcdApi::new(tls.clone(), super::ETCD_TIMEOUT);
+    match membership(&etcd, obj, &pods).await {
+        (Some(members), _, _) => Ok((members, tls)),
+        (None, _, Some(unreachable)) => Err(unreachable),
+        (None, _, None) => Err("the cluster has no member pods".to_string()),
+    }
+}

@@ -317,6 +317,7 @@ pub(super) async fn report(
     seen: Observation,
     step: &Step,
     now: Time,
+    backups: Option<&crate::backup::schedule::Report>,
 ) -> Result<EtcdClusterStatus, Error> {
     let obj = target.obj;
     let mut members = seen.members.unwrap_or_default();
@@ -326,7 +327,15 @@ pub(super) async fn report(
         // Recorded so this schedule window does not defragment the member again.
         m.last_defrag = Some(rfc3339(&conditions::now()));
     }
-    let status = status_after(obj, &members, seen.leader, step, now);
+    let mut status = status_after(obj, &members, seen.leader, step, now.clone());
+    set_backup_ready(&mut status, obj.metadata.generation, backups, now);
+    if let Some(message) = invalid_backup_schedule(Some(&status))
+        && invalid_backup_schedule(obj.status.as_ref()).as_ref() != Some(&message)
+    {
+        ctx.recorder
+            .warning(obj, "InvalidSchedule", "Validate", message)
+            .await;
+    }
     if let Some(message) = invalid_schedule(Some(&status))
         && invalid_schedule(obj.status.as_ref()).as_ref() != Some(&message)
     {
@@ -337,6 +346,43 @@ pub(super) async fn report(
     ctx.metrics.record(obj, &status);
     write_status(target, &status).await?;
     Ok(status)
+}
+
+/// Condition type saying whether the scheduled backups are current (with `spec.backup`).
+pub const BACKUP_READY: &str = crate::backup::build::BACKUP_READY;
+
+/// Sets `BackupReady` from what the backup schedule reported, or removes it without one.
+fn set_backup_ready(
+    status: &mut EtcdClusterStatus,
+    generation: Option<i64>,
+    backups: Option<&crate::backup::schedule::Report>,
+    now: Time,
+) {
+    match backups {
+        None => status.conditions.retain(|c| c.type_ != BACKUP_READY),
+        Some(report) => {
+            let (ok, reason, message) = &report.ready;
+            conditions::set(
+                &mut status.conditions,
+                NewCondition {
+                    type_: BACKUP_READY,
+                    status: (*ok).into(),
+                    reason,
+                    message: message.clone(),
+                    observed_generation: generation,
+                },
+                now,
+            );
+        }
+    }
+}
+
+/// The message of a `BackupReady=False` condition with reason `InvalidSchedule`, if any.
+fn invalid_backup_schedule(status: Option<&EtcdClusterStatus>) -> Option<String> {
+    status
+        .and_then(|st| st.conditions.iter().find(|c| c.type_ == BACKUP_READY))
+        .filter(|c| c.reason == "InvalidSchedule")
+        .map(|c| c.message.clone())
 }
 
 /// [`observed_status`], except that when no member answered the membership is still what it
@@ -394,6 +440,7 @@ pub(super) fn next_reconcile(
     tls_secrets: &[k8s_openapi::api::core::v1::Secret],
     status: &EtcdClusterStatus,
     now: i64,
+    backup_due: Option<Duration>,
 ) -> Action {
     let polled = match step {
         // Health is polled: a member that stops answering is noticed within this period.
@@ -411,7 +458,7 @@ pub(super) fn next_reconcile(
         .map(|at| Duration::from_secs((at - now).clamp(1, 3600) as u64 + 1));
     // And in time to replace a member whose failure timeout runs out.
     let failure_due = failure_deadline(status, member_failure_timeout(spec), now);
-    let after = [Some(polled), renew_in, failure_due]
+    let after = [Some(polled), renew_in, failure_due, backup_due]
         .into_iter()
         .flatten()
         .min()

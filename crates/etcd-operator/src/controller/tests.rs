@@ -22,6 +22,7 @@ fn spec(version: &str) -> EtcdClusterSpec {
         options: None,
         member_failure_timeout: "2m".to_string(),
         maintenance: None,
+        backup: None,
     }
 }
 
@@ -226,7 +227,7 @@ fn next_reconcile_comes_back_for_the_next_deadline() {
             }],
             ..Default::default()
         };
-        status::next_reconcile(&spec("3.5.16"), step, &[], &status, now)
+        status::next_reconcile(&spec("3.5.16"), step, &[], &status, now, None)
     };
     let secs = |s| Action::requeue(Duration::from_secs(s));
     assert_eq!(after(&Step::Nothing, None), secs(5));

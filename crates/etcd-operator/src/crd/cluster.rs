@@ -94,6 +94,12 @@ pub struct EtcdClusterSpec {
     /// Scheduled maintenance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<EtcdMaintenance>,
+
+    /// Scheduled backups (EtcdBackups created on a cron schedule) and their retention.
+    /// Scheduled backups carry no ownerReference to this EtcdCluster: they survive its
+    /// deletion, since they are how it is restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::EtcdBackupSchedule>,
 }
 
 /// Storage of member data: a PersistentVolumeClaim per member, or an emptyDir.
@@ -358,7 +364,9 @@ pub struct EtcdClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// `Available`, `Progressing` and `Degraded`, with reasons such as `QuorumLost`; with a
-    /// defrag schedule also `MaintenanceScheduled` (`Scheduled` or `InvalidSchedule`).
+    /// defrag schedule also `MaintenanceScheduled` (`Scheduled` or `InvalidSchedule`); with
+    /// `spec.backup` also `BackupReady` (`BackupCurrent`, or `False` with `NoBackupYet`,
+    /// `BackupOutdated`, `BackupFailed` or `InvalidSchedule`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Voting members currently in the cluster (the scale subresource reads this).

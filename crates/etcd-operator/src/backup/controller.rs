@@ -1,0 +1,182 @@
+//! Reconcile of one EtcdBackup: fetch (the fresh object, its cluster, the credentials, the
+//! members) → validate (the destination) → take the snapshot (the engine) → status, with
+//! Events and metrics. A backup runs until it succeeded or failed for good and never again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use steward_core::conditions;
+
+use super::build::{self, MAX_ATTEMPTS};
+use super::{Context, Error, target_for};
+use crate::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus, EtcdCluster};
+use crate::snapshot;
+
+/// How long one snapshot may take before the attempt counts as failed (and may be retried).
+const TAKE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One backup.
+pub(super) async fn reconcile(obj: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if finished(&obj) {
+        return Ok(Action::await_change());
+    }
+    let name = obj.name_any();
+    let ns = obj.namespace().unwrap_or_default();
+    // The cache may not show our last status write yet: a backup is never started twice from
+    // a stale view, so read the object itself before acting on it.
+    let api = Api::<EtcdBackup>::namespaced(ctx.client.clone(), &ns);
+    let Some(obj) =
+        api.get_opt(&name)
+            .await
+            .map_err(Error::kube("get", "EtcdBackup", format!("{ns}/{name}")))?
+    else {
+        return Ok(Action::await_change());
+    };
+    if finished(&obj) {
+        return Ok(Action::await_change());
+    }
+    let now = conditions::now().0.as_second();
+    let status = obj.status.clone().unwrap_or_default();
+    if let Some(next) = status.next_attempt_time.as_deref().and_then(build::unix)
+        && next > now
+    {
+        return Ok(Action::requeue(Duration::from_secs((next - now) as u64)));
+    }
+    if status.phase.is_none() {
+        write(&ctx, &obj, build::pending(&obj, now)).await?;
+    }
+
+    let cluster_name = obj.spec.cluster_ref.name.clone();
+    let cluster = Api::<EtcdCluster>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&cluster_name)
+        .await
+        .map_err(Error::kube("get", "EtcdCluster", format!("{ns}/{cluster_name}")))?;
+    let Some(cluster) = cluster else {
+        let message = format!("EtcdCluster {ns}/{cluster_name} not found");
+        return fail(&ctx, &obj, "ClusterNotFound", message, now).await;
+    };
+    let target = match target_for(&ctx.client, &ns, &obj.spec.destination).await? {
+        Ok(t) => t,
+        Err((reason, message)) => return fail(&ctx, &obj, reason, message, now).await,
+    };
+    let (members, tls) = match crate::controller::members_for_backup(&ctx.client, &cluster).await {
+        Ok(seen) => seen,
+        Err(message) => {
+            return attempt_failed(&ctx, counted(&obj), "EtcdUnreachable", message, true, now).await;
+        }
+    };
+    let Some(member) = build::choose_member(&members) else {
+        let message =
+            format!("no healthy voting member of EtcdCluster {ns}/{cluster_name} to take a snapshot from");
+        return attempt_failed(&ctx, counted(&obj), "NoHealthyMember", message, true, now).await;
+    };
+
+    let mut running = obj.clone();
+    running.status = Some(build::running(&obj, &member.name, now));
+    write(&ctx, &obj, running.status.clone().unwrap_or_default()).await?;
+    let compression = build::compression(obj.spec.compression);
+    let key = build::object_key(&ns, &cluster_name, &name, now, compression);
+    let started = Instant::now();
+    let taken = tokio::time::timeout(
+        TAKE_TIMEOUT,
+        snapshot::take(&member.client_url, tls.as_ref(), &target, &key, compression),
+    )
+    .await;
+    let done = conditions::now().0.as_second();
+    match taken {
+        Ok(Ok(outcome)) => {
+            let status = build::succeeded(&running, &outcome, done);
+            write(&ctx, &obj, status).await?;
+            ctx.metrics.succeeded(
+                &ns,
+                &cluster_name,
+                done,
+                started.elapsed().as_secs_f64(),
+                outcome.size_bytes,
+            );
+            ctx.recorder
+                .normal(
+                    &obj,
+                    "BackupSucceeded",
+                    "Backup",
+                    format!(
+                        "stored {} bytes at revision {} from member {} in {}",
+                        outcome.size_bytes, outcome.revision, member.name, outcome.location
+                    ),
+                )
+                .await;
+            Ok(Action::await_change())
+        }
+        Ok(Err(e)) => {
+            let retryable = e.is_retryable();
+            attempt_failed(&ctx, running, e.reason(), e.to_string(), retryable, done).await
+        }
+        Err(_) => {
+            let message = format!("the snapshot took longer than {}s", TAKE_TIMEOUT.as_secs());
+            attempt_failed(&ctx, running, "Timeout", message, true, done).await
+        }
+    }
+}
+
+/// Whether the backup succeeded or failed for good.
+fn finished(obj: &EtcdBackup) -> bool {
+    matches!(
+        obj.status.as_ref().and_then(|s| s.phase),
+        Some(BackupPhase::Succeeded | BackupPhase::Failed)
+    )
+}
+
+/// `obj` with one more attempt counted (for failures before the snapshot started).
+fn counted(obj: &EtcdBackup) -> EtcdBackup {
+    let mut o = obj.clone();
+    o.status.get_or_insert_with(EtcdBackupStatus::default).attempts += 1;
+    o
+}
+
+/// After a failed attempt (already counted in `obj`): retry later when the failure may pass
+/// and attempts are left, else fail for good.
+async fn attempt_failed(
+    ctx: &Context,
+    obj: EtcdBackup,
+    reason: &str,
+    message: String,
+    retryable: bool,
+    now: i64,
+) -> Result<Action, Error> {
+    let attempts = obj.status.as_ref().map_or(0, |s| s.attempts);
+    if retryable && attempts < MAX_ATTEMPTS {
+        write(ctx, &obj, build::retrying(&obj, reason, &message, now)).await?;
+        return Ok(Action::requeue(build::retry_after(attempts)));
+    }
+    let message = if retryable {
+        format!("{message} (attempt {attempts} of {MAX_ATTEMPTS}, no attempts left)")
+    } else {
+        message
+    };
+    fail(ctx, &obj, reason, message, now).await
+}
+
+/// Fails the backup for good: status, a Warning Event and the failure counter.
+async fn fail(
+    ctx: &Context,
+    obj: &EtcdBackup,
+    reason: &str,
+    message: String,
+    now: i64,
+) -> Result<Action, Error> {
+    write(ctx, obj, build::failed(obj, reason, &message, now)).await?;
+    ctx.metrics
+        .failed(&obj.namespace().unwrap_or_default(), &obj.spec.cluster_ref.name);
+    ctx.recorder.warning(obj, reason, "Backup", message).await;
+    Ok(Action::await_change())
+}
+
+async fn write(ctx: &Context, obj: &EtcdBackup, status: EtcdBackupStatus) -> Result<(), Error> {
+    let name = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    ctx.applier
+        .apply_status(obj, &status)
+        .await
+        .map_err(Error::kube("apply status", "EtcdBackup", name))
+}
