@@ -9,10 +9,10 @@ use anyhow::{Context, bail};
 use crate::bins;
 use crate::local_etcd::free_port;
 
-/// One s3s-fs process on 127.0.0.1; killed on drop (with its data).
+/// One s3s-fs process (on 127.0.0.1 unless asked otherwise); killed on drop (with its data).
 #[derive(Debug)]
 pub struct S3Server {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<host>:<port>`.
     pub endpoint: String,
     /// Root directory: bucket `b`, key `k` is the file `root/b/k`.
     pub root: PathBuf,
@@ -29,8 +29,14 @@ impl S3Server {
     /// Region to sign for (s3s-fs accepts any).
     pub const REGION: &'static str = "us-east-1";
 
-    /// Starts s3s-fs on a free port and waits until it answers HTTP.
+    /// Starts s3s-fs on 127.0.0.1 and a free port, and waits until it answers HTTP.
     pub async fn start() -> anyhow::Result<S3Server> {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// Starts s3s-fs on `host` (kubesim's [`host_address`](crate::kubesim::Cluster::host_address),
+    /// for pods to reach it) and a free port, and waits until it answers HTTP.
+    pub async fn start_on(host: &str) -> anyhow::Result<S3Server> {
         let bin = bins::s3s_fs()?;
         let dir = tempfile::tempdir()?;
         let root = dir.path().join("data");
@@ -39,7 +45,7 @@ impl S3Server {
         let port = free_port();
         let log_file = std::fs::File::create(&log).context("s3s-fs log file")?;
         let child = std::process::Command::new(&bin)
-            .arg("--host=127.0.0.1")
+            .arg(format!("--host={host}"))
             .arg(format!("--port={port}"))
             .arg(format!("--access-key={}", Self::ACCESS_KEY))
             .arg(format!("--secret-key={}", Self::SECRET_KEY))
@@ -49,7 +55,7 @@ impl S3Server {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut server = S3Server {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("http://{host}:{port}"),
             root,
             child,
             log,

@@ -5,115 +5,67 @@
 //! (`maxBackups: 2`) prunes the oldest scheduled one, object and stored file, while a backup
 //! made by hand is left alone; an upgrade waits for its pre-upgrade (spot) backup.
 //!
-//! Storage: until the snapshot engine's S3 lands (and `e2e::s3` starts s3s-fs), the operator
-//! runs with `STEWARD_TESTING_BACKUP_DIRECTORY`, which turns every S3 destination into a
-//! directory in the operator's own pod (an emptyDir), read here from kubesim's host folder.
-//! [`Store`] is the one place that knows: an S3 case adds a variant that writes the
-//! destination with the s3s-fs endpoint and reads objects from it.
+//! Storage: a real S3 server (s3s-fs, `e2e::s3`) on the host's pod-network address, which
+//! the operator's pod reaches as it would an object store outside the cluster; credentials
+//! come from a Secret, and the test reads the stored objects from the server's directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use e2e::bins::{self, Release};
 use e2e::etcd::{Etcdctl, cluster_yaml, clusters_api};
 use e2e::harness::{Env, wait_for, wait_until};
 use e2e::local_etcd::{LocalEtcd, etcdctl};
+use e2e::s3::S3Server;
 use etcd_operator::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 
 const BUCKET: &str = "backups";
-/// Where the operator's pod keeps "S3" objects in directory mode.
-const MOUNT: &str = "/backups";
+/// The Secret holding the S3 credentials, in the backups' namespace.
+const CREDENTIALS: &str = "s3-credentials";
 
 /// Where backups go, and how the test reads them back.
-enum Store {
-    /// `STEWARD_TESTING_BACKUP_DIRECTORY=/backups` in the (single) operator pod.
-    OperatorDirectory,
+struct Store {
+    /// `None` for a destination nothing is ever stored in (the cluster is missing).
+    server: Option<S3Server>,
 }
 
 impl Store {
+    /// s3s-fs on kubesim's host address with bucket [`BUCKET`], and the credentials Secret.
+    async fn s3(env: &Env) -> Store {
+        let host = env
+            .kubesim()
+            .and_then(|c| c.host_address())
+            .expect("kubesim in process mode");
+        let server = S3Server::start_on(&host).await.unwrap();
+        server.create_bucket(BUCKET).unwrap();
+        env.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {CREDENTIALS}, namespace: default}}\nstringData: {{AWS_ACCESS_KEY_ID: {}, AWS_SECRET_ACCESS_KEY: {}}}\n",
+            S3Server::ACCESS_KEY,
+            S3Server::SECRET_KEY
+        ))
+        .await
+        .unwrap();
+        Store { server: Some(server) }
+    }
+
     /// The `destination` of an EtcdBackup, as YAML lines indented by four spaces.
     fn destination(&self) -> String {
-        match self {
-            Store::OperatorDirectory => format!("    s3: {{bucket: {BUCKET}}}\n"),
-        }
+        let endpoint = self
+            .server
+            .as_ref()
+            .map_or("http://127.0.0.1:9".to_string(), |s| s.endpoint.clone());
+        format!(
+            "    s3: {{bucket: {BUCKET}, endpoint: \"{endpoint}\", region: {}, forcePathStyle: true, credentialsSecret: {CREDENTIALS}}}\n",
+            S3Server::REGION
+        )
     }
 
     /// The stored object `key`, or `None` when it does not exist.
-    async fn read(&self, env: &Env, key: &str) -> Option<Vec<u8>> {
-        match self {
-            Store::OperatorDirectory => std::fs::read(operator_root(env).await.join(BUCKET).join(key)).ok(),
-        }
+    async fn read(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.server.as_ref()?.object_file(BUCKET, key)).ok()
     }
-}
-
-/// The host folder of the operator pod's backup emptyDir (kubesim keeps a pod's volumes
-/// under `<state>/kubelet/pods/<uid>/volumes/<name>`).
-async fn operator_root(env: &Env) -> PathBuf {
-    let pod = operator_pods(env).await.pop().expect("an operator pod");
-    let uid = pod.metadata.uid.expect("pod uid");
-    env.kubeconfig
-        .parent()
-        .expect("kubesim state folder")
-        .join("kubelet/pods")
-        .join(uid)
-        .join("volumes/backups")
-}
-
-async fn operator_pods(env: &Env) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "steward-system");
-    pods.list(&ListParams::default().labels("app.kubernetes.io/name=etcd-operator"))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect()
-}
-
-/// One operator replica that keeps backups in an emptyDir at [`MOUNT`].
-async fn operator_with_directory_store(env: &Env) {
-    let patch = serde_json::json!({"spec": {"replicas": 1, "template": {"spec": {
-        "volumes": [{"name": "backups", "emptyDir": {}}],
-        "containers": [{
-            "name": "operator",
-            "env": [{"name": etcd_operator::backup::TEST_DIRECTORY_ENV, "value": MOUNT}],
-            "volumeMounts": [{"name": "backups", "mountPath": MOUNT}],
-        }],
-    }}}});
-    env.kubectl(&[
-        "patch",
-        "-n",
-        "steward-system",
-        "deployment/etcd-operator",
-        "--type=strategic",
-        "-p",
-        &patch.to_string(),
-    ])
-    .await
-    .unwrap();
-    let armed = |p: &Pod| {
-        p.spec.as_ref().is_some_and(|s| {
-            s.containers[0]
-                .env
-                .iter()
-                .flatten()
-                .any(|e| e.name == etcd_operator::backup::TEST_DIRECTORY_ENV)
-        })
-    };
-    wait_for(
-        "one operator replica with the backup directory, ready",
-        Duration::from_secs(180),
-        || async {
-            let ps = operator_pods(env).await;
-            ps.len() == 1 && ps.iter().all(|p| armed(p) && e2e::harness::pod_ready(p))
-        },
-    )
-    .await
-    .unwrap();
 }
 
 fn backup_yaml(name: &str, cluster: &str, labels: &str, store: &Store) -> String {
@@ -254,14 +206,13 @@ fn sha256_hex(bytes: &[u8], dir: &std::path::Path) -> String {
 async fn backups_restore_and_scheduled_ones_are_pruned() {
     let env = Env::start().await.unwrap();
     if env
-        .require_kubesim("reads the operator pod's backup directory")
+        .require_kubesim("pods reach the test's S3 server on kubesim's host address")
         .is_none()
     {
         return;
     }
     env.deploy_operators(&["etcd-operator"]).await.unwrap();
-    let store = Store::OperatorDirectory;
-    operator_with_directory_store(&env).await;
+    let store = Store::s3(&env).await;
     let current = bins::version("ETCD_CURRENT").unwrap();
     env.apply(&cluster_yaml(
         "demo",
@@ -295,7 +246,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
         key.starts_with("default/demo/manual-") && key.ends_with("Z.db"),
         "{key}"
     );
-    let bytes = store.read(&env, &key).await.expect("the stored snapshot");
+    let bytes = store.read(&key).await.expect("the stored snapshot");
     assert_eq!(st.size_bytes, Some(bytes.len() as i64));
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(
@@ -334,7 +285,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
         .unwrap()
         .key
         .unwrap();
-    assert!(store.read(&env, &old_key).await.is_some());
+    assert!(store.read(&old_key).await.is_some());
 
     // The schedule: every minute, keep two.
     let patch = serde_json::json!({"spec": {"backup": {
@@ -392,7 +343,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
     }
     let left = api.list(&by_schedule).await.unwrap().items;
     assert!(
-        store.read(&env, &old_key).await.is_none(),
+        store.read(&old_key).await.is_none(),
         "the pruned snapshot's file is deleted"
     );
     assert!(
@@ -429,7 +380,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
 async fn a_backup_of_a_missing_cluster_fails() {
     let env = Env::start_instant_with_crds().await.unwrap();
     let (_operator, _port) = env.run_operator("etcd-operator").await.unwrap();
-    let store = Store::OperatorDirectory;
+    let store = Store { server: None };
     env.apply(&backup_yaml("orphan", "nope", "", &store))
         .await
         .unwrap();
@@ -490,14 +441,13 @@ async fn a_backup_of_a_missing_cluster_fails() {
 async fn an_upgrade_waits_for_its_pre_upgrade_backup() {
     let env = Env::start().await.unwrap();
     if env
-        .require_kubesim("reads the operator pod's backup directory")
+        .require_kubesim("pods reach the test's S3 server on kubesim's host address")
         .is_none()
     {
         return;
     }
     env.deploy_operators(&["etcd-operator"]).await.unwrap();
-    let store = Store::OperatorDirectory;
-    operator_with_directory_store(&env).await;
+    let store = Store::s3(&env).await;
     let old = bins::version("ETCD_OLD").unwrap();
     let current = bins::version("ETCD_CURRENT").unwrap();
     // A yearly schedule: no scheduled backup gets in the way. The default storage (a PVC per
@@ -544,7 +494,7 @@ async fn an_upgrade_waits_for_its_pre_upgrade_backup() {
         Some(old.as_str()),
         "taken before the upgrade"
     );
-    assert!(store.read(&env, st.key.as_deref().unwrap()).await.is_some());
+    assert!(store.read(st.key.as_deref().unwrap()).await.is_some());
     let completed = st
         .completion_time
         .unwrap()

@@ -281,6 +281,12 @@ impl Cluster {
         Ok(())
     }
 
+    /// The host's address on the pod network (process mode): what a pod dials to reach a
+    /// server a test runs on this machine, as it would reach a service outside the cluster.
+    pub fn host_address(&self) -> Option<String> {
+        self.kubelet.as_ref().map(|k| k.bridge.gateway())
+    }
+
     /// Path of the admin kubeconfig.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig

@@ -64,17 +64,9 @@ pub fn compression(c: BackupCompression) -> Compression {
 }
 
 /// The engine's target for a destination, or `None` when the destination names no kind
-/// (the schema refuses that). `directory_override` replaces S3 by a local directory
-/// `<dir>/<bucket>/<prefix>`: a test-only switch (see [`super::TEST_DIRECTORY_ENV`]).
-pub fn target(
-    dest: &BackupDestination,
-    credentials: Option<S3Credentials>,
-    directory_override: Option<&std::path::Path>,
-) -> Option<Target> {
+/// (the schema refuses that).
+pub fn target(dest: &BackupDestination, credentials: Option<S3Credentials>) -> Option<Target> {
     let s3 = dest.s3.as_ref()?;
-    if let Some(dir) = directory_override {
-        return Some(Target::Directory(dir.join(&s3.bucket).join(&s3.prefix)));
-    }
     Some(Target::S3 {
         location: S3Location {
             bucket: s3.bucket.clone(),
@@ -551,7 +543,7 @@ mod tests {
                 credentials_secret: None,
             }),
         };
-        match target(&dest, None, None).unwrap() {
+        match target(&dest, None).unwrap() {
             Target::S3 {
                 location,
                 credentials,
@@ -563,11 +555,7 @@ mod tests {
             }
             t => panic!("{t:?}"),
         }
-        assert_eq!(
-            target(&dest, None, Some(std::path::Path::new("/tmp/x"))),
-            Some(Target::Directory("/tmp/x/b/etcd/".into()))
-        );
-        assert_eq!(target(&BackupDestination::default(), None, None), None);
+        assert_eq!(target(&BackupDestination::default(), None), None);
     }
 
     #[test]
@@ -723,6 +711,7 @@ mod tests {
             location: "s3://b/etcd/prod/main/x.db.gz".into(),
             key: "prod/main/x.db.gz".into(),
             size_bytes: 4096,
+            snapshot_bytes: 20480,
             sha256: "ab".repeat(32),
             revision: 42,
             etcd_version: "3.5.16".into(),

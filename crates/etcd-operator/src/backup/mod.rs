@@ -19,7 +19,6 @@ pub mod retention;
 pub mod schedule;
 pub mod spot;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -34,18 +33,6 @@ use crate::snapshot::Target;
 
 /// Name of the controller in metrics and logs.
 pub const CONTROLLER: &str = "etcdbackup";
-
-/// Environment variable for end-to-end tests only: when set to a directory, every S3
-/// destination is replaced by the local directory `<dir>/<bucket>/<prefix>`, so a backup can
-/// be checked without an object store. Never set it in production.
-pub const TEST_DIRECTORY_ENV: &str = "STEWARD_TESTING_BACKUP_DIRECTORY";
-
-/// The directory of [`TEST_DIRECTORY_ENV`], when set.
-fn directory_override() -> Option<PathBuf> {
-    std::env::var_os(TEST_DIRECTORY_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
 
 /// Reconcile failure (an API call; everything else becomes status).
 #[derive(Debug, thiserror::Error)]
@@ -121,14 +108,12 @@ pub(crate) async fn target_for(
             }
         }
     };
-    Ok(
-        build::target(dest, credentials, directory_override().as_deref()).ok_or_else(|| {
-            (
-                "InvalidDestination",
-                "spec.destination names no destination".to_string(),
-            )
-        }),
-    )
+    Ok(build::target(dest, credentials).ok_or_else(|| {
+        (
+            "InvalidDestination",
+            "spec.destination names no destination".to_string(),
+        )
+    }))
 }
 
 /// Shared state of the backup controller.
