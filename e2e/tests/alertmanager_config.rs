@@ -17,7 +17,11 @@ fn amtools() -> Vec<(Release, PathBuf)> {
         .map(|r| {
             let am = bins::alertmanager(r).unwrap_or_else(|e| panic!("{e:#}"));
             let amtool = am.with_file_name("amtool");
-            assert!(amtool.is_file(), "{} not found: run `make test-deps` first", amtool.display());
+            assert!(
+                amtool.is_file(),
+                "{} not found: run `make test-deps` first",
+                amtool.display()
+            );
             (r, amtool)
         })
         .collect()
@@ -27,7 +31,11 @@ fn amtool_check(amtool: &Path, yaml: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("alertmanager.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(amtool).arg("check-config").arg(&file).output().unwrap();
+    let out = Command::new(amtool)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -59,15 +67,42 @@ fn golden_configs_pass_amtool_of_both_lines() {
 #[test]
 fn what_we_refuse_amtool_refuses() {
     let refused = [
-        ("missing receiver", "route: {receiver: a, routes: [{receiver: b}]}\nreceivers: [{name: a}]\n"),
-        ("root without receiver", "route: {group_by: [x]}\nreceivers: [{name: a}]\n"),
-        ("root with matchers", "route: {receiver: a, matchers: ['x=y']}\nreceivers: [{name: a}]\n"),
-        ("bad matcher", "route: {receiver: a, routes: [{receiver: a, matchers: ['severity']}]}\nreceivers: [{name: a}]\n"),
-        ("bad regex", "route: {receiver: a, routes: [{receiver: a, matchers: ['x=~\"(\"']}]}\nreceivers: [{name: a}]\n"),
-        ("duplicate receiver", "route: {receiver: a}\nreceivers: [{name: a}, {name: a}]\n"),
-        ("unknown interval", "route: {receiver: a, routes: [{receiver: a, mute_time_intervals: [n]}]}\nreceivers: [{name: a}]\n"),
-        ("unknown field", "route: {receiver: a}\nreceivers: [{name: a}]\nroutes: []\n"),
-        ("bad inhibit matcher", "route: {receiver: a}\nreceivers: [{name: a}]\ninhibit_rules: [{source_matchers: ['=x']}]\n"),
+        (
+            "missing receiver",
+            "route: {receiver: a, routes: [{receiver: b}]}\nreceivers: [{name: a}]\n",
+        ),
+        (
+            "root without receiver",
+            "route: {group_by: [x]}\nreceivers: [{name: a}]\n",
+        ),
+        (
+            "root with matchers",
+            "route: {receiver: a, matchers: ['x=y']}\nreceivers: [{name: a}]\n",
+        ),
+        (
+            "bad matcher",
+            "route: {receiver: a, routes: [{receiver: a, matchers: ['severity']}]}\nreceivers: [{name: a}]\n",
+        ),
+        (
+            "bad regex",
+            "route: {receiver: a, routes: [{receiver: a, matchers: ['x=~\"(\"']}]}\nreceivers: [{name: a}]\n",
+        ),
+        (
+            "duplicate receiver",
+            "route: {receiver: a}\nreceivers: [{name: a}, {name: a}]\n",
+        ),
+        (
+            "unknown interval",
+            "route: {receiver: a, routes: [{receiver: a, mute_time_intervals: [n]}]}\nreceivers: [{name: a}]\n",
+        ),
+        (
+            "unknown field",
+            "route: {receiver: a}\nreceivers: [{name: a}]\nroutes: []\n",
+        ),
+        (
+            "bad inhibit matcher",
+            "route: {receiver: a}\nreceivers: [{name: a}]\ninhibit_rules: [{source_matchers: ['=x']}]\n",
+        ),
     ];
     for (release, amtool) in amtools() {
         for (what, yaml) in refused {
