@@ -62,8 +62,22 @@ pub fn render(
         return Err(problems);
     }
     let yaml = serde_yaml_ng::to_string(&Value::Object(doc)).map_err(|e| vec![e.to_string()])?;
-    check(&yaml)?;
+    check(&yaml).map_err(|p| p.into_iter().map(|p| spec_names(&p)).collect::<Vec<_>>())?;
     Ok(yaml)
+}
+
+/// A problem found in rendered alertmanager.yaml, with the place named as in `spec.config`.
+fn spec_names(problem: &str) -> String {
+    let (place, rest) = problem.split_once(": ").unwrap_or((problem, ""));
+    let place = place
+        .replace("inhibit_rules", "inhibitRules")
+        .replace("source_matchers", "sourceMatchers")
+        .replace("target_matchers", "targetMatchers");
+    if rest.is_empty() {
+        place
+    } else {
+        format!("{place}: {rest}")
+    }
 }
 
 fn put(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {

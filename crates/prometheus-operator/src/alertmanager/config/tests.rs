@@ -135,10 +135,10 @@ fn matchers_must_parse() {
     );
     assert_eq!(
         p[3],
-        "inhibit_rules[0].source_matchers[0]: \"=b\": the label name is empty"
+        "inhibitRules[0].sourceMatchers[0]: \"=b\": the label name is empty"
     );
     assert!(
-        p[4].starts_with("inhibit_rules[0].target_matchers[0]: \"c!~\\\"[\\\"\": invalid regular expression")
+        p[4].starts_with("inhibitRules[0].targetMatchers[0]: \"c!~\\\"[\\\"\": invalid regular expression")
     );
 }
 
