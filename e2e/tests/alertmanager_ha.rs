@@ -231,9 +231,25 @@ async fn alertmanager_ha_cluster() {
         lap("killed replica rejoined with the silence");
     }
 
-    // A second Alertmanager in the namespace forms its own cluster; the two never merge.
+    // A second Alertmanager in the namespace, on 0.33 and with the user's own
+    // alertmanager.yaml from a Secret, forms its own cluster; the two never merge.
     env.apply(&format!(
-        "apiVersion: monitoring.steward.dev/v1alpha1\nkind: Alertmanager\nmetadata: {{name: other, namespace: {NS}}}\nspec:\n  replicas: 2\n  version: 0.33.1\n"
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: other-config, namespace: {NS}}}
+stringData:
+  alertmanager.yaml: |
+    route: {{receiver: from-secret}}
+    receivers: [{{name: from-secret}}]
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Alertmanager
+metadata: {{name: other, namespace: {NS}}}
+spec:
+  replicas: 2
+  version: 0.33.1
+  configSecret: {{name: other-config}}
+"#
     ))
     .await
     .unwrap();
@@ -248,6 +264,14 @@ async fn alertmanager_ha_cluster() {
     for (pod, ip) in &others {
         assert_eq!(peer_ips(ip).await.as_ref(), Some(&other_ips), "{pod}'s peers");
         assert!(!silences(ip).await.contains(&id), "{pod} got main's silence");
+        let config = status(ip).await.unwrap()["config"]["original"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            config.contains("from-secret"),
+            "{pod} does not run the configSecret:\n{config}"
+        );
     }
     lap("second Alertmanager clustered on its own");
 
