@@ -370,4 +370,46 @@ spec:
     // The rest keeps working: the cluster still answers, three strong.
     cluster_of(&env, "main", 3, Duration::from_secs(10)).await;
     lap("invalid config refused, previous one still running");
+
+    // The CRD refuses both configSecret and config at admission.
+    let both = env
+        .apply(&format!(
+            "apiVersion: monitoring.steward.dev/v1alpha1\nkind: Alertmanager\nmetadata: {{name: both, namespace: {NS}}}\nspec:\n  configSecret: {{name: other-config}}\n  config: {{route: {{receiver: a}}, receivers: [{{name: a}}]}}\n"
+        ))
+        .await;
+    let err = format!(
+        "{:#}",
+        both.expect_err("an Alertmanager with both configSecret and config")
+    );
+    assert!(
+        err.contains("set at most one of configSecret and config"),
+        "{err}"
+    );
+
+    // alertmanager-operated held by someone else: left alone, ChildConflict.
+    env.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: am-taken, labels: {pod-security.kubernetes.io/enforce: restricted}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: alertmanager-operated, namespace: am-taken}\nspec: {clusterIP: None, ports: [{name: web, port: 9093}]}\n---\napiVersion: monitoring.steward.dev/v1alpha1\nkind: Alertmanager\nmetadata: {name: solo, namespace: am-taken}\nspec: {replicas: 1}\n",
+    )
+    .await
+    .unwrap();
+    let taken = e2e::prometheus::api(&env.client, "am-taken", "Alertmanager", "alertmanagers");
+    let (_, reason, message) = wait_until(
+        "Reconciled=False ChildConflict",
+        Duration::from_secs(30),
+        || async {
+            let a = taken.get("solo").await.ok()?;
+            condition(&a, "Reconciled").filter(|c| c.0 == "False")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reason, "ChildConflict", "{message}");
+    assert!(message.contains("am-taken/alertmanager-operated"), "{message}");
+    let svc: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(env.client.clone(), "am-taken");
+    let svc = svc.get("alertmanager-operated").await.unwrap();
+    assert!(
+        svc.metadata.owner_references.is_none(),
+        "the foreign Service was written"
+    );
+    lap("admission and conflict checks");
 }
