@@ -56,14 +56,17 @@ die() { echo "test-deps: ERROR: $*" >&2; exit 1; }
 # prometheus holds prometheus, promtool is its own package (same source).
 # prometheus-alertmanager holds prometheus-alertmanager (renamed alertmanager) + amtool.
 # kubectl: package kubectl (kubernetes-client is a transitional package).
+# Debian's Alertmanager reads its notification templates from /usr/share (upstream embeds
+# them); an absolute path names a data file of the package (kept as-is, mode 0644).
+AM_TEMPLATES="prometheus-alertmanager:/usr/share/prometheus/alertmanager/default.tmpl=default.tmpl prometheus-alertmanager:/usr/share/prometheus/alertmanager/email.tmpl=email.tmpl"
 WANTED=(
     "ETCD_OLD             bookworm etcd           etcd-server:etcd etcd-server:etcdutl? etcd-client:etcdctl"
     "ETCD_CURRENT         trixie   etcd           etcd-server:etcd etcd-server:etcdutl? etcd-client:etcdctl"
     "ETCD_NEWEST          sid      etcd           etcd-server:etcd etcd-server:etcdutl? etcd-client:etcdctl"
     "PROMETHEUS_OLD       trixie   prometheus     prometheus:prometheus promtool:promtool"
     "PROMETHEUS_CURRENT   sid      prometheus     prometheus:prometheus promtool:promtool"
-    "ALERTMANAGER_OLD     trixie   alertmanager   prometheus-alertmanager:prometheus-alertmanager=alertmanager prometheus-alertmanager:amtool"
-    "ALERTMANAGER_CURRENT sid      alertmanager   prometheus-alertmanager:prometheus-alertmanager=alertmanager prometheus-alertmanager:amtool"
+    "ALERTMANAGER_OLD     trixie   alertmanager   prometheus-alertmanager:prometheus-alertmanager=alertmanager prometheus-alertmanager:amtool $AM_TEMPLATES"
+    "ALERTMANAGER_CURRENT sid      alertmanager   prometheus-alertmanager:prometheus-alertmanager=alertmanager prometheus-alertmanager:amtool $AM_TEMPLATES"
     "KUBECTL              trixie   kubectl        kubectl:kubectl"
 )
 # Expected upstream series per key (sanity check: a suite that moved to another
@@ -279,21 +282,32 @@ fetch_debian_binaries() {
         fi
         dir="$(dest_dir "$key" "$uver")"
         mkdir -p "$dir"
-        # .complete: every binary of this version is in place (optional ones included)
-        [[ -f "$dir/.complete" ]] && specs=()
+        # .complete: every binary of this version is in place (optional ones included), as
+        # long as no file was added to the entry since
+        if [[ -f "$dir/.complete" ]]; then
+            local all=1 s n
+            for s in "${specs[@]}"; do
+                [[ "$s" == *\? ]] && continue
+                n="${s#*:}"; n="${n##*=}"
+                [[ -e "$dir/$n" ]] || all=0
+            done
+            [[ $all == 1 ]] && specs=()
+        fi
         for spec in "${specs[@]}"; do
             optional=0; [[ "$spec" == *\? ]] && { optional=1; spec="${spec%\?}"; }
             pkg="${spec%%:*}"; inner="${spec#*:}"; name="${inner##*=}"; inner="${inner%%=*}"
-            [[ -x "$dir/$name" ]] && continue
+            [[ -e "$dir/$name" ]] && continue
             local pver; pver="$(suite_version "$pkg" "$suite")"
             [[ -n "$pver" ]] || die "package $pkg not found in Debian $suite"
             x="$(fetch_pkg "$pkg" "$pver")"
+            local mode=0755
             src="$x/usr/bin/$inner"
+            [[ "$inner" == /* ]] && { src="$x$inner"; mode=0644; }
             if [[ ! -f "$src" ]]; then
                 [[ $optional == 1 ]] && continue
-                die "$pkg $pver ($suite) has no /usr/bin/$inner"
+                die "$pkg $pver ($suite) has no ${src#"$x"}"
             fi
-            install -m 0755 "$src" "$dir/$name.tmp" && mv "$dir/$name.tmp" "$dir/$name"
+            install -m "$mode" "$src" "$dir/$name.tmp" && mv "$dir/$name.tmp" "$dir/$name"
         done
         touch "$dir/.complete"
         echo "$key=$uver" >> "$tmpv"

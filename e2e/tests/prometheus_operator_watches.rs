@@ -232,18 +232,21 @@ async fn one_set_of_watches_whatever_namespace_says() {
         .unwrap();
     }
     // One watch per kind, not one per namespace. Secrets and ConfigMaps have two: every one
-    // of them by metadata (they may feed a configuration) and our own children in full.
+    // of them by metadata (they may feed a configuration) and our own children in full. The
+    // Alertmanager controller in the same process watches Alertmanagers, their StatefulSets
+    // and (by metadata) the Secrets their configurations read: one more of each.
     for (resource, watches) in [
         ("servicemonitors", 1),
         ("podmonitors", 1),
         ("prometheusrules", 1),
         ("scrapeconfigs", 1),
         ("namespaces", 1),
-        ("secrets", 2),
+        ("secrets", 3),
         ("configmaps", 2),
         ("rolebindings", 1),
         ("prometheuses", 1),
-        ("statefulsets", 1),
+        ("alertmanagers", 1),
+        ("statefulsets", 2),
         ("services", 1),
         ("serviceaccounts", 1),
     ] {

@@ -1,4 +1,4 @@
-//! Every pod our operators create, and the operators' own Deployments, pass Pod Security
+//! Every pod our operators create (etcd members, Prometheus, Alertmanager), and the operators' own Deployments, pass Pod Security
 //! "restricted" as kubesim's admission (which follows upstream's checks) evaluates it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -77,6 +77,31 @@ fn prometheus_pods_pass_restricted() {
             1,
             &Default::default(),
         );
+        let sts = serde_json::to_value(sts).unwrap();
+        let template = &sts["spec"]["template"];
+        assert_eq!(violations(&restricted(), template), None, "{template:#}");
+    }
+}
+
+#[test]
+fn alertmanager_pods_pass_restricted() {
+    for (replicas, storage) in [
+        (3, json!(null)),
+        (1, json!({"volumeClaimTemplate": {"size": "1Gi"}})),
+    ] {
+        let mut spec = json!({"replicas": replicas});
+        if !storage.is_null() {
+            spec["storage"] = storage;
+        }
+        let am: prometheus_operator::crd::Alertmanager = serde_json::from_value(json!({
+            "apiVersion": "monitoring.steward.dev/v1alpha1",
+            "kind": "Alertmanager",
+            "metadata": {"name": "team", "namespace": "team", "uid": "u3"},
+            "spec": spec,
+        }))
+        .unwrap();
+        let sts =
+            prometheus_operator::alertmanager::build::statefulset(&am, "steward/prometheus-operator:dev");
         let sts = serde_json::to_value(sts).unwrap();
         let template = &sts["spec"]["template"];
         assert_eq!(violations(&restricted(), template), None, "{template:#}");

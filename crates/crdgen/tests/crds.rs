@@ -61,6 +61,7 @@ fn stream_holds_every_crd_once() {
             "etcdclusters.etcd.steward.dev",
             "etcdbackups.etcd.steward.dev",
             "prometheuses.monitoring.steward.dev",
+            "alertmanagers.monitoring.steward.dev",
             "servicemonitors.monitoring.steward.dev",
             "podmonitors.monitoring.steward.dev",
             "prometheusrules.monitoring.steward.dev",
@@ -70,7 +71,7 @@ fn stream_holds_every_crd_once() {
     let etcd = parse_stream(&crdgen(&["--operator", "etcd"]));
     assert_eq!(etcd.len(), 2);
     let prom = parse_stream(&crdgen(&["--operator", "prometheus"]));
-    assert_eq!(prom.len(), 5);
+    assert_eq!(prom.len(), 6);
 }
 
 #[test]
@@ -174,6 +175,7 @@ fn out_dir_writes_one_file_per_crd() {
     assert_eq!(
         files,
         [
+            "alertmanagers.monitoring.steward.dev.yaml",
             "podmonitors.monitoring.steward.dev.yaml",
             "prometheuses.monitoring.steward.dev.yaml",
             "prometheusrules.monitoring.steward.dev.yaml",

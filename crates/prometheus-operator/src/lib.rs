@@ -1,6 +1,7 @@
 //! Steward's Prometheus operator: the `monitoring.steward.dev` API and the controllers that
 //! run Prometheus stacks.
 
+pub mod alertmanager;
 pub mod config;
 pub mod controller;
 pub mod crd;
@@ -22,6 +23,7 @@ pub fn crds()
     use kube::CustomResourceExt;
     vec![
         crd::Prometheus::crd(),
+        crd::Alertmanager::crd(),
         crd::ServiceMonitor::crd(),
         crd::PodMonitor::crd(),
         crd::PrometheusRule::crd(),

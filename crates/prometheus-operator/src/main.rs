@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 use prometheus_operator::OPERATOR_NAME;
 use steward_core::{CommonArgs, MetricsBuilder, OperatorInfo};
 
-/// Runs Prometheus stacks on Kubernetes from ServiceMonitors, PodMonitors, PrometheusRules and ScrapeConfigs.
+/// Runs Prometheus stacks on Kubernetes from ServiceMonitors, PodMonitors, PrometheusRules and ScrapeConfigs,
+/// and Alertmanager clusters.
 #[derive(Parser, Debug)]
 #[command(name = "prometheus-operator", version, about, propagate_version = true)]
 struct Cli {
@@ -80,7 +81,10 @@ fn main() -> ExitCode {
     };
     let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
     let prom_metrics = prometheus_operator::controller::PrometheusMetrics::register(&mut metrics);
-    steward_core::runtime::main(info, common, metrics, move |rt| {
-        prometheus_operator::controller::run(rt, prom_metrics, settings)
+    steward_core::runtime::main(info, common, metrics, move |rt| async move {
+        let alertmanagers =
+            prometheus_operator::alertmanager::run(rt.clone(), settings.reloader_image.clone());
+        let prometheuses = prometheus_operator::controller::run(rt, prom_metrics, settings);
+        tokio::join!(prometheuses, alertmanagers);
     })
 }

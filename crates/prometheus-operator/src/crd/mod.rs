@@ -3,6 +3,7 @@
 // kube-derive's repeated `printcolumn(type_ = ...)` attributes look like duplicates to clippy.
 #![allow(clippy::duplicated_attributes)]
 
+mod alertmanager;
 pub mod common;
 mod compat;
 mod monitors;
@@ -10,6 +11,7 @@ mod prometheus;
 mod rules;
 mod scrapeconfig;
 
+pub use alertmanager::*;
 pub use compat::*;
 pub use monitors::*;
 pub use prometheus::*;

@@ -101,7 +101,7 @@ pub fn resolve(image: &str) -> Result<ResolvedImage, String> {
         // etcd 3.4 has no etcdutl: an absent optional tool is just not there.
         if host.is_file() {
             files.push((path.clone(), host));
-        } else if path.ends_with("/etcd") || !source.starts_with("cache:") {
+        } else if path.ends_with("/etcd") || path.ends_with(".tmpl") || !source.starts_with("cache:") {
             return Err(format!(
                 "image {image:?}: {} is missing: run `make test-deps`",
                 host.display()

@@ -120,9 +120,30 @@ pub fn script(l: &Launch<'_>) -> String {
     // The root becomes a mount of its own so that it can be made read-only at the end.
     line("mount --bind \"$R\" \"$R\"".into());
     line("mkdir -p \"$R/etc\" \"$R/bin\" \"$R/usr/local/bin\" \"$R/proc\" \"$R/dev\" \"$R/sys\" \"$R/tmp\" \"$R/var/run\" \"$R/root\"".into());
+    // An image file inside a system folder (a distribution's data file such as Debian
+    // Alertmanager's /usr/share/prometheus/alertmanager/default.tmpl) cannot be bind-mounted
+    // into the read-only host folder: that folder becomes a read-only overlay of a copy of the
+    // image's files over the host's.
+    let under = |d: &str, path: &str| path.strip_prefix(d).is_some_and(|rest| rest.starts_with('/'));
     for d in SYSTEM_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
+        let layered: Vec<_> = l.image.files.iter().filter(|(path, _)| under(d, path)).collect();
+        if layered.is_empty() {
+            line(format!(
+                "mkdir -p \"$R{d}\"; mount --bind {d} \"$R{d}\"; mount -o remount,bind,ro \"$R{d}\""
+            ));
+            continue;
+        }
+        let layer = q(&format!("{r}.layer{d}"));
+        line(format!("rm -rf {layer}; mkdir -p {layer}"));
+        for (path, host) in layered {
+            let dst = q(&format!("{r}.layer{path}"));
+            line(format!(
+                "mkdir -p \"$(dirname {dst})\"; cp {} {dst}",
+                q(&host.display().to_string())
+            ));
+        }
         line(format!(
-            "mkdir -p \"$R{d}\"; mount --bind {d} \"$R{d}\"; mount -o remount,bind,ro \"$R{d}\""
+            "mkdir -p \"$R{d}\"; mount -t overlay overlay -o ro,lowerdir={layer}:{d} \"$R{d}\""
         ));
     }
     // Merged-/usr layout: /lib and friends point into /usr; /bin is the image's own.
@@ -146,6 +167,12 @@ pub fn script(l: &Launch<'_>) -> String {
         line("mount -t tmpfs -o mode=1777 tmpfs \"$R/tmp\"".into());
     }
     for (path, host) in &l.image.files {
+        if SYSTEM_DIRS
+            .iter()
+            .any(|d| under(d, path) && Path::new(d).is_dir())
+        {
+            continue;
+        }
         let dst = q(&format!("{r}{path}"));
         line(format!(
             "mkdir -p \"$(dirname {dst})\"; touch {dst}; mount --bind {} {dst}",
@@ -232,6 +259,46 @@ mod tests {
             argv(&json!({"command": ["sh"], "args": ["-c", "x"]}), &image, &e),
             ["sh", "-c", "x"]
         );
+    }
+
+    #[test]
+    fn image_files_inside_system_folders_come_through_an_overlay() {
+        let image = ResolvedImage {
+            files: vec![
+                ("/bin/alertmanager".into(), "/cache/am".into()),
+                (
+                    "/usr/share/prometheus/alertmanager/default.tmpl".into(),
+                    "/cache/default.tmpl".into(),
+                ),
+            ],
+            entrypoint: vec!["/bin/alertmanager".into()],
+            args: vec![],
+            working_dir: "/alertmanager".into(),
+            user: (65534, 65534),
+        };
+        let e = env(&[]);
+        let script = script(&Launch {
+            rootfs: Path::new("/run/pod/c/rootfs"),
+            hostname: "am-0",
+            hosts_file: Path::new("/run/pod/hosts"),
+            image: &image,
+            mounts: vec![],
+            env: &e,
+            working_dir: "/alertmanager".into(),
+            user: Some((65534, 65534)),
+            groups: vec![],
+            read_only_root: true,
+            argv: vec!["/bin/alertmanager".into()],
+        });
+        assert!(script.contains(
+            "cp '/cache/default.tmpl' '/run/pod/c/rootfs.layer/usr/share/prometheus/alertmanager/default.tmpl'"
+        ));
+        assert!(script.contains(
+            "mount -t overlay overlay -o ro,lowerdir='/run/pod/c/rootfs.layer/usr/share':/usr/share \"$R/usr/share\""
+        ));
+        assert!(!script.contains("mount --bind /usr/share "));
+        assert!(!script.contains("mount --bind '/cache/default.tmpl'"));
+        assert!(script.contains("mount --bind '/cache/am' '/run/pod/c/rootfs/bin/alertmanager'"));
     }
 
     #[test]
