@@ -250,6 +250,16 @@ impl Blocked {
         }
     }
 
+    /// A restore cannot start (`BackupNotReady`) or failed (`RestoreFailed`).
+    pub fn restore(reason: &'static str, message: String) -> Self {
+        Blocked {
+            reason,
+            action: "Restore",
+            message,
+            retry: Duration::from_secs(10),
+        }
+    }
+
     /// Objects with the names of children exist and are not ours; `action` is what found them.
     pub fn conflict(action: &'static str, conflicts: &[Conflict]) -> Self {
         Blocked {
