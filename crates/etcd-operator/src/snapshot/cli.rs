@@ -137,7 +137,7 @@ pub fn restore_finish(args: RestoreFinishArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("restore-finish failed: LocalIo: {e}");
+            eprintln!("restore-finish failed: LocalIoFailed: {e}");
             ExitCode::FAILURE
         }
     }
@@ -201,7 +201,10 @@ pub fn restore_fetch(args: RestoreFetchArgs) -> ExitCode {
     if let Some(dir) = &args.clear
         && let Err(e) = clear_dir(dir)
     {
-        eprintln!("restore-fetch failed: LocalIo: clearing {}: {e}", dir.display());
+        eprintln!(
+            "restore-fetch failed: LocalIoFailed: clearing {}: {e}",
+            dir.display()
+        );
         return ExitCode::FAILURE;
     }
     let target = args.target();
