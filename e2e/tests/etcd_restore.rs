@@ -339,15 +339,19 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
         .unwrap()
         .data["status"]
         .clone();
-    assert_ne!(
-        condition(&st, "Available").map(|c| c["status"].clone()),
-        Some("True".into())
+    let available = condition(&st, "Available").cloned().unwrap_or_default();
+    assert_eq!(
+        (&available["status"], &available["reason"]),
+        (&"False".into(), &"RestoreFailed".into()),
+        "{st}"
     );
     assert_eq!(st["readyMembers"].as_i64().unwrap_or(0), 0, "{st}");
 
     // The missing backup: BackupNotReady, and no pod at all.
     let c = cluster_condition(&env, "waiting", "Progressing").await;
     assert_eq!(c["reason"], "BackupNotReady", "{c}");
+    let available = cluster_condition(&env, "waiting", "Available").await;
+    assert_eq!(available["status"], "False", "{available}");
     assert!(
         c["message"]
             .as_str()
