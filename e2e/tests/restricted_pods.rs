@@ -57,6 +57,36 @@ fn etcd_member_pods_pass_restricted() {
     assert!(v.contains("privileged (container \"etcd\""), "{v}");
 }
 
+/// A seed restored from a backup, with its three init containers (operator and etcd images).
+#[test]
+fn a_restoring_seed_passes_restricted() {
+    for version in ["3.4.23", "3.5.16"] {
+        let c = etcd(json!({"size": 3, "version": version, "storage": {"emptyDir": {}}}));
+        let initial = [(
+            "db-abcde".to_string(),
+            "https://db-abcde.db-peer:2380".to_string(),
+        )];
+        let mut pod = etcd_operator::resources::member_pod(&c, "db-abcde", &initial, "new");
+        let source = etcd_operator::resources::RestoreSource {
+            s3: serde_json::from_value(json!({"bucket": "b", "credentialsSecret": "s3"})).unwrap(),
+            key: "team/src/b.db".into(),
+            sha256: None,
+        };
+        let spec = pod.spec.as_mut().unwrap();
+        spec.init_containers = Some(etcd_operator::resources::restore_init_containers(
+            &c,
+            "db-abcde",
+            &initial,
+            &source,
+            "steward/etcd-operator:dev",
+            steward_core::security::restricted_container(),
+        ));
+        let pod = serde_json::to_value(pod).unwrap();
+        assert_eq!(pod["spec"]["initContainers"].as_array().map(Vec::len), Some(3));
+        assert_eq!(violations(&restricted(), &pod), None, "{pod:#}");
+    }
+}
+
 #[test]
 fn prometheus_pods_pass_restricted() {
     for storage in [json!(null), json!({"volumeClaimTemplate": {"size": "5Gi"}})] {

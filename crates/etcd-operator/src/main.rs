@@ -20,19 +20,30 @@ enum Command {
     Run {
         #[command(flatten)]
         common: CommonArgs,
+        /// Image of this operator, which restore init containers run (`restore-fetch`,
+        /// `restore-finish`).
+        #[arg(long, env = "STEWARD_OPERATOR_IMAGE", default_value = concat!("steward/etcd-operator:v", env!("CARGO_PKG_VERSION")))]
+        operator_image: String,
     },
     /// Take a snapshot from one etcd member into a directory (a backup Pod's volume) and
     /// print the outcome as one JSON line.
     BackupRun(etcd_operator::snapshot::BackupRunArgs),
     /// Fetch a stored snapshot to a local file, verifying its sha256, for a restore.
     RestoreFetch(etcd_operator::snapshot::RestoreFetchArgs),
+    /// Move a restored data directory into place unless the data directory already holds a
+    /// member (the last step of a restore; safe to run again).
+    RestoreFinish(etcd_operator::snapshot::RestoreFinishArgs),
 }
 
 fn main() -> ExitCode {
-    let common = match Cli::parse().command {
-        Command::Run { common } => common,
+    let (common, operator_image) = match Cli::parse().command {
+        Command::Run {
+            common,
+            operator_image,
+        } => (common, operator_image),
         Command::BackupRun(args) => return etcd_operator::snapshot::backup_run(args),
         Command::RestoreFetch(args) => return etcd_operator::snapshot::restore_fetch(args),
+        Command::RestoreFinish(args) => return etcd_operator::snapshot::restore_finish(args),
     };
     let info = OperatorInfo {
         name: OPERATOR_NAME,
@@ -43,7 +54,7 @@ fn main() -> ExitCode {
     let backup_metrics = etcd_operator::backup::BackupMetrics::register(&mut metrics);
     steward_core::runtime::main(info, common, metrics, move |rt| async move {
         futures::join!(
-            etcd_operator::controller::run(rt.clone(), etcd_metrics),
+            etcd_operator::controller::run(rt.clone(), etcd_metrics, operator_image),
             etcd_operator::backup::run(rt, backup_metrics),
         );
     })

@@ -12,7 +12,7 @@ use steward_core::apply::{ApplyError, Desired, OwnedKind};
 use super::observe::{MemberView, Observation};
 use super::unix_seconds;
 use super::validate::{certificate_validity, member_failure_timeout};
-use crate::crd::{EtcdCluster, ReclaimPolicy};
+use crate::crd::{BackupPhase, EtcdBackup, EtcdCluster, ReclaimPolicy};
 use crate::plan::{DefragObs, MemberObs, Observed, PodObs, StorageKind};
 use crate::resources;
 use crate::tls::{TlsError, TlsSecrets};
@@ -227,4 +227,121 @@ pub(super) fn member_objects(
     let mut pod = resources::member_pod(obj, member, initial, state);
     pod.metadata.owner_references = Some(vec![owner]);
     MemberObjects { pod, claim }
+}
+
+/// Adds the restore init containers (from `source`) to the seed `pod` of `member`, started
+/// with `initial` as `--initial-cluster`; they run with the etcd container's securityContext.
+pub(super) fn add_restore(
+    pod: &mut Pod,
+    obj: &EtcdCluster,
+    member: &str,
+    initial: &[(String, String)],
+    source: &resources::RestoreSource,
+    operator_image: &str,
+) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let security = spec
+        .containers
+        .first()
+        .and_then(|c| c.security_context.clone())
+        .unwrap_or_else(steward_core::security::restricted_container);
+    spec.init_containers = Some(resources::restore_init_containers(
+        obj,
+        member,
+        initial,
+        source,
+        operator_image,
+        security,
+    ));
+}
+
+/// Why a restore cannot start yet: a condition reason and its message.
+pub(super) type NotRestorable = (&'static str, String);
+
+/// The snapshot `obj`'s seed is restored from, or `None` without `spec.bootstrap.fromBackup`.
+/// `backup` is the EtcdBackup `fromBackup.backupRef` names, as read (`None`: not found).
+pub(super) fn restore_source(
+    obj: &EtcdCluster,
+    backup: Option<&EtcdBackup>,
+) -> Result<Option<resources::RestoreSource>, NotRestorable> {
+    let Some(from) = obj.spec.bootstrap.as_ref().and_then(|b| b.from_backup.as_ref()) else {
+        return Ok(None);
+    };
+    let ns = obj.namespace().unwrap_or_default();
+    let not_ready = |m: String| -> NotRestorable {
+        (
+            BACKUP_NOT_READY,
+            format!("{m}; the cluster waits for it and is not started empty"),
+        )
+    };
+    let (destination, key, sha256) = match &from.backup_ref {
+        Some(r) => {
+            let Some(b) = backup else {
+                return Err(not_ready(format!("EtcdBackup {ns}/{} does not exist", r.name)));
+            };
+            let st = b.status.clone().unwrap_or_default();
+            if st.phase != Some(BackupPhase::Succeeded) {
+                let phase = st.phase.map_or("not started".to_string(), |p| format!("{p:?}"));
+                return Err(not_ready(format!(
+                    "EtcdBackup {ns}/{} has not succeeded (phase {phase})",
+                    r.name
+                )));
+            }
+            let Some(key) = st.key else {
+                return Err(not_ready(format!(
+                    "EtcdBackup {ns}/{} names no stored key",
+                    r.name
+                )));
+            };
+            (b.spec.destination.clone(), key, st.sha256)
+        }
+        None => (
+            from.destination.clone().unwrap_or_default(),
+            from.key.clone().unwrap_or_default(),
+            from.sha256.clone(),
+        ),
+    };
+    let Some(s3) = destination.s3 else {
+        return Err(not_ready("the backup names no s3 destination".to_string()));
+    };
+    if key.is_empty() {
+        return Err(not_ready("fromBackup names no key".to_string()));
+    }
+    Ok(Some(resources::RestoreSource { s3, key, sha256 }))
+}
+
+/// Condition reason while the backup a restore needs is missing or not Succeeded.
+pub(super) const BACKUP_NOT_READY: &str = "BackupNotReady";
+/// Condition reason once a restore init container failed.
+pub(super) const RESTORE_FAILED: &str = "RestoreFailed";
+
+/// Why the restore of seed `pod` failed, from its restore init containers' termination
+/// (their termination message, or their log's tail): `None` while they run or succeeded.
+pub(super) fn restore_failure(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.init_container_statuses.as_ref()?;
+    let names = [
+        resources::FETCH_CONTAINER,
+        resources::RESTORE_CONTAINER,
+        resources::FINISH_CONTAINER,
+    ];
+    for s in statuses.iter().filter(|s| names.contains(&s.name.as_str())) {
+        let now = s.state.as_ref().and_then(|st| st.terminated.as_ref());
+        if now.is_some_and(|t| t.exit_code == 0) {
+            continue;
+        }
+        let last = s.last_state.as_ref().and_then(|st| st.terminated.as_ref());
+        if let Some(t) = now.or(last).filter(|t| t.exit_code != 0) {
+            let message = t.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
+            return Some(format!(
+                "init container {} of pod {} failed (exit code {}): {}",
+                s.name,
+                pod.name_any(),
+                t.exit_code,
+                message.unwrap_or("no termination message")
+            ));
+        }
+    }
+    None
 }

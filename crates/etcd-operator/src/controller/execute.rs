@@ -59,9 +59,10 @@ pub(super) async fn step(
     etcd: &EtcdApi,
     step: &Step,
     seen: &Observation,
+    restore: Option<&resources::RestoreSource>,
 ) -> Result<Result<(), Blocked>, Error> {
     let members = seen.members.as_deref().unwrap_or_default();
-    match execute(ctx, target, etcd, step, members, &seen.pods).await {
+    match execute(ctx, target, etcd, step, members, &seen.pods, restore).await {
         Ok(()) => Ok(Ok(())),
         Err(Error::Apply(ApplyError::Conflict(conflicts))) => {
             Ok(Err(Blocked::conflict("CreatePod", &conflicts)))
@@ -118,6 +119,7 @@ async fn execute(
     step: &Step,
     members: &[MemberView],
     pods: &[Pod],
+    restore: Option<&resources::RestoreSource>,
 ) -> Result<(), Error> {
     let obj = target.obj;
     if changes_something(step) {
@@ -135,8 +137,11 @@ async fn execute(
     let change = match step {
         Step::Bootstrap { member } => {
             let seed = [(member.clone(), resources::peer_url(obj, member))];
-            create_member_pod(ctx, target, member, &seed, "new").await?;
-            let note = format!("started seed member {member}");
+            create_member_pod(ctx, target, member, &seed, "new", restore).await?;
+            let note = match restore {
+                Some(r) => format!("started seed member {member}, restored from snapshot {}", r.key),
+                None => format!("started seed member {member}"),
+            };
             Some(MemberChange::new(
                 member,
                 Some("bootstrap"),
@@ -160,7 +165,7 @@ async fn execute(
         }
         Step::CreatePod { member } => {
             let initial = build::joining_cluster(obj, members, member);
-            create_member_pod(ctx, target, member, &initial, "existing").await?;
+            create_member_pod(ctx, target, member, &initial, "existing", None).await?;
             let note = format!("created the pod of member {member}");
             Some(MemberChange::new(member, None, "MemberPodCreated", "Scale", note))
         }
@@ -307,12 +312,16 @@ async fn create_member_pod(
     member: &str,
     initial: &[(String, String)],
     state: &str,
+    restore: Option<&resources::RestoreSource>,
 ) -> Result<(), Error> {
     let (obj, ns) = (target.obj, target.ns.as_str());
     let owner = obj
         .controller_owner_ref(&())
         .ok_or_else(|| Error::NoUid(target.name.clone()))?;
-    let MemberObjects { pod, claim } = build::member_objects(obj, owner, member, initial, state);
+    let MemberObjects { mut pod, claim } = build::member_objects(obj, owner, member, initial, state);
+    if let Some(source) = restore {
+        build::add_restore(&mut pod, obj, member, initial, source, &ctx.operator_image);
+    }
     ctx.applier.touched(&target.uid);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);

@@ -14,6 +14,7 @@ mod build;
 mod execute;
 mod metrics;
 mod observe;
+mod restore;
 mod status;
 mod validate;
 
@@ -160,10 +161,17 @@ pub struct Context {
     children: Arc<Children>,
     user_secrets: UserSecrets,
     metrics: EtcdMetrics,
+    /// The operator's own image, which runs a restore's `restore-fetch` and `restore-finish`.
+    operator_image: String,
 }
 
 impl Context {
-    fn new(rt: &ControllerRuntime, metrics: EtcdMetrics, children: Arc<Children>) -> Self {
+    fn new(
+        rt: &ControllerRuntime,
+        metrics: EtcdMetrics,
+        children: Arc<Children>,
+        operator_image: String,
+    ) -> Self {
         Context {
             client: rt.client.clone(),
             recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
@@ -171,6 +179,7 @@ impl Context {
             children,
             user_secrets: Default::default(),
             metrics,
+            operator_image,
         }
     }
 }
@@ -254,9 +263,21 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
         ctx.applier.touched(&target.uid);
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
+    // A restore (spec.bootstrap.fromBackup) that failed stops everything: nothing grows from it.
+    if let Some(blocked) = restore::failure(&ctx, &target, &seen).await? {
+        return status::blocked(&ctx, &target, blocked).await;
+    }
+    // A seed restored from a backup needs the backup first; without it nothing starts.
+    let source = match &step {
+        Step::Bootstrap { .. } => match restore::source(&ctx, &target).await? {
+            Ok(source) => source,
+            Err(blocked) => return status::blocked(&ctx, &target, blocked).await,
+        },
+        _ => None,
+    };
     // An upgrade or member replacement may first wait for a backup (spec.backup.spot).
     let step = crate::backup::spot::hold(&ctx.client, &ctx.applier, &ctx.recorder, &obj, step).await?;
-    if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen).await? {
+    if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen, source.as_ref()).await? {
         return status::blocked(&ctx, &target, blocked).await;
     }
     let backups =
@@ -286,11 +307,12 @@ fn rfc3339(t: &Time) -> String {
 }
 
 /// Runs the EtcdCluster controller until the runtime shuts down.
-pub async fn run(rt: ControllerRuntime, metrics: EtcdMetrics) {
+/// `operator_image` is the operator's own image, which runs the restore init containers.
+pub async fn run(rt: ControllerRuntime, metrics: EtcdMetrics, operator_image: String) {
     // Children wake their cluster (a member pod turning ready or not ready is what the next
     // step usually waits for) and fill the caches a steady reconcile reads instead of the API.
     let (children, streams) = Children::watch(&rt, OPERATOR_NAME, &child_kinds());
-    let ctx = Arc::new(Context::new(&rt, metrics, children));
+    let ctx = Arc::new(Context::new(&rt, metrics, children, operator_image));
     let mut streams: Vec<_> = streams.into_iter().map(Some).collect();
     let runs = rt.apis::<EtcdCluster>().into_iter().map(|api| {
         let ns = api.namespace().map(str::to_string);

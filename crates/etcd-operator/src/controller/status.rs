@@ -237,6 +237,9 @@ pub(super) struct Blocked {
     action: &'static str,
     message: String,
     retry: Duration,
+    /// Whether no member can be serving (a restore that cannot start or failed): `Available`
+    /// says so with the same reason and message.
+    unavailable: bool,
 }
 
 impl Blocked {
@@ -247,6 +250,18 @@ impl Blocked {
             action: "ReadSecrets",
             message,
             retry: Duration::from_secs(15),
+            unavailable: false,
+        }
+    }
+
+    /// A restore cannot start (`BackupNotReady`) or failed (`RestoreFailed`).
+    pub fn restore(reason: &'static str, message: String) -> Self {
+        Blocked {
+            reason,
+            action: "Restore",
+            message,
+            retry: Duration::from_secs(10),
+            unavailable: true,
         }
     }
 
@@ -261,6 +276,7 @@ impl Blocked {
                 .collect::<Vec<_>>()
                 .join("; "),
             retry: Duration::from_secs(30),
+            unavailable: false,
         }
     }
 }
@@ -282,6 +298,19 @@ pub(super) async fn blocked(ctx: &Context, target: &Target<'_>, blocked: Blocked
         },
         conditions::now(),
     );
+    if blocked.unavailable {
+        conditions::set(
+            &mut status.conditions,
+            NewCondition {
+                type_: "Available",
+                status: Status::False,
+                reason: blocked.reason,
+                message: blocked.message.clone(),
+                observed_generation: obj.metadata.generation,
+            },
+            conditions::now(),
+        );
+    }
     if obj.status.as_ref() != Some(&status) {
         ctx.recorder
             .warning(obj, blocked.reason, blocked.action, blocked.message)

@@ -23,6 +23,7 @@ fn spec(version: &str) -> EtcdClusterSpec {
         member_failure_timeout: "2m".to_string(),
         maintenance: None,
         backup: None,
+        bootstrap: None,
     }
 }
 
@@ -322,4 +323,138 @@ fn a_joining_member_names_every_member_and_itself() {
         last_defrag: None,
     };
     assert_eq!(names(std::slice::from_ref(&view)), ["main-b", "main-c"]);
+}
+
+fn restoring(from: serde_json::Value) -> crate::crd::EtcdCluster {
+    let mut s = spec("3.5.16");
+    s.bootstrap = Some(serde_json::from_value(serde_json::json!({ "fromBackup": from })).unwrap());
+    let mut obj = crate::crd::EtcdCluster::new("restored", s);
+    obj.metadata.namespace = Some("ns".into());
+    obj
+}
+
+fn backup(status: serde_json::Value) -> crate::crd::EtcdBackup {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "etcd.steward.dev/v1alpha1",
+        "kind": "EtcdBackup",
+        "metadata": {"name": "b", "namespace": "ns"},
+        "spec": {
+            "clusterRef": {"name": "src"},
+            "destination": {"s3": {"bucket": "bkt", "prefix": "p/", "credentialsSecret": "creds"}}
+        },
+        "status": status,
+    }))
+    .unwrap()
+}
+
+/// A backupRef takes destination, key and sha256 from a Succeeded EtcdBackup; a missing or
+/// unfinished one makes the cluster wait (BackupNotReady) instead of starting empty; a
+/// destination given by hand is used as it is; no fromBackup means no restore.
+#[test]
+fn restore_source_comes_from_a_succeeded_backup_only() {
+    let obj = restoring(serde_json::json!({"backupRef": {"name": "b"}}));
+    let ok = backup(serde_json::json!({"phase": "Succeeded", "key": "ns/src/b.db", "sha256": "ab"}));
+    let source = build::restore_source(&obj, Some(&ok)).unwrap().unwrap();
+    assert_eq!(source.key, "ns/src/b.db");
+    assert_eq!(source.sha256.as_deref(), Some("ab"));
+    assert_eq!(source.s3.bucket, "bkt");
+    assert_eq!(source.s3.credentials_secret.as_deref(), Some("creds"));
+
+    let (reason, message) = build::restore_source(&obj, None).unwrap_err();
+    assert_eq!(reason, "BackupNotReady");
+    assert!(message.contains("ns/b does not exist"), "{message}");
+    for phase in ["Running", "Failed", "Pending"] {
+        let b = backup(serde_json::json!({"phase": phase}));
+        let (reason, message) = build::restore_source(&obj, Some(&b)).unwrap_err();
+        assert_eq!(reason, "BackupNotReady");
+        assert!(message.contains("has not succeeded"), "{message}");
+        assert!(message.contains("not started empty"), "{message}");
+    }
+
+    let by_hand = restoring(serde_json::json!({
+        "destination": {"s3": {"bucket": "other"}},
+        "key": "k.db.gz",
+        "sha256": "cd",
+    }));
+    let source = build::restore_source(&by_hand, None).unwrap().unwrap();
+    assert_eq!(
+        (source.s3.bucket.as_str(), source.key.as_str()),
+        ("other", "k.db.gz")
+    );
+    assert_eq!(source.sha256.as_deref(), Some("cd"));
+
+    let mut plain = crate::crd::EtcdCluster::new("c", spec("3.5.16"));
+    plain.metadata.namespace = Some("ns".into());
+    assert_eq!(build::restore_source(&plain, None), Ok(None));
+}
+
+/// The seed pod gets the three restore init containers; a pod without a restore gets none.
+#[test]
+fn only_a_restored_seed_gets_init_containers() {
+    let obj = restoring(serde_json::json!({"backupRef": {"name": "b"}}));
+    let ok = backup(serde_json::json!({"phase": "Succeeded", "key": "k.db"}));
+    let source = build::restore_source(&obj, Some(&ok)).unwrap().unwrap();
+    let initial = vec![("restored-a".to_string(), resources::peer_url(&obj, "restored-a"))];
+    let mut pod = resources::member_pod(&obj, "restored-a", &initial, "new");
+    assert!(pod.spec.as_ref().unwrap().init_containers.is_none());
+    build::add_restore(&mut pod, &obj, "restored-a", &initial, &source, "op:v1");
+    let names: Vec<String> = pod
+        .spec
+        .unwrap()
+        .init_containers
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["restore-fetch", "restore", "restore-finish"]);
+}
+
+/// A restore init container that exited non-zero (now, or before a restart) is a failure
+/// with its termination message; running or succeeded ones are not.
+#[test]
+fn restore_failure_reads_the_termination_message() {
+    let pod = |statuses: serde_json::Value| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "restored-a"},
+            "status": {"initContainerStatuses": statuses}
+        }))
+        .unwrap()
+    };
+    let status = |name: &str, state: serde_json::Value, last: serde_json::Value| {
+        serde_json::json!({"name": name, "image": "i", "imageID": "", "ready": false,
+            "restartCount": 1, "state": state, "lastState": last})
+    };
+    let failed = serde_json::json!({"terminated": {"exitCode": 1,
+        "message": "restore-fetch failed: ChecksumMismatch: sha256 differs\n"}});
+    let ok = serde_json::json!({"terminated": {"exitCode": 0}});
+    let waiting = serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}});
+
+    let p = pod(serde_json::json!([status(
+        "restore-fetch",
+        waiting.clone(),
+        failed.clone()
+    )]));
+    let msg = build::restore_failure(&p).unwrap();
+    assert!(msg.contains("restore-fetch"), "{msg}");
+    assert!(msg.contains("ChecksumMismatch: sha256 differs"), "{msg}");
+    assert!(msg.contains("exit code 1"), "{msg}");
+
+    let p = pod(serde_json::json!([status(
+        "restore-fetch",
+        failed.clone(),
+        serde_json::json!({})
+    )]));
+    assert!(build::restore_failure(&p).is_some());
+
+    // Succeeded now (a passing failure before): no failure.
+    let p = pod(serde_json::json!([
+        status("restore-fetch", ok.clone(), failed.clone()),
+        status(
+            "restore",
+            serde_json::json!({"running": {}}),
+            serde_json::json!({})
+        ),
+    ]));
+    assert_eq!(build::restore_failure(&p), None);
+    assert_eq!(build::restore_failure(&pod(serde_json::json!([]))), None);
 }

@@ -45,7 +45,8 @@ fn default_member_failure_timeout() -> String {
     printcolumn(name = "Version", type_ = "string", json_path = ".status.currentVersion", description = "Running etcd version"),
     printcolumn(name = "Available", type_ = "string", json_path = ".status.conditions[?(@.type==\"Available\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: member pods and services derive their names from it")
+    validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters: member pods and services derive their names from it"),
+    validation = Rule::new(BOOTSTRAP_IMMUTABLE_RULE).message("spec.bootstrap is immutable: it says how the cluster was created; create a new EtcdCluster to restore another backup")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdClusterSpec {
@@ -100,6 +101,61 @@ pub struct EtcdClusterSpec {
     /// deletion, since they are how it is restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<super::EtcdBackupSchedule>,
+
+    /// How the cluster is created. Without it the first member starts empty; with
+    /// `fromBackup` it is restored from a snapshot. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<EtcdBootstrap>,
+}
+
+/// CEL on the object: `spec.bootstrap` can be neither set, changed nor removed after creation.
+pub const BOOTSTRAP_IMMUTABLE_RULE: &str = "has(self.spec.bootstrap) == has(oldSelf.spec.bootstrap) && (!has(self.spec.bootstrap) || self.spec.bootstrap == oldSelf.spec.bootstrap)";
+
+/// How a new cluster is created.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdBootstrap {
+    /// Restore the first member (the seed) from an etcd snapshot; the cluster then grows to
+    /// `size` one learner at a time, every new member copying the restored data from the
+    /// seed. Revisions are bumped (etcd 3.5.10 and newer) so watchers re-list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<FromBackup>,
+}
+
+/// The snapshot a cluster is restored from: an EtcdBackup, or a stored object given by hand.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.backupRef) != has(self.destination)").message("set exactly one of fromBackup.backupRef and fromBackup.destination"))]
+#[x_kube(validation = Rule::new("!has(self.destination) || has(self.key)").message("fromBackup.key is required with fromBackup.destination"))]
+#[x_kube(validation = Rule::new("!has(self.backupRef) || (!has(self.key) && !has(self.sha256))").message("fromBackup.key and fromBackup.sha256 come from the EtcdBackup's status with fromBackup.backupRef"))]
+pub struct FromBackup {
+    /// An EtcdBackup in this namespace; it must have succeeded. Its destination, key and
+    /// sha256 are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_ref: Option<BackupRef>,
+    /// Where the snapshot is stored, as an EtcdBackup's destination (the credentials Secret
+    /// is read in this namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<super::BackupDestination>,
+    /// Object key of the snapshot, relative to the destination's prefix (as an EtcdBackup's
+    /// `status.key`); `.gz` and `.zst` keys are decompressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: Option<String>,
+    /// Expected hex SHA-256 of the stored object; the restore fails when it differs. etcd's
+    /// own digest at the end of the snapshot is checked either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub sha256: Option<String>,
+}
+
+/// A reference to an EtcdBackup in the same namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRef {
+    /// Name of the EtcdBackup.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// Storage of member data: a PersistentVolumeClaim per member, or an emptyDir.

@@ -16,6 +16,9 @@ use kube::ResourceExt;
 
 use crate::OPERATOR_NAME;
 
+mod restore;
+pub use restore::*;
+
 /// The user and group members run as: the `nonroot` user of etcd's distroless images.
 pub const MEMBER_UID: i64 = 65532;
 use crate::crd::{EtcdCluster, TlsMode};
@@ -355,6 +358,25 @@ fn tls_args(cluster: &EtcdCluster) -> Vec<String> {
     args
 }
 
+/// Where the data volume is mounted in member pods.
+pub const DATA_MOUNT: &str = "/var/lib/etcd";
+/// etcd's `--data-dir`, on the data volume.
+pub const DATA_DIR: &str = "/var/lib/etcd/data";
+
+/// `--initial-cluster`'s value: `name=peerURL` pairs joined by commas.
+pub fn initial_cluster_arg(initial_cluster: &[(String, String)]) -> String {
+    initial_cluster
+        .iter()
+        .map(|(n, u)| format!("{n}={u}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `--initial-cluster-token`: the EtcdCluster's UID (its name for an object without one).
+pub fn cluster_token(cluster: &EtcdCluster) -> String {
+    cluster.uid().unwrap_or_else(|| cluster.name_any())
+}
+
 /// A member pod. `initial_cluster` lists `name=peerURL` of every member including this one;
 /// `state` is `new` for the seed and `existing` afterwards.
 pub fn member_pod(
@@ -379,24 +401,17 @@ pub fn member_pod(
         .map(|t| t.annotations.clone())
         .filter(|a| !a.is_empty());
     let s = scheme(cluster);
-    let initial = initial_cluster
-        .iter()
-        .map(|(n, u)| format!("{n}={u}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let initial = initial_cluster_arg(initial_cluster);
     let mut args = vec![
         format!("--name={member}"),
-        "--data-dir=/var/lib/etcd/data".to_string(),
+        format!("--data-dir={DATA_DIR}"),
         format!("--listen-client-urls={s}://0.0.0.0:{CLIENT_PORT}"),
         format!("--advertise-client-urls={}", client_url(cluster, member)),
         format!("--listen-peer-urls={s}://0.0.0.0:{PEER_PORT}"),
         format!("--initial-advertise-peer-urls={}", peer_url(cluster, member)),
         format!("--initial-cluster={initial}"),
         format!("--initial-cluster-state={state}"),
-        format!(
-            "--initial-cluster-token={}",
-            cluster.uid().unwrap_or_else(|| cluster.name_any())
-        ),
+        format!("--initial-cluster-token={}", cluster_token(cluster)),
         format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
     ];
     args.extend(tls_args(cluster));
@@ -423,7 +438,7 @@ pub fn member_pod(
     let mut volumes = vec![volume];
     let mut mounts = vec![VolumeMount {
         name: "data".into(),
-        mount_path: "/var/lib/etcd".into(),
+        mount_path: DATA_MOUNT.into(),
         ..Default::default()
     }];
     if let Some((server, peer)) = member_tls_secrets(cluster) {

@@ -1,6 +1,6 @@
 //! The `backup-run` and `restore-fetch` subcommands: the engine run by a Pod.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{Compression, S3Credentials, S3Location, SnapshotError, Target};
@@ -64,6 +64,91 @@ pub struct RestoreFetchArgs {
     /// File to write the (decompressed) snapshot to.
     #[arg(long)]
     pub out: PathBuf,
+    /// Directory removed with everything in it and created again before the fetch (a
+    /// restore's staging directory, left over by an earlier run).
+    #[arg(long)]
+    pub clear: Option<PathBuf>,
+}
+
+/// Arguments of `etcd-operator restore-finish`.
+#[derive(clap::Args, Debug)]
+pub struct RestoreFinishArgs {
+    /// The restore's staging directory, removed at the end.
+    #[arg(long)]
+    pub staging: PathBuf,
+    /// The data directory the snapshot was restored into (inside the staging directory).
+    #[arg(long)]
+    pub restored: PathBuf,
+    /// etcd's data directory.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+}
+
+/// What `restore-finish` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// The restored data became the data directory.
+    Moved,
+    /// The data directory already held a member (an earlier run got this far): kept, and the
+    /// staged copy discarded.
+    Kept,
+}
+
+/// Moves `restored` to `data_dir` unless `data_dir` already holds a member (`member/`), then
+/// removes `staging`. A data directory without a member holds nothing etcd would read and is
+/// replaced.
+pub fn finish_restore(staging: &Path, restored: &Path, data_dir: &Path) -> std::io::Result<Finished> {
+    let done = if data_dir.join("member").exists() {
+        Finished::Kept
+    } else {
+        if !restored.join("member").is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} holds no restored member", restored.display()),
+            ));
+        }
+        if data_dir.exists() {
+            std::fs::remove_dir_all(data_dir)?;
+        }
+        std::fs::rename(restored, data_dir)?;
+        Finished::Moved
+    };
+    if staging.exists() {
+        std::fs::remove_dir_all(staging)?;
+    }
+    Ok(done)
+}
+
+/// Runs `restore-finish`.
+pub fn restore_finish(args: RestoreFinishArgs) -> ExitCode {
+    match finish_restore(&args.staging, &args.restored, &args.data_dir) {
+        Ok(Finished::Moved) => {
+            eprintln!(
+                "restore-finish: restored data moved to {}",
+                args.data_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Finished::Kept) => {
+            eprintln!(
+                "restore-finish: {} already holds a member; kept it and discarded the staged copy",
+                args.data_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("restore-finish failed: LocalIoFailed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Removes `dir` and everything in it (when it exists) and creates it again.
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)
 }
 
 impl RestoreFetchArgs {
@@ -113,6 +198,15 @@ pub fn restore_fetch(args: RestoreFetchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(dir) = &args.clear
+        && let Err(e) = clear_dir(dir)
+    {
+        eprintln!(
+            "restore-fetch failed: LocalIoFailed: clearing {}: {e}",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let target = args.target();
     match rt.block_on(super::fetch(
         &target,

@@ -24,7 +24,10 @@ use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
-pub use cli::{BackupRunArgs, RestoreFetchArgs, backup_run, restore_fetch};
+pub use cli::{
+    BackupRunArgs, Finished, RestoreFetchArgs, RestoreFinishArgs, backup_run, finish_restore, restore_fetch,
+    restore_finish,
+};
 use store::Destination;
 use stream::{Decoder, Encoder, EtcdDigestCheck, Sha256Count};
 

@@ -239,3 +239,40 @@ fn compression_round_trips_chunk_by_chunk() {
         assert!(back == stream, "{compression}");
     }
 }
+
+/// `restore-finish` moves the restored data into an empty data dir, keeps a data dir that
+/// already holds a member (an init container run again), and refuses a staging directory
+/// without a restored member; the staging directory is gone after a success.
+#[test]
+fn restore_finish_moves_once_and_never_overwrites_a_member() {
+    use super::{Finished, finish_restore};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("restore");
+    let restored = staging.join("data");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(restored.join("member/snap")).unwrap();
+    std::fs::write(restored.join("member/snap/db"), b"restored").unwrap();
+    // An empty data dir (a pod's volume before etcd ever ran) is replaced.
+    std::fs::create_dir_all(&data).unwrap();
+    assert_eq!(
+        finish_restore(&staging, &restored, &data).unwrap(),
+        Finished::Moved
+    );
+    assert_eq!(std::fs::read(data.join("member/snap/db")).unwrap(), b"restored");
+    assert!(!staging.exists());
+
+    // Run again with another staged copy: the member that exists wins.
+    std::fs::create_dir_all(restored.join("member/snap")).unwrap();
+    std::fs::write(restored.join("member/snap/db"), b"other").unwrap();
+    assert_eq!(
+        finish_restore(&staging, &restored, &data).unwrap(),
+        Finished::Kept
+    );
+    assert_eq!(std::fs::read(data.join("member/snap/db")).unwrap(), b"restored");
+    assert!(!staging.exists());
+
+    // Nothing staged and no member: an error, and nothing is touched.
+    let fresh = dir.path().join("fresh");
+    assert!(finish_restore(&staging, &restored, &fresh).is_err());
+    assert!(!fresh.exists());
+}
