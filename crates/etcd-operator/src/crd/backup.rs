@@ -33,8 +33,9 @@ pub const TRIGGER_BEFORE_MEMBER_REPLACEMENT: &str = "before-member-replacement";
     namespaced,
     status = "EtcdBackupStatus",
     shortname = "etcdbackup",
+    // Not in category "etcd": that name is also EtcdCluster's short name, and kubectl expands
+    // a category first, so `kubectl patch etcd x` would name two kinds.
     category = "steward",
-    category = "etcd",
     doc = "A snapshot of an EtcdCluster taken once by Steward's etcd-operator and stored in S3.",
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterRef.name", description = "The EtcdCluster backed up"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Pending, Running, Succeeded or Failed"),
