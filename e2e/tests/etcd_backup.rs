@@ -265,6 +265,61 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
     std::fs::write(&snapshot, &bytes).unwrap();
     assert_eq!(restored_keys(&snapshot, "key-", revision), 20);
 
+    // Wrong credentials and a missing bucket fail for good, with the engine's reason in the
+    // condition and a Warning Event, and leave no object behind.
+    env.apply(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: wrong-credentials, namespace: default}\nstringData: {AWS_ACCESS_KEY_ID: nobody, AWS_SECRET_ACCESS_KEY: not-the-secret}\n",
+    )
+    .await
+    .unwrap();
+    let destination = store.destination();
+    for (name, dest, reason) in [
+        (
+            "wrong-credentials",
+            destination.replace(
+                &format!("credentialsSecret: {CREDENTIALS}"),
+                "credentialsSecret: wrong-credentials",
+            ),
+            "InvalidCredentials",
+        ),
+        (
+            "missing-bucket",
+            destination.replace(&format!("bucket: {BUCKET}"), "bucket: no-such-bucket"),
+            "BucketNotFound",
+        ),
+    ] {
+        env.apply(&format!(
+            "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdBackup\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  clusterRef: {{name: demo}}\n  destination:\n{dest}"
+        ))
+        .await
+        .unwrap();
+        let st = finished(&env, name).await;
+        assert_eq!(st.phase, Some(BackupPhase::Failed), "{name}: {st:?}");
+        let cond = st.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
+        assert_eq!(
+            (cond.status.as_str(), cond.reason.as_str()),
+            ("False", reason),
+            "{cond:?}"
+        );
+        assert!(st.key.is_none() && st.sha256.is_none(), "{name}: {st:?}");
+    }
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    wait_for(
+        "the failures' Warning Events",
+        Duration::from_secs(30),
+        || async {
+            events.list(&ListParams::default()).await.is_ok_and(|l| {
+                ["InvalidCredentials", "BucketNotFound"].iter().all(|r| {
+                    l.items
+                        .iter()
+                        .any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(*r))
+                })
+            })
+        },
+    )
+    .await
+    .unwrap();
+
     // Two earlier "scheduled" backups (made here, labelled as the schedule labels its own),
     // one after the other so their completion times order them.
     let scheduled = "etcd.steward.dev/cluster: demo, etcd.steward.dev/trigger: schedule";
