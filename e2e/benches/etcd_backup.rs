@@ -1,0 +1,174 @@
+//! etcd backup figures (issue #14): on one ~200 MB database of incompressible values, the
+//! throughput of `etcdctl snapshot save` to a file against the engine's `snapshot::take` to a
+//! real S3 server (s3s-fs) and to a directory, in the same run; and the resident memory of
+//! this process (which calls the engine exactly as the operator does) while the S3 backup
+//! runs, against before it. Run with `make bench` (release build).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use e2e::bins::Release;
+use e2e::harness::proc_status_kib;
+use e2e::local_etcd::{LocalEtcd, etcdctl};
+use e2e::s3::S3Server;
+use etcd_operator::snapshot::{self, Compression, S3Credentials, S3Location, Target};
+
+/// Size of the database to back up.
+const DB_BYTES: usize = 200 * 1024 * 1024;
+/// One value: large, so filling is quick, and below etcd's 1.5 MiB request limit.
+const VALUE_BYTES: usize = 512 * 1024;
+/// Runs of each way; the best is quoted (the machine is shared, the best is the least
+/// disturbed).
+const RUNS: usize = 3;
+
+/// Incompressible bytes (xorshift), so the database is as large on disk as its values.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn fill(url: &str) {
+    let mut client = etcd_client::Client::connect([url], None).await.unwrap();
+    for i in 0..DB_BYTES / VALUE_BYTES {
+        client
+            .put(format!("bench/{i:05}"), noise(i as u64 + 1, VALUE_BYTES), None)
+            .await
+            .unwrap();
+    }
+}
+
+/// Peak resident memory of this process while `work` runs, sampled every 5 ms, in KiB.
+async fn peak_rss_during<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let pid = std::process::id();
+    let (peak, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                peak.fetch_max(proc_status_kib(pid, "VmRSS:"), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let out = work.await;
+    done.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    (out, peak.load(Ordering::SeqCst))
+}
+
+fn mb_per_s(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / 1e6 / took.as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut member = LocalEtcd::plan("bench", false);
+    member
+        .start(Release::Current, dir.path(), &member.initial(), "new", None)
+        .unwrap();
+    let url = member.client_url.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !etcdctl(Release::Current, &["--endpoints", &url, "endpoint", "health"]).0 {
+        assert!(Instant::now() < deadline, "etcd did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let filling = Instant::now();
+    fill(&url).await;
+    println!("filled {} MiB in {:?}", DB_BYTES >> 20, filling.elapsed());
+
+    let s3 = S3Server::start().await.unwrap();
+    s3.create_bucket("bench").unwrap();
+    let s3_target = Target::S3 {
+        location: S3Location {
+            bucket: "bench".into(),
+            prefix: String::new(),
+            endpoint: Some(s3.endpoint.clone()),
+            region: Some(S3Server::REGION.into()),
+            force_path_style: true,
+        },
+        credentials: Some(S3Credentials {
+            access_key_id: S3Server::ACCESS_KEY.into(),
+            secret_access_key: S3Server::SECRET_KEY.into(),
+            session_token: None,
+        }),
+    };
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let dir_target = Target::Directory(out_dir.clone());
+
+    let (mut ctl, mut to_s3, mut to_dir) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let (mut size, mut idle_kib, mut peak_kib) = (0u64, u64::MAX, 0u64);
+    for run in 0..RUNS {
+        let file = out_dir.join(format!("etcdctl-{run}.db"));
+        let started = Instant::now();
+        let (ok, out) = etcdctl(
+            Release::Current,
+            &["--endpoints", &url, "snapshot", "save", file.to_str().unwrap()],
+        );
+        assert!(ok, "{out}");
+        ctl = ctl.min(started.elapsed());
+        size = std::fs::metadata(&file).unwrap().len();
+        std::fs::remove_file(&file).unwrap();
+
+        idle_kib = idle_kib.min(proc_status_kib(std::process::id(), "VmRSS:"));
+        let started = Instant::now();
+        let (outcome, peak) = peak_rss_during(snapshot::take(
+            &url,
+            None,
+            &s3_target,
+            &format!("s3-{run}"),
+            Compression::None,
+        ))
+        .await;
+        let outcome = outcome.unwrap();
+        to_s3 = to_s3.min(started.elapsed());
+        peak_kib = peak_kib.max(peak);
+        assert_eq!(outcome.size_bytes, size, "the same snapshot");
+        snapshot::delete(&s3_target, &outcome.key).await.unwrap();
+
+        let started = Instant::now();
+        let outcome = snapshot::take(&url, None, &dir_target, &format!("dir-{run}"), Compression::None)
+            .await
+            .unwrap();
+        to_dir = to_dir.min(started.elapsed());
+        snapshot::delete(&dir_target, &outcome.key).await.unwrap();
+    }
+
+    println!(
+        "snapshot of {:.1} MB, best of {RUNS} runs each:",
+        size as f64 / 1e6
+    );
+    println!(
+        "  etcdctl snapshot save (file):  {:>6.2} s  {:>7.1} MB/s",
+        ctl.as_secs_f64(),
+        mb_per_s(size, ctl)
+    );
+    println!(
+        "  snapshot::take to S3 (s3s-fs): {:>6.2} s  {:>7.1} MB/s  ratio {:.2}",
+        to_s3.as_secs_f64(),
+        mb_per_s(size, to_s3),
+        ctl.as_secs_f64() / to_s3.as_secs_f64()
+    );
+    println!(
+        "  snapshot::take to a directory: {:>6.2} s  {:>7.1} MB/s  ratio {:.2}",
+        to_dir.as_secs_f64(),
+        mb_per_s(size, to_dir),
+        ctl.as_secs_f64() / to_dir.as_secs_f64()
+    );
+    println!(
+        "  RSS during the S3 backup: idle {:.1} MiB, peak {:.1} MiB, +{:.1} MiB",
+        idle_kib as f64 / 1024.0,
+        peak_kib as f64 / 1024.0,
+        peak_kib.saturating_sub(idle_kib) as f64 / 1024.0
+    );
+}
