@@ -263,20 +263,10 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
         ctx.applier.touched(&target.uid);
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
-    // A restore (spec.bootstrap.fromBackup) that failed stops everything: nothing grows from it.
-    if let Some(blocked) = restore::failure(&ctx, &target, &seen).await? {
-        return status::blocked(&ctx, &target, blocked).await;
-    }
-    // A seed restored from a backup needs the backup first; without it nothing starts.
-    let source = match &step {
-        Step::Bootstrap { .. } => match restore::source(&ctx, &target).await? {
-            Ok(source) => source,
-            Err(blocked) => return status::blocked(&ctx, &target, blocked).await,
-        },
-        _ => None,
+    let (step, source) = match gate(&ctx, &target, &seen, step).await? {
+        Ok(ready) => ready,
+        Err(blocked) => return status::blocked(&ctx, &target, blocked).await,
     };
-    // An upgrade or member replacement may first wait for a backup (spec.backup.spot).
-    let step = crate::backup::spot::hold(&ctx.client, &ctx.applier, &ctx.recorder, &obj, step).await?;
     if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen, source.as_ref()).await? {
         return status::blocked(&ctx, &target, blocked).await;
     }
@@ -292,6 +282,30 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
         now.0.as_second(),
         backups.and_then(|b| b.requeue),
     ))
+}
+
+/// What must hold before `step` runs: a failed restore stops everything (nothing grows from
+/// it); a seed restored from a backup needs that backup first (without it nothing starts);
+/// an upgrade or member replacement may first wait for a spot backup (`spec.backup.spot`).
+/// Returns the step to run, which may be a wait, and the restore source of a seed.
+async fn gate(
+    ctx: &Context,
+    target: &Target<'_>,
+    seen: &observe::Observation,
+    step: Step,
+) -> Result<Result<(Step, Option<crate::resources::RestoreSource>), status::Blocked>, Error> {
+    if let Some(blocked) = restore::failure(ctx, target, seen).await? {
+        return Ok(Err(blocked));
+    }
+    let source = match &step {
+        Step::Bootstrap { .. } => match restore::source(ctx, target).await? {
+            Ok(source) => source,
+            Err(blocked) => return Ok(Err(blocked)),
+        },
+        _ => None,
+    };
+    let step = crate::backup::spot::hold(&ctx.client, &ctx.applier, &ctx.recorder, target.obj, step).await?;
+    Ok(Ok((step, source)))
 }
 
 /// Seconds since the epoch of an RFC 3339 time, as status fields hold them.
