@@ -11,6 +11,7 @@ pub mod reloader;
 pub mod resources;
 #[cfg(test)]
 mod testing;
+pub mod workload;
 
 /// Binary name; also the metrics `operator` label and the Lease name prefix.
 pub const OPERATOR_NAME: &str = "prometheus-operator";

@@ -7,13 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PodSpec,
+    PodTemplateSpec, Secret, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -21,6 +18,7 @@ use kube::ResourceExt;
 use crate::OPERATOR_NAME;
 use crate::config::{Generated, RULES_DIR, rule_configmap_name};
 use crate::crd::{Prometheus, PrometheusStorage, PrometheusVolumeClaimTemplate};
+use crate::workload::{self, http_probe, mount, requests};
 
 /// Port of the Prometheus web UI and API.
 pub const WEB_PORT: i32 = 9090;
@@ -88,42 +86,6 @@ pub fn image(p: &Prometheus) -> String {
     match &p.spec.image {
         Some(i) if !i.is_empty() => i.clone(),
         _ => format!("{DEFAULT_IMAGE}:v{version}"),
-    }
-}
-
-fn pod_name_env() -> EnvVar {
-    EnvVar {
-        name: "POD_NAME".into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.name".into(),
-                api_version: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        read_only: read_only.then_some(true),
-        ..Default::default()
-    }
-}
-
-fn http_probe(path: &str, port: i32, period: i32, failures: i32) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(port),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        ..Default::default()
     }
 }
 
@@ -213,42 +175,8 @@ pub fn statefulset(
     reloader_args.push(format!("--reload-url=http://127.0.0.1:{WEB_PORT}/-/reload"));
     reloader_args.push("--reload-method=signal".into());
     reloader_args.push(format!("--listen-address=0.0.0.0:{RELOADER_PORT}"));
-    let storage = p.spec.storage.clone().unwrap_or_default();
-    let claim = storage
-        .volume_claim_template
-        .as_ref()
-        .map(|t| PersistentVolumeClaim {
-            metadata: ObjectMeta {
-                name: Some("data".into()),
-                labels: Some(labels(p, "server")),
-                ..Default::default()
-            },
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteOnce".into()]),
-                storage_class_name: t.storage_class_name.clone(),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "storage".to_string(),
-                        Quantity(t.size.clone().unwrap_or_else(|| "10Gi".into())),
-                    )])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    if claim.is_none() {
-        let e = storage.empty_dir.unwrap_or_default();
-        volumes.push(Volume {
-            name: "data".into(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: e.medium,
-                size_limit: e.size_limit.map(Quantity),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
+    let (claim, data) = workload::data_storage(p.spec.storage.as_ref(), labels(p, "server"), "10Gi");
+    volumes.extend(data);
     let container_sc = p
         .spec
         .container_security_context
@@ -260,7 +188,7 @@ pub fn statefulset(
         resources: Some(requests("10m", "32Mi")),
         image: Some(reloader_image.to_string()),
         args: Some(reloader_args),
-        env: Some(vec![pod_name_env()]),
+        env: Some(vec![workload::field_env("POD_NAME", "metadata.name")]),
         ports: Some(vec![ContainerPort {
             name: Some("reloader-web".into()),
             container_port: RELOADER_PORT,
@@ -393,17 +321,6 @@ pub fn storage_in_effect(
 
 /// The user and group Prometheus runs as: its image's `nobody`.
 pub const PROMETHEUS_UID: i64 = 65534;
-
-/// Resource requests only (no limits): what the scheduler reserves for a container.
-fn requests(cpu: &str, memory: &str) -> ResourceRequirements {
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_string(), Quantity(cpu.into())),
-            ("memory".to_string(), Quantity(memory.into())),
-        ])),
-        ..Default::default()
-    }
-}
 
 fn web_port() -> ServicePort {
     ServicePort {

@@ -7,19 +7,17 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, ContainerPort, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, Secret, SecretVolumeSource,
+    Service, ServicePort, ServiceSpec, Volume,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use crate::OPERATOR_NAME;
 use crate::crd::Alertmanager;
+use crate::workload::{self, field_env, http_probe, mount, requests};
 
 /// Port of the web UI and API.
 pub const WEB_PORT: i32 = 9093;
@@ -133,52 +131,6 @@ pub fn args(am: &Alertmanager) -> Vec<String> {
     args
 }
 
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                api_version: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        read_only: read_only.then_some(true),
-        ..Default::default()
-    }
-}
-
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(WEB_PORT),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        ..Default::default()
-    }
-}
-
-fn requests(cpu: &str, memory: &str) -> ResourceRequirements {
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_string(), Quantity(cpu.into())),
-            ("memory".to_string(), Quantity(memory.into())),
-        ])),
-        ..Default::default()
-    }
-}
-
 fn port(name: &str, port: i32, protocol: &str) -> ContainerPort {
     ContainerPort {
         name: Some(name.into()),
@@ -244,8 +196,8 @@ pub fn statefulset(am: &Alertmanager, reloader_image: &str) -> StatefulSet {
             port("mesh-tcp", MESH_PORT, "TCP"),
             port("mesh-udp", MESH_PORT, "UDP"),
         ]),
-        readiness_probe: Some(http_probe("/-/ready", 5, 3)),
-        liveness_probe: Some(http_probe("/-/healthy", 10, 6)),
+        readiness_probe: Some(http_probe("/-/ready", WEB_PORT, 5, 3)),
+        liveness_probe: Some(http_probe("/-/healthy", WEB_PORT, 10, 6)),
         resources: Some(
             am.spec
                 .resources
@@ -274,42 +226,8 @@ pub fn statefulset(am: &Alertmanager, reloader_image: &str) -> StatefulSet {
             ..Default::default()
         },
     ];
-    let storage = am.spec.storage.clone().unwrap_or_default();
-    let claim = storage
-        .volume_claim_template
-        .as_ref()
-        .map(|t| PersistentVolumeClaim {
-            metadata: ObjectMeta {
-                name: Some("data".into()),
-                labels: Some(labels(am, "server")),
-                ..Default::default()
-            },
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteOnce".into()]),
-                storage_class_name: t.storage_class_name.clone(),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "storage".to_string(),
-                        Quantity(t.size.clone().unwrap_or_else(|| "1Gi".into())),
-                    )])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    if claim.is_none() {
-        let e = storage.empty_dir.unwrap_or_default();
-        volumes.push(Volume {
-            name: "data".into(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: e.medium,
-                size_limit: e.size_limit.map(Quantity),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
+    let (claim, data) = workload::data_storage(am.spec.storage.as_ref(), labels(am, "server"), "1Gi");
+    volumes.extend(data);
     let mut pod_labels = labels(am, "server");
     pod_labels.extend(pod_selector(am));
     StatefulSet {
