@@ -562,6 +562,27 @@ impl Applier {
     }
 }
 
+/// Owner references (not controller) to every object of `objects` in namespace `ns` that is
+/// not being deleted, sorted by UID: for a child several owners share (a governing Service
+/// of all the StatefulSets of one kind in a namespace), so it goes with the last of them.
+pub fn shared_owners<'a, K>(objects: impl IntoIterator<Item = &'a K>, ns: &str) -> Vec<OwnerReference>
+where
+    K: Resource<DynamicType = ()> + 'a,
+{
+    let mut owners: Vec<OwnerReference> = objects
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns) && o.meta().deletion_timestamp.is_none())
+        .filter_map(|o| {
+            let mut r = o.controller_owner_ref(&())?;
+            r.controller = None;
+            r.block_owner_deletion = None;
+            Some(r)
+        })
+        .collect();
+    owners.sort_by(|a, b| a.uid.cmp(&b.uid));
+    owners
+}
+
 /// Who controls `live` when it is not the owner with UID `owner_uid`; `None` when it is ours.
 pub fn foreign_holder<K: Resource>(live: &K, owner_uid: &str) -> Option<String> {
     let controller = live

@@ -21,7 +21,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use steward_core::apply::{Applier, ApplyError, Conflict, Desired, OwnedKind};
 use steward_core::{ControllerRuntime, EventRecorder, ReconcileError};
 
@@ -170,19 +170,7 @@ fn not_ours(ns: &str) -> Error {
 /// namespace, so it goes with the last one; a Service of that name that is not ours is a
 /// conflict and is left alone.
 async fn apply_governing_service(ctx: &Context, ns: &str) -> Result<(), Error> {
-    let mut owners: Vec<OwnerReference> = ctx
-        .alertmanagers
-        .state()
-        .iter()
-        .filter(|a| a.namespace().as_deref() == Some(ns) && a.metadata.deletion_timestamp.is_none())
-        .filter_map(|a| {
-            let mut r = a.controller_owner_ref(&())?;
-            r.controller = None;
-            r.block_owner_deletion = None;
-            Some(r)
-        })
-        .collect();
-    owners.sort_by(|a, b| a.uid.cmp(&b.uid));
+    let owners = steward_core::apply::shared_owners(ctx.alertmanagers.state().iter().map(|o| o.as_ref()), ns);
     if owners.is_empty() {
         return Ok(());
     }

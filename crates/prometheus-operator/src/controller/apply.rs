@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use steward_core::apply::{ApplyError, Conflict, Desired, OwnedKind};
 
 use super::build::Built;
@@ -56,20 +56,8 @@ pub(super) fn not_ours(kind: &str, name: String) -> Error {
 /// `prometheus-operated`, owned (without controller) by every Prometheus of the namespace, so
 /// it goes when the last one does.
 async fn apply_governing_service(ctx: &Context, ns: &str) -> Result<(), Error> {
-    let mut owners: Vec<OwnerReference> = ctx
-        .caches
-        .prometheuses
-        .state()
-        .iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns) && p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| {
-            let mut r = p.controller_owner_ref(&())?;
-            r.controller = None;
-            r.block_owner_deletion = None;
-            Some(r)
-        })
-        .collect();
-    owners.sort_by(|a, b| a.uid.cmp(&b.uid));
+    let owners =
+        steward_core::apply::shared_owners(ctx.caches.prometheuses.state().iter().map(|o| o.as_ref()), ns);
     if owners.is_empty() {
         return Ok(());
     }
