@@ -10,6 +10,9 @@
 //! come from a Secret, and the test reads the stored objects from the server's directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/backups.rs"]
+mod support;
+
 use std::time::Duration;
 
 use e2e::bins::{self, Release};
@@ -17,7 +20,7 @@ use e2e::etcd::{Etcdctl, cluster_yaml, clusters_api};
 use e2e::harness::{Env, wait_for, wait_until};
 use e2e::local_etcd::{LocalEtcd, etcdctl};
 use e2e::s3::S3Server;
-use etcd_operator::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus};
+use etcd_operator::crd::BackupPhase;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 
@@ -75,28 +78,6 @@ fn backup_yaml(name: &str, cluster: &str, labels: &str, store: &Store) -> String
     )
 }
 
-fn backups(env: &Env) -> Api<EtcdBackup> {
-    Api::namespaced(env.client.clone(), "default")
-}
-
-/// Waits until backup `name` succeeded or failed; returns its status.
-async fn finished(env: &Env, name: &str) -> EtcdBackupStatus {
-    let api = backups(env);
-    let done = wait_until(
-        &format!("EtcdBackup {name} finished"),
-        Duration::from_secs(120),
-        || async {
-            let st = api.get(name).await.ok()?.status?;
-            matches!(st.phase, Some(BackupPhase::Succeeded | BackupPhase::Failed)).then_some(st)
-        },
-    )
-    .await;
-    match done {
-        Ok(st) => st,
-        Err(e) => panic!("{e}\n{}", env.diagnostics("default", "etcdbackups,events").await),
-    }
-}
-
 async fn wait_ready(env: &Env, name: &str) {
     let clusters = clusters_api(&env.client, "default");
     let ready = wait_for(&format!("{name}: ready"), Duration::from_secs(180), || async {
@@ -118,7 +99,7 @@ async fn wait_ready(env: &Env, name: &str) {
 
 /// Restores `snapshot` with the real etcdutl, starts etcd on the result and returns how many
 /// keys start with `prefix`.
-fn restored_keys(snapshot: &std::path::Path, prefix: &str, revision: i64) -> u64 {
+async fn restored_keys(snapshot: &std::path::Path, prefix: &str, revision: i64) -> u64 {
     let etcdutl = bins::etcdutl(Release::Current).unwrap();
     let status = std::process::Command::new(&etcdutl)
         .args(["snapshot", "status", "-w", "json"])
@@ -155,9 +136,7 @@ fn restored_keys(snapshot: &std::path::Path, prefix: &str, revision: i64) -> u64
         .start(Release::Current, dir.path(), &member.initial(), "new", None)
         .unwrap();
     let endpoints = member.client_url.clone();
-    let mut count = None;
-    let mut last = String::new();
-    for _ in 0..300 {
+    let counted = wait_until("the restored etcd answers", Duration::from_secs(30), || {
         let (ok, out) = etcdctl(
             Release::Current,
             &[
@@ -169,17 +148,12 @@ fn restored_keys(snapshot: &std::path::Path, prefix: &str, revision: i64) -> u64
                 "--keys-only",
             ],
         );
-        if ok {
-            count = Some(out.lines().filter(|l| l.starts_with(prefix)).count() as u64);
-            break;
-        }
-        last = out;
-        // Pacing while the restored member starts; nothing to await.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    count.unwrap_or_else(|| {
+        async move { ok.then(|| out.lines().filter(|l| l.starts_with(prefix)).count() as u64) }
+    })
+    .await;
+    counted.unwrap_or_else(|e| {
         let log = std::fs::read_to_string(dir.path().join("restored.log")).unwrap_or_default();
-        panic!("the restored etcd does not answer: {last}\n{log}")
+        panic!("{e}\n{log}")
     })
 }
 
@@ -239,7 +213,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
     env.apply(&backup_yaml("manual", "demo", "", &store))
         .await
         .unwrap();
-    let st = finished(&env, "manual").await;
+    let st = support::backup_finished(&env, "manual").await;
     assert_eq!(st.phase, Some(BackupPhase::Succeeded), "{st:?}");
     let key = st.key.clone().unwrap();
     assert!(
@@ -263,7 +237,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
     assert!(revision >= 21, "20 puts after the first revision: {revision}");
     let snapshot = tmp.path().join("manual.db");
     std::fs::write(&snapshot, &bytes).unwrap();
-    assert_eq!(restored_keys(&snapshot, "key-", revision), 20);
+    assert_eq!(restored_keys(&snapshot, "key-", revision).await, 20);
 
     // Wrong credentials and a missing bucket fail for good, with the engine's reason in the
     // condition and a Warning Event, and leave no object behind.
@@ -293,7 +267,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
         ))
         .await
         .unwrap();
-        let st = finished(&env, name).await;
+        let st = support::backup_finished(&env, name).await;
         assert_eq!(st.phase, Some(BackupPhase::Failed), "{name}: {st:?}");
         let cond = st.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
         assert_eq!(
@@ -327,12 +301,12 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
         env.apply(&backup_yaml(name, "demo", scheduled, &store))
             .await
             .unwrap();
-        let st = finished(&env, name).await;
+        let st = support::backup_finished(&env, name).await;
         assert_eq!(st.phase, Some(BackupPhase::Succeeded), "{name}: {st:?}");
         // Completion times are to the second: keep the two apart.
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    let old_key = backups(&env)
+    let old_key = support::backups(&env)
         .get("demo-old-1")
         .await
         .unwrap()
@@ -358,7 +332,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
     ])
     .await
     .unwrap();
-    let api = backups(&env);
+    let api = support::backups(&env);
     let by_schedule =
         ListParams::default().labels("etcd.steward.dev/cluster=demo,etcd.steward.dev/trigger=schedule");
     let pruned = wait_for(
@@ -439,7 +413,7 @@ async fn a_backup_of_a_missing_cluster_fails() {
     env.apply(&backup_yaml("orphan", "nope", "", &store))
         .await
         .unwrap();
-    let st = finished(&env, "orphan").await;
+    let st = support::backup_finished(&env, "orphan").await;
     assert_eq!(st.phase, Some(BackupPhase::Failed));
     let cond = st.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
     assert_eq!(
@@ -537,7 +511,7 @@ async fn an_upgrade_waits_for_its_pre_upgrade_backup() {
         );
     }
     let name = format!("up-pre-upgrade-{current}");
-    let backup = backups(&env).get(&name).await.unwrap();
+    let backup = support::backups(&env).get(&name).await.unwrap();
     assert_eq!(
         backup.metadata.labels.as_ref().unwrap()["etcd.steward.dev/trigger"],
         "before-upgrade"

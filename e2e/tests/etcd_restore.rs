@@ -9,6 +9,9 @@
 //! that does not exist waits (`BackupNotReady`) without starting any pod.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/backups.rs"]
+mod support;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -17,35 +20,13 @@ use e2e::bins::{self, Release};
 use e2e::etcd::{Etcdctl, cluster_yaml, clusters_api, condition, member_pods};
 use e2e::harness::{Env, wait_for, wait_until};
 use e2e::s3::S3Server;
-use etcd_operator::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus};
+use etcd_operator::crd::BackupPhase;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 
 const BUCKET: &str = "backups";
 const CREDENTIALS: &str = "s3-credentials";
 const KEYS: usize = 1000;
-
-fn backups(env: &Env) -> Api<EtcdBackup> {
-    Api::namespaced(env.client.clone(), "default")
-}
-
-/// Waits until backup `name` succeeded or failed; returns its status.
-async fn finished(env: &Env, name: &str) -> EtcdBackupStatus {
-    let api = backups(env);
-    let done = wait_until(
-        &format!("EtcdBackup {name} finished"),
-        Duration::from_secs(120),
-        || async {
-            let st = api.get(name).await.ok()?.status?;
-            matches!(st.phase, Some(BackupPhase::Succeeded | BackupPhase::Failed)).then_some(st)
-        },
-    )
-    .await;
-    match done {
-        Ok(st) => st,
-        Err(e) => panic!("{e}\n{}", env.diagnostics("default", "etcdbackups,events").await),
-    }
-}
 
 /// Waits until cluster `name` is Available with `size` ready members.
 async fn wait_available(env: &Env, name: &str, size: i64, timeout: Duration) {
@@ -200,12 +181,12 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
         ))
         .await
         .unwrap();
-        let st = finished(&env, name).await;
+        let st = support::backup_finished(&env, name).await;
         assert_eq!(st.phase, Some(BackupPhase::Succeeded), "{name}: {st:?}");
     }
-    let good = finished(&env, "good").await;
+    let good = support::backup_finished(&env, "good").await;
     assert_eq!(good.revision, Some(source_revision));
-    let bad_key = finished(&env, "bad").await.key.unwrap();
+    let bad_key = support::backup_finished(&env, "bad").await.key.unwrap();
     let bad_file = server.object_file(BUCKET, &bad_key);
     let len = std::fs::metadata(&bad_file).unwrap().len() as usize;
     let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();

@@ -1,0 +1,31 @@
+//! EtcdBackup helpers shared by the backup and restore tests (`mod support` in each).
+
+use std::time::Duration;
+
+use e2e::harness::{Env, wait_until};
+use etcd_operator::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus};
+use kube::Api;
+
+/// EtcdBackups in namespace `default`.
+pub fn backups(env: &Env) -> Api<EtcdBackup> {
+    Api::namespaced(env.client.clone(), "default")
+}
+
+/// Waits until backup `name` (namespace `default`) succeeded or failed and returns its
+/// status; on timeout, panics with the namespace's backups and Events.
+pub async fn backup_finished(env: &Env, name: &str) -> EtcdBackupStatus {
+    let api = backups(env);
+    let done = wait_until(
+        &format!("EtcdBackup {name} finished"),
+        Duration::from_secs(120),
+        || async {
+            let st = api.get(name).await.ok()?.status?;
+            matches!(st.phase, Some(BackupPhase::Succeeded | BackupPhase::Failed)).then_some(st)
+        },
+    )
+    .await;
+    match done {
+        Ok(st) => st,
+        Err(e) => panic!("{e}\n{}", env.diagnostics("default", "etcdbackups,events").await),
+    }
+}
