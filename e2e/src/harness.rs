@@ -244,6 +244,41 @@ impl Env {
         .map(|_| ())
     }
 
+    /// GETs `url` from a new pod in `ns` (Pod Security "restricted", kubesim's host image
+    /// with curl) and returns the body: what a client inside the cluster, like Grafana, sees.
+    pub async fn fetch_in_cluster(&self, ns: &str, url: &str) -> anyhow::Result<String> {
+        use k8s_openapi::api::core::v1::Pod;
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!("fetch-{}", SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "restartPolicy": "Never",
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "curl", "image": "kubesim/host", "command": ["curl", "-sSf", "--max-time", "10", url],
+                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+                }],
+            },
+        }))?;
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), ns);
+        pods.create(&Default::default(), &pod).await?;
+        let phase = wait_until(
+            &format!("the fetch pod {ns}/{name} finished"),
+            Duration::from_secs(60),
+            || async {
+                let phase = pods.get(&name).await.ok()?.status?.phase?;
+                (phase == "Succeeded" || phase == "Failed").then_some(phase)
+            },
+        )
+        .await?;
+        let body = pods.logs(&name, &Default::default()).await.unwrap_or_default();
+        if phase != "Succeeded" {
+            bail!("fetching {url} from {ns}: {phase}: {body}");
+        }
+        Ok(body)
+    }
+
     /// What a failing test wants to see: objects of `kinds` in `namespace` as YAML, and the
     /// last log lines of every pod there and of the operators.
     pub async fn diagnostics(&self, namespace: &str, kinds: &str) -> String {

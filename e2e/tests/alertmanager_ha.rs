@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use e2e::harness::{Env, pod_ready, wait_for, wait_until};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 
 const NS: &str = "am-ha";
@@ -162,6 +162,11 @@ async fn alertmanager_ha_cluster() {
     .await
     .unwrap();
     lap("status reports the cluster");
+
+    // A Grafana datasource on request: provisioning YAML for the sidecar whose URL answers
+    // inside the cluster; turned off, it goes.
+    grafana_datasource(&env, &ams).await;
+    lap("Grafana datasource came and went");
 
     // A silence made on one replica reaches the others.
     let silence = serde_json::json!({
@@ -412,4 +417,48 @@ spec:
         "the foreign Service was written"
     );
     lap("admission and conflict checks");
+}
+
+/// Turns main's Grafana datasource on, checks its ConfigMap and that its URL answers
+/// `/api/v2/status` from a pod; then turns it off and waits for the ConfigMap to go.
+async fn grafana_datasource(env: &Env, ams: &Api<DynamicObject>) {
+    let set = |enabled: bool| {
+        Patch::Merge(serde_json::json!({"spec": {"grafanaDatasource": {"enabled": enabled}}}))
+    };
+    ams.patch("main", &PatchParams::default(), &set(true))
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
+    let name = "alertmanager-main-grafana-datasource";
+    let cm = wait_until("the datasource ConfigMap", Duration::from_secs(60), || async {
+        cms.get_opt(name).await.ok().flatten()
+    })
+    .await
+    .unwrap();
+    let labels = cm.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("grafana_datasource").map(String::as_str), Some("1"));
+    let data = cm.data.unwrap_or_default();
+    let yaml = data.get(&format!("alertmanager-{NS}-main.yaml")).unwrap();
+    let parsed: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    assert_eq!(parsed["apiVersion"], 1, "{yaml}");
+    let ds = &parsed["datasources"][0];
+    assert_eq!(ds["type"], "alertmanager", "{yaml}");
+    assert_eq!(ds["jsonData"]["implementation"], "prometheus", "{yaml}");
+    let url = ds["url"].as_str().unwrap();
+    assert_eq!(url, format!("http://alertmanager-main.{NS}.svc:9093"));
+    let body = env
+        .fetch_in_cluster(NS, &format!("{url}/api/v2/status"))
+        .await
+        .unwrap();
+    assert!(body.contains("\"cluster\""), "{body}");
+    ams.patch("main", &PatchParams::default(), &set(false))
+        .await
+        .unwrap();
+    wait_for(
+        "the datasource ConfigMap removed",
+        Duration::from_secs(60),
+        || async { cms.get_opt(name).await.is_ok_and(|c| c.is_none()) },
+    )
+    .await
+    .unwrap();
 }

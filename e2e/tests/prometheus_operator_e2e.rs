@@ -157,7 +157,10 @@ async fn team_stacks_scrape_evaluate_and_stay_isolated() {
     // whose URL answers from inside the cluster.
     let url = grafana_datasource_url(&env, &proms).await;
     assert_eq!(url, "http://prometheus-main.team-a.svc:9090");
-    let build = fetch_in_cluster(&env, "team-a", &format!("{url}/api/v1/status/buildinfo")).await;
+    let build = env
+        .fetch_in_cluster("team-a", &format!("{url}/api/v1/status/buildinfo"))
+        .await
+        .unwrap();
     assert!(build.contains("\"version\""), "{build}");
 
     // The etcd-operator's metrics are scraped through the ServiceMonitor.
@@ -414,31 +417,4 @@ async fn grafana_datasource_url(env: &Env, proms: &Api<DynamicObject>) -> String
         "{yaml}"
     );
     ds["url"].as_str().unwrap().to_string()
-}
-
-/// GETs `url` from a pod in `ns` (Pod Security restricted) and returns the body.
-async fn fetch_in_cluster(env: &Env, ns: &str, url: &str) -> String {
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "fetch", "namespace": ns},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "curl", "image": "kubesim/host", "command": ["curl", "-sSf", "--max-time", "10", url],
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
-            }],
-        },
-    }))
-    .unwrap();
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), ns);
-    pods.create(&Default::default(), &pod).await.unwrap();
-    let phase = wait_until("the fetch pod finished", Duration::from_secs(60), || async {
-        let phase = pods.get("fetch").await.ok()?.status?.phase?;
-        (phase == "Succeeded" || phase == "Failed").then_some(phase)
-    })
-    .await
-    .unwrap();
-    let body = pods.logs("fetch", &Default::default()).await.unwrap_or_default();
-    assert_eq!(phase, "Succeeded", "{body}");
-    body
 }

@@ -1,16 +1,17 @@
-//! Grafana datasources: for a Prometheus that asks for one (`spec.grafanaDatasource`), a
-//! ConfigMap of Grafana provisioning YAML, labelled so that the Grafana Helm chart's datasource
-//! sidecar (`sidecar.datasources`) picks it up. It is an owned child: it goes with its
-//! Prometheus, and when the datasource is turned off.
+//! Grafana datasources: for a Prometheus or an Alertmanager that asks for one
+//! (`spec.grafanaDatasource`), a ConfigMap of Grafana provisioning YAML, labelled so that the
+//! Grafana Helm chart's datasource sidecar (`sidecar.datasources`) picks it up. It is an owned
+//! child: it goes with its owner, and when the datasource is turned off.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 
+use crate::alertmanager::build as am_build;
 use crate::config::DEFAULT_SCRAPE_INTERVAL;
 use crate::config::yaml::Node;
-use crate::crd::Prometheus;
+use crate::crd::{Alertmanager, Prometheus};
 use crate::resources::{self, WEB_PORT};
 
 /// The label the Grafana Helm chart's sidecar looks for by default.
@@ -86,34 +87,91 @@ pub fn prometheus_datasource(p: &Prometheus, label: &Label) -> Option<ConfigMap>
         .clone()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEFAULT_SCRAPE_INTERVAL.to_string());
+    let base = resources::base_name(p);
+    Some(configmap(
+        Source {
+            kind: "prometheus",
+            namespace: ns.clone(),
+            name: name.clone(),
+            display: ds.name.clone().unwrap_or_else(|| format!("{ns}/{name}")),
+            url: format!("http://{base}.{ns}.svc:{WEB_PORT}"),
+            is_default: ds.is_default,
+            json_data: Node::map().with("timeInterval", interval),
+        },
+        configmap_name(p),
+        resources::labels(p, "grafana-datasource"),
+        label,
+    ))
+}
+
+/// The datasource ConfigMap of an Alertmanager (`alertmanager-<name>-grafana-datasource`,
+/// Grafana type `alertmanager`, Prometheus' implementation), or `None` when it has asked for
+/// none. Its default name says "alertmanager" so it never collides with a Prometheus of the
+/// same name.
+pub fn alertmanager_datasource(am: &Alertmanager, label: &Label) -> Option<ConfigMap> {
+    let ds = am.spec.grafana_datasource.as_ref().filter(|d| d.enabled)?;
+    let (ns, name) = (am.namespace().unwrap_or_default(), am.name_any());
+    let base = am_build::base_name(am);
+    Some(configmap(
+        Source {
+            kind: "alertmanager",
+            namespace: ns.clone(),
+            name: name.clone(),
+            display: ds
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{ns}/{name} alertmanager")),
+            url: format!("http://{base}.{ns}.svc:{}", am_build::WEB_PORT),
+            is_default: ds.is_default,
+            json_data: Node::map()
+                .with("implementation", "prometheus")
+                .with("handleGrafanaManagedAlerts", false),
+        },
+        format!("{base}-grafana-datasource"),
+        am_build::labels(am, "grafana-datasource"),
+        label,
+    ))
+}
+
+/// One datasource as Grafana provisions it.
+struct Source {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+    display: String,
+    url: String,
+    is_default: bool,
+    json_data: Node,
+}
+
+fn configmap(src: Source, cm_name: String, mut labels: BTreeMap<String, String>, label: &Label) -> ConfigMap {
     let source = Node::map()
-        .with("name", ds.name.clone().unwrap_or_else(|| format!("{ns}/{name}")))
-        .with("type", "prometheus")
-        .with("uid", uid("prometheus", &ns, &name))
+        .with("name", src.display)
+        .with("type", src.kind)
+        .with("uid", uid(src.kind, &src.namespace, &src.name))
         .with("access", "proxy")
-        .with(
-            "url",
-            format!("http://{}.{ns}.svc:{WEB_PORT}", resources::base_name(p)),
-        )
-        .with("isDefault", ds.is_default)
+        .with("url", src.url)
+        .with("isDefault", src.is_default)
         .with("editable", false)
-        .with("jsonData", Node::map().with("timeInterval", interval));
+        .with("jsonData", src.json_data);
     let yaml = Node::map()
         .with("apiVersion", 1_i64)
         .with("datasources", Node::Seq(vec![source]))
         .to_yaml();
-    let mut labels = resources::labels(p, "grafana-datasource");
     labels.insert(label.key.clone(), label.value.clone());
-    Some(ConfigMap {
+    ConfigMap {
         metadata: kube::api::ObjectMeta {
-            name: Some(configmap_name(p)),
-            namespace: Some(ns.clone()),
+            name: Some(cm_name),
+            namespace: Some(src.namespace.clone()),
             labels: Some(labels),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([(format!("prometheus-{ns}-{name}.yaml"), yaml)])),
+        data: Some(BTreeMap::from([(
+            format!("{}-{}-{}.yaml", src.kind, src.namespace, src.name),
+            yaml,
+        )])),
         ..Default::default()
-    })
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +240,47 @@ mod tests {
         assert_eq!(parsed["datasources"][0]["jsonData"]["timeInterval"], "30s");
         assert!("novalue".parse::<Label>().is_err());
         assert!("=v".parse::<Label>().is_err());
+    }
+
+    #[test]
+    fn alertmanager_datasource_for_the_sidecar() {
+        let am: Alertmanager = serde_json::from_value(serde_json::json!({
+            "apiVersion": "monitoring.steward.dev/v1alpha1",
+            "kind": "Alertmanager",
+            "metadata": {"name": "main", "namespace": "team-a", "uid": "u2"},
+            "spec": {"grafanaDatasource": {}},
+        }))
+        .unwrap();
+        let cm = alertmanager_datasource(&am, &Label::default()).unwrap();
+        assert_eq!(
+            cm.metadata.name.as_deref(),
+            Some("alertmanager-main-grafana-datasource")
+        );
+        let labels = cm.metadata.labels.unwrap();
+        assert_eq!(labels["grafana_datasource"], "1");
+        assert_eq!(labels["app.kubernetes.io/name"], "alertmanager");
+        let data = cm.data.unwrap();
+        let parsed: serde_json::Value =
+            serde_yaml_ng::from_str(&data["alertmanager-team-a-main.yaml"]).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({
+                "apiVersion": 1,
+                "datasources": [{
+                    "name": "team-a/main alertmanager",
+                    "type": "alertmanager",
+                    "uid": "alertmanager-team-a-main",
+                    "access": "proxy",
+                    "url": "http://alertmanager-main.team-a.svc:9093",
+                    "isDefault": false,
+                    "editable": false,
+                    "jsonData": {"implementation": "prometheus", "handleGrafanaManagedAlerts": false},
+                }],
+            })
+        );
+        let mut off = am.clone();
+        off.spec.grafana_datasource = None;
+        assert!(alertmanager_datasource(&off, &Label::default()).is_none());
     }
 
     #[test]

@@ -82,8 +82,11 @@ fn main() -> ExitCode {
     let mut metrics = MetricsBuilder::new(OPERATOR_NAME, info.version);
     let prom_metrics = prometheus_operator::controller::PrometheusMetrics::register(&mut metrics);
     steward_core::runtime::main(info, common, metrics, move |rt| async move {
-        let alertmanagers =
-            prometheus_operator::alertmanager::run(rt.clone(), settings.reloader_image.clone());
+        let alertmanagers = prometheus_operator::alertmanager::run(
+            rt.clone(),
+            settings.reloader_image.clone(),
+            settings.grafana_label.clone(),
+        );
         let prometheuses = prometheus_operator::controller::run(rt, prom_metrics, settings);
         tokio::join!(prometheuses, alertmanagers);
     })

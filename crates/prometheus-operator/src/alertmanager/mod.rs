@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
@@ -78,13 +78,15 @@ pub struct Context {
     recorder: EventRecorder,
     applier: Applier,
     reloader_image: String,
+    grafana_label: crate::grafana::Label,
     alertmanagers: Store<Alertmanager>,
     http: reqwest::Client,
 }
 
 /// Runs the Alertmanager controller until the runtime shuts down; `reloader_image` is the
-/// config-reloader sidecar's image (this operator's own).
-pub async fn run(rt: ControllerRuntime, reloader_image: String) {
+/// config-reloader sidecar's image (this operator's own), `grafana_label` the label of
+/// Grafana datasource ConfigMaps.
+pub async fn run(rt: ControllerRuntime, reloader_image: String, grafana_label: crate::grafana::Label) {
     let client = rt.client.clone();
     let (alertmanagers, controller) = watch::start(&rt);
     let http = reqwest::Client::builder()
@@ -96,6 +98,7 @@ pub async fn run(rt: ControllerRuntime, reloader_image: String) {
         recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
         applier: Applier::new(client, FIELD_MANAGER),
         reloader_image,
+        grafana_label,
         alertmanagers,
         http,
     });
@@ -131,10 +134,14 @@ async fn reconcile_live(obj: &Alertmanager, ctx: &Context, ns: &str) -> Result<A
     if let Some(pdb) = build::pdb(obj) {
         desired.push(Desired::namespaced(&pdb)?);
     }
+    if let Some(cm) = crate::grafana::alertmanager_datasource(obj, &ctx.grafana_label) {
+        desired.push(Desired::namespaced(&cm)?);
+    }
     let mut prune = vec![
         OwnedKind::namespaced::<StatefulSet>(),
         OwnedKind::namespaced::<Service>(),
         OwnedKind::namespaced::<PodDisruptionBudget>(),
+        OwnedKind::namespaced::<ConfigMap>(),
     ];
     if let Ok(yaml) = &configuration {
         let gz = crate::reloader::gzip(yaml.as_bytes()).map_err(Error::Compress)?;

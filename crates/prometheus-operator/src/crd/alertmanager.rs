@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::PrometheusStorage;
+use super::{GrafanaDatasource, PrometheusStorage};
 
 /// Default Alertmanager version.
 pub const DEFAULT_ALERTMANAGER_VERSION: &str = "0.28.1";
@@ -120,6 +120,11 @@ pub struct AlertmanagerSpec {
     /// Stops every change to the stack while true.
     #[serde(default)]
     pub paused: bool,
+    /// A Grafana datasource for this Alertmanager (type `alertmanager`, Prometheus'
+    /// implementation): a ConfigMap of Grafana provisioning YAML, labelled for the Grafana
+    /// Helm chart's datasource sidecar, removed with the Alertmanager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_datasource: Option<GrafanaDatasource>,
 }
 
 /// A key of a Secret in the Alertmanager's namespace.

@@ -174,7 +174,7 @@ fn default_true() -> bool {
     true
 }
 
-/// The Grafana datasource of a Prometheus.
+/// The Grafana datasource of a Prometheus or an Alertmanager.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GrafanaDatasource {
@@ -182,7 +182,8 @@ pub struct GrafanaDatasource {
     /// these settings.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Name Grafana shows; `<namespace>/<name>` of the Prometheus by default.
+    /// Name Grafana shows; by default `<namespace>/<name>` for a Prometheus and
+    /// `<namespace>/<name> alertmanager` for an Alertmanager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 190))]
     pub name: Option<String>,
