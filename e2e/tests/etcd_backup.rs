@@ -3,7 +3,8 @@
 //! keys written before; a backup naming a missing cluster fails with `ClusterNotFound` and a
 //! Warning Event; a `* * * * *` schedule creates labelled backups and retention
 //! (`maxBackups: 2`) prunes the oldest scheduled one, object and stored file, while a backup
-//! made by hand is left alone; an upgrade waits for its pre-upgrade (spot) backup.
+//! made by hand is left alone; an upgrade waits for its pre-upgrade (spot) backup; the
+//! PersistentVolumeClaim destination stores, fails and prunes through pods.
 //!
 //! Storage: a real S3 server (s3s-fs, `e2e::s3`) on the host's pod-network address, which
 //! the operator's pod reaches as it would an object store outside the cluster; credentials
@@ -402,6 +403,145 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
     .unwrap();
 }
 
+/// The PersistentVolumeClaim destination: a pod of the operator's image takes the snapshot
+/// of a TLS cluster into the claim (the status comes from its termination message; the
+/// file's SHA-256 is the status's and it restores with the real etcdutl); a missing claim
+/// fails with `ClaimNotFound`; retention prunes an old backup through a second pod that
+/// deletes its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_to_a_volume_claim() {
+    let env = Env::start().await.unwrap();
+    if env
+        .require_kubesim("the test reads the claim's files from kubesim's volume folder")
+        .is_none()
+    {
+        return;
+    }
+    env.deploy_operators(&["etcd-operator"]).await.unwrap();
+    let current = bins::version("ETCD_CURRENT").unwrap();
+    env.apply(&format!(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: backups, namespace: default}}\nspec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n---\n{}",
+        cluster_yaml("vol", 1, &current, "  tls: {mode: auto}\n  storage: {emptyDir: {}}\n")
+    ))
+    .await
+    .unwrap();
+    wait_ready(&env, "vol").await;
+    let ctl = Etcdctl::connect(&env, "vol").await.unwrap();
+    wait_for("vol takes writes", Duration::from_secs(60), || async {
+        ctl.run(&ctl.members(), &["put", "pvc-00", "value"]).0
+    })
+    .await
+    .unwrap();
+    for i in 0..20 {
+        let (ok, out) = ctl.run(&ctl.members(), &["put", &format!("pvc-{i:02}"), "value"]);
+        assert!(ok, "put: {out}");
+    }
+    let to_claim = |claim: &str| format!("    pvc: {{claimName: {claim}, path: etcd/snapshots}}\n");
+    let backup = |name: &str, labels: &str, claim: &str| {
+        format!(
+            "apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdBackup\nmetadata:\n  name: {name}\n  namespace: default\n  labels: {{{labels}}}\nspec:\n  clusterRef: {{name: vol}}\n  destination:\n{}",
+            to_claim(claim)
+        )
+    };
+
+    env.apply(&backup("to-claim", "", "backups")).await.unwrap();
+    let st = support::backup_finished(&env, "to-claim").await;
+    assert_eq!(st.phase, Some(BackupPhase::Succeeded), "{st:?}");
+    let key = st.key.clone().unwrap();
+    assert!(
+        key.starts_with("default/vol/to-claim-") && key.ends_with("Z.db"),
+        "{key}"
+    );
+    assert_eq!(
+        st.location.as_deref(),
+        Some(format!("pvc://backups/etcd/snapshots/{key}").as_str())
+    );
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(env.client.clone(), "default");
+    let pv = pvcs
+        .get("backups")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .volume_name
+        .unwrap();
+    let folder = env
+        .kubesim()
+        .and_then(|c| c.volume_path(&pv))
+        .unwrap()
+        .join("etcd/snapshots");
+    let bytes = std::fs::read(folder.join(&key)).expect("the snapshot on the claim");
+    assert_eq!(st.size_bytes, Some(bytes.len() as i64));
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(
+        st.sha256.as_deref(),
+        Some(sha256_hex(&bytes, tmp.path()).as_str())
+    );
+    let snapshot = tmp.path().join("to-claim.db");
+    std::fs::write(&snapshot, &bytes).unwrap();
+    assert_eq!(restored_keys(&snapshot, "pvc-", st.revision.unwrap()).await, 20);
+
+    // A claim that does not exist: Failed at once, with the reason.
+    env.apply(&backup("no-claim", "", "nowhere")).await.unwrap();
+    let st = support::backup_finished(&env, "no-claim").await;
+    assert_eq!(st.phase, Some(BackupPhase::Failed), "{st:?}");
+    let cond = st.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
+    assert_eq!(cond.reason, "ClaimNotFound", "{cond:?}");
+
+    // Retention on the claim: two "scheduled" backups, keep one; the older one's file is
+    // deleted by a pod, then the object goes.
+    let scheduled = "etcd.steward.dev/cluster: vol, etcd.steward.dev/trigger: schedule";
+    for name in ["vol-old-1", "vol-old-2"] {
+        env.apply(&backup(name, scheduled, "backups")).await.unwrap();
+        let st = support::backup_finished(&env, name).await;
+        assert_eq!(st.phase, Some(BackupPhase::Succeeded), "{name}: {st:?}");
+        // Completion times are to the second: keep the two apart.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let api = support::backups(&env);
+    let old_key = api.get("vol-old-1").await.unwrap().status.unwrap().key.unwrap();
+    assert!(folder.join(&old_key).exists());
+    // A schedule that fires once a year (not during this test): only retention acts.
+    let patch = serde_json::json!({"spec": {"backup": {
+        "schedule": "0 0 1 1 *",
+        "destination": {"pvc": {"claimName": "backups", "path": "etcd/snapshots"}},
+        "retention": {"maxBackups": 1},
+    }}});
+    env.kubectl(&[
+        "patch",
+        "etcdcluster",
+        "vol",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ])
+    .await
+    .unwrap();
+    let pruned = wait_for("vol-old-1 pruned", Duration::from_secs(90), || async {
+        api.get_opt("vol-old-1").await.is_ok_and(|b| b.is_none())
+    })
+    .await;
+    if let Err(e) = pruned {
+        panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdbackups,pods,events").await
+        );
+    }
+    assert!(
+        !folder.join(&old_key).exists(),
+        "the pruned snapshot's file is deleted"
+    );
+    assert!(
+        api.get_opt("vol-old-2").await.unwrap().is_some(),
+        "the newest is kept"
+    );
+    assert!(
+        folder.join(&key).exists(),
+        "a backup made by hand is never pruned"
+    );
+}
+
 /// A backup naming a cluster that does not exist fails for good with `ClusterNotFound`, a
 /// Warning Event on the backup, and is not tried again. Also the schema: exactly one
 /// destination, and the spec cannot change.
@@ -460,6 +600,18 @@ async fn a_backup_of_a_missing_cluster_fails() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("set exactly one destination"), "{err}");
+    // Both kinds at once, and a claim path that climbs out of the volume, are refused too.
+    for dest in [
+        "{s3: {bucket: bkt}, pvc: {claimName: c}}",
+        "{pvc: {claimName: c, path: ../other}}",
+    ] {
+        let err = env
+            .apply(&format!("apiVersion: etcd.steward.dev/v1alpha1\nkind: EtcdBackup\nmetadata: {{name: nowhere, namespace: default}}\nspec:\n  clusterRef: {{name: demo}}\n  destination: {dest}\n"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Invalid value"), "{dest}: {err}");
+    }
 }
 
 /// With `spec.backup` (spot `beforeUpgrade` is on by default) an upgrade first takes the

@@ -20,14 +20,16 @@ enum Command {
     Run {
         #[command(flatten)]
         common: CommonArgs,
-        /// Image of this operator, which restore init containers run (`restore-fetch`,
-        /// `restore-finish`).
+        /// Image of this operator, which restore init containers (`restore-fetch`,
+        /// `restore-finish`) and the pods of PVC backups (`backup-run`, `backup-delete`) run.
         #[arg(long, env = "STEWARD_OPERATOR_IMAGE", default_value = concat!("steward/etcd-operator:v", env!("CARGO_PKG_VERSION")))]
         operator_image: String,
     },
     /// Take a snapshot from one etcd member into a directory (a backup Pod's volume) and
     /// print the outcome as one JSON line.
     BackupRun(etcd_operator::snapshot::BackupRunArgs),
+    /// Delete one stored snapshot from a directory (a pruning Pod's volume).
+    BackupDelete(etcd_operator::snapshot::BackupDeleteArgs),
     /// Fetch a stored snapshot to a local file, verifying its sha256, for a restore.
     RestoreFetch(etcd_operator::snapshot::RestoreFetchArgs),
     /// Move a restored data directory into place unless the data directory already holds a
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
             operator_image,
         } => (common, operator_image),
         Command::BackupRun(args) => return etcd_operator::snapshot::backup_run(args),
+        Command::BackupDelete(args) => return etcd_operator::snapshot::backup_delete(args),
         Command::RestoreFetch(args) => return etcd_operator::snapshot::restore_fetch(args),
         Command::RestoreFinish(args) => return etcd_operator::snapshot::restore_finish(args),
     };
@@ -54,8 +57,8 @@ fn main() -> ExitCode {
     let backup_metrics = etcd_operator::backup::BackupMetrics::register(&mut metrics);
     steward_core::runtime::main(info, common, metrics, move |rt| async move {
         futures::join!(
-            etcd_operator::controller::run(rt.clone(), etcd_metrics, operator_image),
-            etcd_operator::backup::run(rt, backup_metrics),
+            etcd_operator::controller::run(rt.clone(), etcd_metrics, operator_image.clone()),
+            etcd_operator::backup::run(rt, backup_metrics, operator_image),
         );
     })
 }

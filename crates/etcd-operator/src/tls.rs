@@ -134,6 +134,16 @@ pub fn secret_name(cluster: &EtcdCluster, role: Role) -> String {
     format!("{}-{}-tls", cluster.name_any(), role.as_str())
 }
 
+/// The Secret holding the client certificate clients of `cluster` use (`tls.crt`, `tls.key`,
+/// `ca.crt`): ours in `auto` mode, the user's in `secrets` mode, none without TLS.
+pub fn client_secret(cluster: &EtcdCluster) -> Option<String> {
+    match cluster.spec.tls.mode {
+        crate::crd::TlsMode::Disabled => None,
+        crate::crd::TlsMode::Auto => Some(secret_name(cluster, Role::Client)),
+        crate::crd::TlsMode::Secrets => cluster.spec.tls.secrets.as_ref().map(|s| s.client.clone()),
+    }
+}
+
 /// Common name of a role's certificate; peers must present exactly the peer one.
 pub fn common_name(cluster: &EtcdCluster, role: Role) -> String {
     format!("{}-{}", cluster.name_any(), role.as_str())

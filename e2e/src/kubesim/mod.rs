@@ -287,6 +287,11 @@ impl Cluster {
         self.kubelet.as_ref().map(|k| k.bridge.gateway())
     }
 
+    /// Host folder of PersistentVolume `pv`'s data (process mode).
+    pub fn volume_path(&self, pv: &str) -> Option<PathBuf> {
+        self.kubelet.as_ref().map(|k| k.volume_path(pv))
+    }
+
     /// Path of the admin kubeconfig.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig

@@ -542,6 +542,7 @@ mod tests {
                 force_path_style: true,
                 credentials_secret: None,
             }),
+            pvc: None,
         };
         match target(&dest, None).unwrap() {
             Target::S3 {

@@ -10,11 +10,13 @@
 //!   (`spec.backup.spot`), run by the EtcdCluster controller between plan and execute;
 //! - `build` (pure): keys, names, member choice, targets, statuses, firings, `BackupReady`;
 //! - `retention` (pure): which scheduled backups to prune;
+//! - `pod` (pure): the pods that take and delete backups on a PersistentVolumeClaim;
 //! - `metrics`: the backup metric families.
 
 pub mod build;
 mod controller;
 mod metrics;
+pub mod pod;
 pub mod retention;
 pub mod schedule;
 pub mod spot;
@@ -122,15 +124,18 @@ pub struct Context {
     recorder: EventRecorder,
     applier: steward_core::apply::Applier,
     metrics: BackupMetrics,
+    operator_image: String,
 }
 
-/// Runs the EtcdBackup controller until the runtime shuts down.
-pub async fn run(rt: ControllerRuntime, metrics: BackupMetrics) {
+/// Runs the EtcdBackup controller until the runtime shuts down; `operator_image` runs the
+/// pods of backups to a PersistentVolumeClaim.
+pub async fn run(rt: ControllerRuntime, metrics: BackupMetrics, operator_image: String) {
     let ctx = Arc::new(Context {
         client: rt.client.clone(),
         recorder: EventRecorder::new(rt.client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
         applier: steward_core::apply::Applier::new(rt.client.clone(), FIELD_MANAGER),
         metrics,
+        operator_image,
     });
     steward_core::controller::run_namespaced::<EtcdBackup, _, _, _, _>(
         &rt,

@@ -4,16 +4,19 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use steward_core::EventRecorder;
 use steward_core::apply::{Applier, Desired, OwnedKind};
 
 use super::build::{self, Seen};
+use super::pod;
 use super::retention::{self, Entry, Policy};
 use super::{Error, target_for};
 use crate::crd::{
-    BACKUP_CLUSTER_LABEL, BACKUP_TRIGGER_LABEL, BackupPhase, EtcdBackup, EtcdCluster, TRIGGER_SCHEDULE,
+    BACKUP_CLUSTER_LABEL, BACKUP_TRIGGER_LABEL, BackupPhase, EtcdBackup, EtcdCluster, PvcDestination,
+    TRIGGER_SCHEDULE,
 };
 use crate::snapshot;
 
@@ -63,13 +66,15 @@ fn is_scheduled(b: &EtcdBackup) -> bool {
     b.labels().get(BACKUP_TRIGGER_LABEL).map(String::as_str) == Some(TRIGGER_SCHEDULE)
 }
 
-/// Runs `cluster`'s backup schedule at `now`; `None` when it has none.
+/// Runs `cluster`'s backup schedule at `now`; `None` when it has none. `operator_image`
+/// runs the pods that delete pruned snapshots from a PersistentVolumeClaim.
 pub async fn reconcile(
     client: &kube::Client,
     applier: &Applier,
     recorder: &EventRecorder,
     cluster: &EtcdCluster,
     now: i64,
+    operator_image: &str,
 ) -> Result<Option<Report>, Error> {
     let Some(spec) = &cluster.spec.backup else {
         return Ok(None);
@@ -122,6 +127,7 @@ pub async fn reconcile(
         }
     }
 
+    let mut pruning = false;
     if let Some(r) = &spec.retention {
         match Policy::from_spec(r) {
             Err(message) => {
@@ -136,9 +142,18 @@ pub async fn reconcile(
             }
             Ok(policy) => {
                 let scheduled: Vec<Entry> = backups.iter().filter(|b| is_scheduled(b)).map(entry).collect();
+                let pruner = Pruner {
+                    client,
+                    applier,
+                    recorder,
+                    cluster,
+                    operator_image,
+                };
                 for victim in retention::prune(&policy, &scheduled, now) {
-                    if prune(client, applier, recorder, cluster, &backups, &victim).await? {
-                        backups.retain(|b| b.name_any() != victim);
+                    match pruner.prune(&backups, &victim).await? {
+                        Pruned::Gone => backups.retain(|b| b.name_any() != victim),
+                        Pruned::InProgress => pruning = true,
+                        Pruned::Kept => {}
                     }
                 }
             }
@@ -152,7 +167,7 @@ pub async fn reconcile(
         .any(|b| matches!(b.entry.phase, BackupPhase::Pending | BackupPhase::Running));
     let next = build::next_firing(&schedule, now)
         .map(|at| Duration::from_secs((at - now).clamp(0, 3600) as u64 + 1));
-    let requeue = [next, pending.then_some(WHILE_PENDING)]
+    let requeue = [next, (pending || pruning).then_some(WHILE_PENDING)]
         .into_iter()
         .flatten()
         .min();
@@ -162,49 +177,115 @@ pub async fn reconcile(
     }))
 }
 
-/// Prunes backup `victim`: deletes its stored snapshot, then the EtcdBackup. A snapshot that
-/// cannot be deleted keeps the object (and a Warning Event says why): the next reconcile
-/// tries again. Returns whether the backup is gone.
-async fn prune(
-    client: &kube::Client,
-    applier: &Applier,
-    recorder: &EventRecorder,
-    cluster: &EtcdCluster,
-    backups: &[EtcdBackup],
-    victim: &str,
-) -> Result<bool, Error> {
-    let Some(b) = backups.iter().find(|b| b.name_any() == victim) else {
-        return Ok(false);
-    };
-    let ns = cluster.namespace().unwrap_or_default();
-    let key = b.status.as_ref().and_then(|s| s.key.clone());
-    if let Some(key) = &key {
-        let problem = match target_for(client, &ns, &b.spec.destination).await? {
-            Err((reason, message)) => Some(format!("{reason}: {message}")),
-            Ok(target) => snapshot::delete(&target, key)
-                .await
-                .err()
-                .map(|e| format!("{}: {e}", e.reason())),
+/// What pruning one backup came to.
+enum Pruned {
+    /// The snapshot and the EtcdBackup are deleted.
+    Gone,
+    /// A pod is deleting the snapshot (a PersistentVolumeClaim destination); look again soon.
+    InProgress,
+    /// The snapshot could not be deleted (a Warning Event says why): both stay.
+    Kept,
+}
+
+/// What pruning needs.
+struct Pruner<'a> {
+    client: &'a kube::Client,
+    applier: &'a Applier,
+    recorder: &'a EventRecorder,
+    cluster: &'a EtcdCluster,
+    operator_image: &'a str,
+}
+
+impl Pruner<'_> {
+    /// Prunes backup `victim`: deletes its stored snapshot, then the EtcdBackup. A snapshot
+    /// that cannot be deleted keeps the object (and a Warning Event says why): the next
+    /// reconcile tries again.
+    async fn prune(&self, backups: &[EtcdBackup], victim: &str) -> Result<Pruned, Error> {
+        let Some(b) = backups.iter().find(|b| b.name_any() == victim) else {
+            return Ok(Pruned::Kept);
         };
-        if let Some(problem) = problem {
-            recorder
-                .warning(
-                    cluster,
-                    "PruneFailed",
-                    "Prune",
-                    format!("cannot delete the snapshot {key} of EtcdBackup {victim}: {problem}"),
+        let ns = self.cluster.namespace().unwrap_or_default();
+        let key = b.status.as_ref().and_then(|s| s.key.clone());
+        if let Some(key) = &key {
+            let problem = match &b.spec.destination.pvc {
+                Some(pvc) => match self.delete_in_pod(b, pvc, key).await? {
+                    Ok(true) => None,
+                    Ok(false) => return Ok(Pruned::InProgress),
+                    Err(problem) => Some(problem),
+                },
+                None => match target_for(self.client, &ns, &b.spec.destination).await? {
+                    Err((reason, message)) => Some(format!("{reason}: {message}")),
+                    Ok(target) => snapshot::delete(&target, key)
+                        .await
+                        .err()
+                        .map(|e| format!("{}: {e}", e.reason())),
+                },
+            };
+            if let Some(problem) = problem {
+                self.recorder
+                    .warning(
+                        self.cluster,
+                        "PruneFailed",
+                        "Prune",
+                        format!("cannot delete the snapshot {key} of EtcdBackup {victim}: {problem}"),
+                    )
+                    .await;
+                return Ok(Pruned::Kept);
+            }
+        }
+        self.applier
+            .delete_unowned(&OwnedKind::namespaced::<EtcdBackup>(), Some(&ns), victim)
+            .await?;
+        let what = match &key {
+            Some(key) => format!("deleted EtcdBackup {victim} and its snapshot {key} (retention)"),
+            None => format!("deleted EtcdBackup {victim} (retention)"),
+        };
+        self.recorder
+            .normal(self.cluster, "BackupPruned", "Prune", what)
+            .await;
+        Ok(Pruned::Gone)
+    }
+
+    /// Deletes `key` from a claim through a pod owned by the backup (so it goes with it):
+    /// `Ok(true)` once deleted, `Ok(false)` while the pod runs, `Err` with what went wrong
+    /// (the pod is removed, so the next reconcile starts another).
+    async fn delete_in_pod(
+        &self,
+        b: &EtcdBackup,
+        pvc: &PvcDestination,
+        key: &str,
+    ) -> Result<Result<bool, String>, Error> {
+        let ns = b.namespace().unwrap_or_default();
+        let name = pod::delete_pod_name(&b.name_any());
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &ns);
+        let live = pods
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube("get", "Pod", format!("{ns}/{name}")))?;
+        let Some(live) = live else {
+            let desired = pod::delete_pod(b, pvc, key, self.operator_image);
+            self.applier
+                .apply_owned(
+                    b,
+                    &pod::labels(b, "backup-delete"),
+                    vec![Desired::namespaced(&desired)?],
+                    &[],
                 )
-                .await;
-            return Ok(false);
+                .await?;
+            return Ok(Ok(false));
+        };
+        match pod::report(&live) {
+            None => Ok(Ok(false)),
+            Some(pod::Report::Deleted) => Ok(Ok(true)),
+            Some(other) => {
+                self.applier
+                    .delete_unowned(&OwnedKind::namespaced::<Pod>(), Some(&ns), &name)
+                    .await?;
+                Ok(Err(match other {
+                    pod::Report::Failed { reason, message, .. } => format!("{reason}: {message}"),
+                    _ => format!("pod {ns}/{name} reported no deletion"),
+                }))
+            }
         }
     }
-    applier
-        .delete_unowned(&OwnedKind::namespaced::<EtcdBackup>(), Some(&ns), victim)
-        .await?;
-    let what = match &key {
-        Some(key) => format!("deleted EtcdBackup {victim} and its snapshot {key} (retention)"),
-        None => format!("deleted EtcdBackup {victim} (retention)"),
-    };
-    recorder.normal(cluster, "BackupPruned", "Prune", what).await;
-    Ok(true)
 }

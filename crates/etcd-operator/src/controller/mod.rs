@@ -270,9 +270,15 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
     if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen, source.as_ref()).await? {
         return status::blocked(&ctx, &target, blocked).await;
     }
-    let backups =
-        crate::backup::schedule::reconcile(&ctx.client, &ctx.applier, &ctx.recorder, &obj, now.0.as_second())
-            .await?;
+    let backups = crate::backup::schedule::reconcile(
+        &ctx.client,
+        &ctx.applier,
+        &ctx.recorder,
+        &obj,
+        now.0.as_second(),
+        &ctx.operator_image,
+    )
+    .await?;
     let status = status::report(&ctx, &target, seen, &step, now.clone(), backups.as_ref()).await?;
     Ok(status::next_reconcile(
         &obj.spec,

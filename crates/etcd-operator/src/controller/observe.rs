@@ -336,11 +336,7 @@ pub async fn members_for_backup(
 ) -> Result<(Vec<MemberView>, Option<ClientTls>), String> {
     let ns = obj.namespace().unwrap_or_default();
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
-    let client_secret = match obj.spec.tls.mode {
-        TlsMode::Disabled => None,
-        TlsMode::Auto => Some(crate::tls::secret_name(obj, crate::tls::Role::Client)),
-        TlsMode::Secrets => obj.spec.tls.secrets.as_ref().map(|s| s.client.clone()),
-    };
+    let client_secret = crate::tls::client_secret(obj);
     let tls =
         match client_secret {
             None => None,

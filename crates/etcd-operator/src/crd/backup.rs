@@ -65,15 +65,38 @@ pub struct ClusterRef {
     pub name: String,
 }
 
-/// Where snapshots are stored. Exactly one kind must be set; `s3` is the only kind today.
+/// Where snapshots are stored. Exactly one kind must be set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.s3)].filter(x, x).size() == 1").message("set exactly one destination (s3)"))]
+#[x_kube(validation = Rule::new("[has(self.s3), has(self.pvc)].filter(x, x).size() == 1").message("set exactly one destination (s3 or pvc)"))]
 pub struct BackupDestination {
     /// An S3 (or S3-compatible) bucket. The object key is
     /// `<prefix><namespace>/<cluster>/<backup>-<yyyymmddThhmmssZ><extension>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Destination>,
+    /// A PersistentVolumeClaim of the backup's namespace. The operator cannot mount it
+    /// itself, so a short-lived pod of the operator's image takes the snapshot (and another
+    /// deletes it when retention prunes it). The file is
+    /// `<path>/<namespace>/<cluster>/<backup>-<yyyymmddThhmmssZ><extension>` on the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcDestination>,
+}
+
+/// A directory on a PersistentVolumeClaim.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcDestination {
+    /// Name of the PersistentVolumeClaim, in the backup's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Directory inside the volume, relative, e.g. `etcd/backups` (the volume's root by
+    /// default). No segment may start with a dot, so `..` cannot leave the volume.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^([A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*)?$")
+    )]
+    pub path: String,
 }
 
 /// An S3 bucket and how to reach it.

@@ -21,7 +21,7 @@ pub struct BackupRunArgs {
     /// Client key (PEM). (`--key` names the stored object.)
     #[arg(long, requires_all = ["cacert", "cert"])]
     pub client_key: Option<PathBuf>,
-    /// Directory to store the snapshot in (a mounted volume); must exist.
+    /// Directory to store the snapshot in (a mounted volume); created when missing.
     #[arg(long)]
     pub directory: PathBuf,
     /// Key (file name below the directory); the compression's extension is set on it.
@@ -30,6 +30,24 @@ pub struct BackupRunArgs {
     /// none, gzip or zstd.
     #[arg(long, default_value = "none")]
     pub compression: Compression,
+    /// A file that gets the JSON result line too (a pod's termination message path, so the
+    /// operator reads the result from the pod's status).
+    #[arg(long)]
+    pub result_file: Option<PathBuf>,
+}
+
+/// Arguments of `etcd-operator backup-delete`.
+#[derive(clap::Args, Debug)]
+pub struct BackupDeleteArgs {
+    /// Directory holding the snapshot (a mounted volume).
+    #[arg(long)]
+    pub directory: PathBuf,
+    /// Key of the snapshot below the directory.
+    #[arg(long)]
+    pub key: String,
+    /// A file that gets the JSON result line too (a pod's termination message path).
+    #[arg(long)]
+    pub result_file: Option<PathBuf>,
 }
 
 /// Arguments of `etcd-operator restore-fetch`.
@@ -242,9 +260,21 @@ fn read_tls(args: &BackupRunArgs) -> Result<Option<ClientTls>, SnapshotError> {
     }))
 }
 
-/// Runs `backup-run`: prints one JSON line on stdout, the [`super::Outcome`] on success or
-/// `{"error": {"reason", "message", "retryable"}}` on failure (then exits non-zero, with the
-/// message on stderr too).
+/// Prints the JSON result line on stdout and, when asked, into `file` (best effort: the
+/// line on stdout is still there for the logs).
+fn report(line: &serde_json::Value, file: Option<&Path>) {
+    let text = line.to_string();
+    println!("{text}");
+    if let Some(path) = file
+        && let Err(e) = std::fs::write(path, format!("{text}\n"))
+    {
+        eprintln!("cannot write the result to {}: {e}", path.display());
+    }
+}
+
+/// Runs `backup-run`: prints one JSON line on stdout (and into `--result-file`), the
+/// [`super::Outcome`] on success or `{"error": {"reason", "message", "retryable"}}` on failure
+/// (then exits non-zero, with the message on stderr too).
 pub fn backup_run(args: BackupRunArgs) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -253,23 +283,55 @@ pub fn backup_run(args: BackupRunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = read_tls(&args).and_then(|tls| {
-        rt.block_on(super::take(
-            &args.endpoint,
-            tls.as_ref(),
-            &Target::Directory(args.directory.clone()),
-            &args.key,
-            args.compression,
-        ))
-    });
+    let result = std::fs::create_dir_all(&args.directory)
+        .map_err(|source| SnapshotError::LocalIo {
+            path: args.directory.clone(),
+            source,
+        })
+        .and_then(|()| read_tls(&args))
+        .and_then(|tls| {
+            rt.block_on(super::take(
+                &args.endpoint,
+                tls.as_ref(),
+                &Target::Directory(args.directory.clone()),
+                &args.key,
+                args.compression,
+            ))
+        });
+    let file = args.result_file.as_deref();
     match result {
         Ok(outcome) => {
-            println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+            report(&serde_json::to_value(&outcome).unwrap_or_default(), file);
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("{}", serde_json::json!({ "error": e.to_json() }));
+            report(&serde_json::json!({ "error": e.to_json() }), file);
             eprintln!("backup-run failed: {}: {e}", e.reason());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `backup-delete`: removes one stored snapshot (one already gone is no error) and
+/// prints `{"deleted": key}` or the error line, as `backup-run` does.
+pub fn backup_delete(args: BackupDeleteArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("backup-delete failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = Target::Directory(args.directory.clone());
+    let file = args.result_file.as_deref();
+    match rt.block_on(super::delete(&target, &args.key)) {
+        Ok(()) => {
+            report(&serde_json::json!({ "deleted": args.key }), file);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report(&serde_json::json!({ "error": e.to_json() }), file);
+            eprintln!("backup-delete failed: {}: {e}", e.reason());
             ExitCode::FAILURE
         }
     }

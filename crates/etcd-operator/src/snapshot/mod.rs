@@ -25,8 +25,8 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
 pub use cli::{
-    BackupRunArgs, Finished, RestoreFetchArgs, RestoreFinishArgs, backup_run, finish_restore, restore_fetch,
-    restore_finish,
+    BackupDeleteArgs, BackupRunArgs, Finished, RestoreFetchArgs, RestoreFinishArgs, backup_delete,
+    backup_run, finish_restore, restore_fetch, restore_finish,
 };
 use store::Destination;
 use stream::{Decoder, Encoder, EtcdDigestCheck, Sha256Count};
@@ -113,6 +113,15 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The name `FromStr` reads back: `none`, `gzip` or `zstd`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
     /// The file extension of a snapshot stored with this compression.
     pub fn extension(&self) -> &'static str {
         match self {

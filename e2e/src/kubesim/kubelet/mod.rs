@@ -109,6 +109,12 @@ impl LogSource for Logs {
 }
 
 impl ProcessKubelet {
+    /// Host folder holding the data of PersistentVolume `pv` (what a pod mounting a claim
+    /// bound to it sees).
+    pub fn volume_path(&self, pv: &str) -> PathBuf {
+        self.root.join("pvs").join(pv)
+    }
+
     /// Starts the kubelet. `api_port` is the API server's port on the bridge address.
     pub fn start(
         server: Arc<ApiServer>,
