@@ -405,7 +405,8 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
 
 /// The PersistentVolumeClaim destination: a pod of the operator's image takes the snapshot
 /// of a TLS cluster into the claim (the status comes from its termination message; the
-/// file's SHA-256 is the status's and it restores with the real etcdutl); a missing claim
+/// file's SHA-256 is the status's and it restores with the real etcdutl); a new cluster is
+/// restored from it with every key and value; a missing claim
 /// fails with `ClaimNotFound`; retention prunes an old backup through a second pod that
 /// deletes its file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,7 +434,10 @@ async fn backups_to_a_volume_claim() {
     .await
     .unwrap();
     for i in 0..20 {
-        let (ok, out) = ctl.run(&ctl.members(), &["put", &format!("pvc-{i:02}"), "value"]);
+        let (ok, out) = ctl.run(
+            &ctl.members(),
+            &["put", &format!("pvc-{i:02}"), &format!("value-{i:02}")],
+        );
         assert!(ok, "put: {out}");
     }
     let to_claim = |claim: &str| format!("    pvc: {{claimName: {claim}, path: etcd/snapshots}}\n");
@@ -481,6 +485,25 @@ async fn backups_to_a_volume_claim() {
     let snapshot = tmp.path().join("to-claim.db");
     std::fs::write(&snapshot, &bytes).unwrap();
     assert_eq!(restored_keys(&snapshot, "pvc-", st.revision.unwrap()).await, 20);
+
+    // A new cluster restored from the claim (its restore-fetch mounts it read-only) serves the
+    // same keys and values.
+    env.apply(&cluster_yaml(
+        "vol-restored",
+        1,
+        &current,
+        "  tls: {mode: auto}\n  storage: {emptyDir: {}}\n  bootstrap:\n    fromBackup:\n      backupRef: {name: to-claim}\n",
+    ))
+    .await
+    .unwrap();
+    wait_ready(&env, "vol-restored").await;
+    let restored = Etcdctl::connect(&env, "vol-restored").await.unwrap();
+    let (ok, out) = restored.run(&restored.members(), &["get", "pvc-", "--prefix"]);
+    assert!(ok, "get: {out}");
+    let expected: Vec<String> = (0..20)
+        .flat_map(|i| [format!("pvc-{i:02}"), format!("value-{i:02}")])
+        .collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
 
     // A claim that does not exist: Failed at once, with the reason.
     env.apply(&backup("no-claim", "", "nowhere")).await.unwrap();

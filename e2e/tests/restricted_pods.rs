@@ -68,7 +68,9 @@ fn a_restoring_seed_passes_restricted() {
         )];
         let mut pod = etcd_operator::resources::member_pod(&c, "db-abcde", &initial, "new");
         let source = etcd_operator::resources::RestoreSource {
-            s3: serde_json::from_value(json!({"bucket": "b", "credentialsSecret": "s3"})).unwrap(),
+            store: etcd_operator::resources::RestoreStore::S3(
+                serde_json::from_value(json!({"bucket": "b", "credentialsSecret": "s3"})).unwrap(),
+            ),
             key: "team/src/b.db".into(),
             sha256: None,
         };
@@ -84,6 +86,37 @@ fn a_restoring_seed_passes_restricted() {
         let pod = serde_json::to_value(pod).unwrap();
         assert_eq!(pod["spec"]["initContainers"].as_array().map(Vec::len), Some(3));
         assert_eq!(violations(&restricted(), &pod), None, "{pod:#}");
+    }
+}
+
+/// The pods of a backup to a PersistentVolumeClaim (taking it, with the client certificate
+/// mounted, and deleting it).
+#[test]
+fn backup_pods_pass_restricted() {
+    use etcd_operator::backup::pod;
+    let backup: etcd_operator::crd::EtcdBackup = serde_json::from_value(json!({
+        "apiVersion": "etcd.steward.dev/v1alpha1",
+        "kind": "EtcdBackup",
+        "metadata": {"name": "nightly", "namespace": "team", "uid": "u3"},
+        "spec": {"clusterRef": {"name": "db"}, "destination": {"pvc": {"claimName": "backups"}}},
+    }))
+    .unwrap();
+    let pvc = backup.spec.destination.pvc.clone().unwrap();
+    let run = pod::BackupRun {
+        endpoint: "https://db-abcde.db.team.svc:2379",
+        client_tls_secret: Some("db-client-tls"),
+        key: "team/db/nightly.db",
+        compression: etcd_operator::snapshot::Compression::None,
+        image: "steward/etcd-operator:dev",
+        attempt: 1,
+    };
+    for p in [
+        pod::backup_pod(&backup, &pvc, &run),
+        pod::delete_pod(&backup, &pvc, "team/db/nightly.db", "steward/etcd-operator:dev"),
+    ] {
+        let p = serde_json::to_value(p).unwrap();
+        assert_eq!(violations(&restricted(), &p), None, "{p:#}");
+        assert_eq!(p["spec"]["automountServiceAccountToken"], false);
     }
 }
 

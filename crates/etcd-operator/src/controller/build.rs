@@ -247,6 +247,9 @@ pub(super) fn add_restore(
         .first()
         .and_then(|c| c.security_context.clone())
         .unwrap_or_else(steward_core::security::restricted_container);
+    if let Some(volume) = resources::restore_volume(source) {
+        spec.volumes.get_or_insert_with(Vec::new).push(volume);
+    }
     spec.init_containers = Some(resources::restore_init_containers(
         obj,
         member,
@@ -303,13 +306,15 @@ pub(super) fn restore_source(
             from.sha256.clone(),
         ),
     };
-    let Some(s3) = destination.s3 else {
-        return Err(not_ready("the backup names no s3 destination".to_string()));
+    let store = match (destination.s3, destination.pvc) {
+        (Some(s3), _) => resources::RestoreStore::S3(s3),
+        (None, Some(pvc)) => resources::RestoreStore::Pvc(pvc),
+        (None, None) => return Err(not_ready("the backup names no destination".to_string())),
     };
     if key.is_empty() {
         return Err(not_ready("fromBackup names no key".to_string()));
     }
-    Ok(Some(resources::RestoreSource { s3, key, sha256 }))
+    Ok(Some(resources::RestoreSource { store, key, sha256 }))
 }
 
 /// Condition reason while the backup a restore needs is missing or not Succeeded.

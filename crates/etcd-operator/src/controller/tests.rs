@@ -357,8 +357,11 @@ fn restore_source_comes_from_a_succeeded_backup_only() {
     let source = build::restore_source(&obj, Some(&ok)).unwrap().unwrap();
     assert_eq!(source.key, "ns/src/b.db");
     assert_eq!(source.sha256.as_deref(), Some("ab"));
-    assert_eq!(source.s3.bucket, "bkt");
-    assert_eq!(source.s3.credentials_secret.as_deref(), Some("creds"));
+    let crate::resources::RestoreStore::S3(s3) = &source.store else {
+        panic!("{source:?}")
+    };
+    assert_eq!(s3.bucket, "bkt");
+    assert_eq!(s3.credentials_secret.as_deref(), Some("creds"));
 
     let (reason, message) = build::restore_source(&obj, None).unwrap_err();
     assert_eq!(reason, "BackupNotReady");
@@ -377,10 +380,10 @@ fn restore_source_comes_from_a_succeeded_backup_only() {
         "sha256": "cd",
     }));
     let source = build::restore_source(&by_hand, None).unwrap().unwrap();
-    assert_eq!(
-        (source.s3.bucket.as_str(), source.key.as_str()),
-        ("other", "k.db.gz")
-    );
+    let crate::resources::RestoreStore::S3(s3) = &source.store else {
+        panic!("{source:?}")
+    };
+    assert_eq!((s3.bucket.as_str(), source.key.as_str()), ("other", "k.db.gz"));
     assert_eq!(source.sha256.as_deref(), Some("cd"));
 
     let mut plain = crate::crd::EtcdCluster::new("c", spec("3.5.16"));

@@ -8,10 +8,14 @@
 //! 3. `restore-finish` (operator image) moves the staged data dir into place only when the
 //!    data dir holds no member yet, and otherwise discards the staging directory.
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, SecretKeySelector, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, SecretKeySelector, Volume,
+    VolumeMount,
+};
 
 use super::{DATA_DIR, DATA_MOUNT, cluster_token, initial_cluster_arg, peer_url};
-use crate::crd::{EtcdCluster, S3Destination};
+use crate::backup::pod as backup_pod;
+use crate::crd::{EtcdCluster, PvcDestination, S3Destination};
 use crate::version::Version;
 
 /// Staging directory of a restore, on the data volume (so the final move is a rename).
@@ -38,12 +42,22 @@ const BUMP_SINCE: Version = Version {
     patch: 10,
 };
 
+/// Where the snapshot a seed is restored from is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestoreStore {
+    /// Bucket, prefix, endpoint and the credentials Secret.
+    S3(S3Destination),
+    /// A directory on a PersistentVolumeClaim of the cluster's namespace, mounted read-only
+    /// into `restore-fetch`.
+    Pvc(PvcDestination),
+}
+
 /// The stored snapshot a seed is restored from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RestoreSource {
-    /// Bucket, prefix, endpoint and the credentials Secret.
-    pub s3: S3Destination,
-    /// Key relative to the prefix.
+    /// Where it is stored.
+    pub store: RestoreStore,
+    /// Key relative to the prefix (S3) or the directory (PVC).
     pub key: String,
     /// Expected hex SHA-256 of the stored object.
     pub sha256: Option<String>,
@@ -99,21 +113,44 @@ fn secret_env(secret: &str, key: &str, optional: bool) -> EnvVar {
     }
 }
 
+/// Name of the volume of a PVC restore source in the seed pod.
+pub const BACKUP_VOLUME: &str = "backup";
+
+/// The volume the seed pod needs for `source`: its claim, read-only (none for S3).
+pub fn restore_volume(source: &RestoreSource) -> Option<Volume> {
+    let RestoreStore::Pvc(pvc) = &source.store else {
+        return None;
+    };
+    Some(Volume {
+        name: BACKUP_VOLUME.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: pvc.claim_name.clone(),
+            read_only: Some(true),
+        }),
+        ..Default::default()
+    })
+}
+
 /// `restore-fetch`'s arguments for `source`.
 fn fetch_args(source: &RestoreSource) -> Vec<String> {
-    let s3 = &source.s3;
-    let mut args = vec!["restore-fetch".to_string(), format!("--s3-bucket={}", s3.bucket)];
-    if !s3.prefix.is_empty() {
-        args.push(format!("--s3-prefix={}", s3.prefix));
-    }
-    if let Some(e) = &s3.endpoint {
-        args.push(format!("--s3-endpoint={e}"));
-    }
-    if let Some(r) = &s3.region {
-        args.push(format!("--s3-region={r}"));
-    }
-    if s3.force_path_style {
-        args.push("--s3-force-path-style".into());
+    let mut args = vec!["restore-fetch".to_string()];
+    match &source.store {
+        RestoreStore::S3(s3) => {
+            args.push(format!("--s3-bucket={}", s3.bucket));
+            if !s3.prefix.is_empty() {
+                args.push(format!("--s3-prefix={}", s3.prefix));
+            }
+            if let Some(e) = &s3.endpoint {
+                args.push(format!("--s3-endpoint={e}"));
+            }
+            if let Some(r) = &s3.region {
+                args.push(format!("--s3-region={r}"));
+            }
+            if s3.force_path_style {
+                args.push("--s3-force-path-style".into());
+            }
+        }
+        RestoreStore::Pvc(pvc) => args.push(format!("--directory={}", backup_pod::directory(pvc))),
     }
     args.push(format!("--key={}", source.key));
     if let Some(sum) = &source.sha256 {
@@ -162,7 +199,11 @@ pub fn restore_init_containers(
     container_security: k8s_openapi::api::core::v1::SecurityContext,
 ) -> Vec<Container> {
     let version = Version::parse(&cluster.spec.version).unwrap_or(BUMP_SINCE);
-    let env = source.s3.credentials_secret.as_deref().map(|secret| {
+    let credentials = match &source.store {
+        RestoreStore::S3(s3) => s3.credentials_secret.as_deref(),
+        RestoreStore::Pvc(_) => None,
+    };
+    let env = credentials.map(|secret| {
         vec![
             secret_env(secret, "AWS_ACCESS_KEY_ID", false),
             secret_env(secret, "AWS_SECRET_ACCESS_KEY", false),
@@ -187,6 +228,17 @@ pub fn restore_init_containers(
         fetch_args(source),
     );
     fetch.env = env;
+    if restore_volume(source).is_some() {
+        fetch
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: BACKUP_VOLUME.into(),
+                mount_path: backup_pod::PVC_MOUNT.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+    }
     let restore = container(
         RESTORE_CONTAINER,
         format!("{}:v{}", cluster.spec.repository, cluster.spec.version),
@@ -229,14 +281,14 @@ mod tests {
 
     fn source() -> RestoreSource {
         RestoreSource {
-            s3: S3Destination {
+            store: RestoreStore::S3(S3Destination {
                 bucket: "b".into(),
                 prefix: "p/".into(),
                 endpoint: Some("http://s3:9000".into()),
                 region: Some("r".into()),
                 force_path_style: true,
                 credentials_secret: Some("creds".into()),
-            },
+            }),
             key: "ns/src/one.db.zst".into(),
             sha256: Some("ab".repeat(32)),
         }
@@ -383,5 +435,49 @@ mod tests {
             );
             assert_eq!(c.volume_mounts.clone().unwrap()[0].mount_path, DATA_MOUNT);
         }
+    }
+
+    #[test]
+    fn fetch_reads_a_claim_read_only() {
+        let c = cluster("3.5.16");
+        let source = RestoreSource {
+            store: RestoreStore::Pvc(PvcDestination {
+                claim_name: "backups".into(),
+                path: "etcd".into(),
+            }),
+            key: "ns/src/one.db".into(),
+            sha256: None,
+        };
+        let initial = vec![("restored-a".to_string(), peer_url(&c, "restored-a"))];
+        let cs = restore_init_containers(
+            &c,
+            "restored-a",
+            &initial,
+            &source,
+            "img",
+            steward_core::security::restricted_container(),
+        );
+        let fetch = &cs[0];
+        let args = fetch.args.clone().unwrap();
+        assert!(args.contains(&"--directory=/backup/etcd".to_string()), "{args:?}");
+        assert!(!args.iter().any(|a| a.starts_with("--s3")), "{args:?}");
+        assert!(fetch.env.is_none());
+        let mount = &fetch.volume_mounts.clone().unwrap()[1];
+        assert_eq!(
+            (mount.name.as_str(), mount.read_only),
+            (BACKUP_VOLUME, Some(true))
+        );
+        let volume = restore_volume(&source).unwrap();
+        let claim = volume.persistent_volume_claim.unwrap();
+        assert_eq!(
+            (claim.claim_name.as_str(), claim.read_only),
+            ("backups", Some(true))
+        );
+        // The other containers never see the claim.
+        assert!(
+            cs[1..]
+                .iter()
+                .all(|c| c.volume_mounts.clone().unwrap().len() == 1)
+        );
     }
 }
