@@ -743,6 +743,7 @@ fn random_specs_never_panic_and_accepted_output_passes_promtool() {
             pod_monitors: &w.pod_monitors,
             scrape_configs: &[],
             rules: &w.rules,
+            prometheuses: &[],
             store: &store,
         });
         let Ok(generated) = generated else {
@@ -793,6 +794,7 @@ fn secrets_do_not_leak_into_rules_or_messages() {
         pod_monitors: &[],
         scrape_configs: &[],
         rules: &[],
+        prometheuses: &[],
         store: &store,
     })
     .unwrap();

@@ -38,6 +38,8 @@ pub(super) struct Admitted {
     pub refused: Vec<Rejection>,
     /// Namespaces of the Alertmanager endpoints.
     pub alerting: BTreeSet<String>,
+    /// Why selected Prometheus objects are left out of the federation (discovery refused).
+    pub federation_refused: Vec<String>,
 }
 
 /// Validates `obj` and admits the fetched monitors. `Err` holds the problems that stop the
@@ -94,11 +96,13 @@ pub(super) fn admit(obj: &Prometheus, mut fetched: Fetched, policy: Policy) -> R
         &mut wanted,
         &mut refused,
     );
+    let federation_refused = adm.admit_federated(&mut fetched.prometheuses);
     Ok(Admitted {
         fetched,
         wanted,
         refused,
         alerting,
+        federation_refused,
     })
 }
 
@@ -110,6 +114,30 @@ struct Admission<'a> {
 }
 
 impl Admission<'_> {
+    /// Keeps the federated Prometheus objects whose namespace this Prometheus may discover
+    /// pods in (the monitors' rule); says why each other one is left out.
+    fn admit_federated(&self, prometheuses: &mut Vec<Prometheus>) -> Vec<String> {
+        let mut refused = Vec::new();
+        prometheuses.retain(|p| {
+            let ns = p.namespace().unwrap_or_default();
+            let want = BTreeSet::from([ns.clone()]);
+            let what = "spec.federation.prometheusNamespaceSelector";
+            match discovery::check(self.prom_ns, Some(&want), self.namespaces, self.policy, what) {
+                Ok(()) => true,
+                Err(r) => {
+                    refused.push(format!(
+                        "Prometheus {ns}/{} is not federated: {}: {}",
+                        p.name_any(),
+                        r.reason.as_str(),
+                        r.message
+                    ));
+                    false
+                }
+            }
+        });
+        refused
+    }
+
     /// Keeps the monitors whose discovery is allowed; the others become rejections.
     fn admit<K: Resource>(
         &self,
