@@ -222,15 +222,13 @@ spec:
     let a = metrics_target(&host, team_target("a")).await;
     let b = metrics_target(&host, team_target("b")).await;
     let team = |t: &str, target: &str| {
-        format!(
-            "{}---\n{}---\n{}",
-            // The global Prometheus (namespace fed-global) may discover pods here.
-            namespace(
-                &format!("fed-{t}"),
-                ", federate: \"yes\", discovery-from.monitoring.steward.dev/fed-global: \"true\""
-            ),
-            format!(
-                r#"apiVersion: monitoring.steward.dev/v1alpha1
+        // The global Prometheus (namespace fed-global) may discover pods here.
+        let ns = namespace(
+            &format!("fed-{t}"),
+            ", federate: \"yes\", discovery-from.monitoring.steward.dev/fed-global: \"true\"",
+        );
+        let prometheus = format!(
+            r#"apiVersion: monitoring.steward.dev/v1alpha1
 kind: Prometheus
 metadata: {{name: main, namespace: fed-{t}, labels: {{federate: "yes"}}}}
 spec:
@@ -239,9 +237,9 @@ spec:
   scrapeConfigSelector: {{}}
   storage: {{emptyDir: {{}}}}
 "#
-            ),
-            scrape_config(&format!("fed-{t}"), &[target.to_string()])
-        )
+        );
+        let targets = scrape_config(&format!("fed-{t}"), &[target.to_string()]);
+        format!("{ns}---\n{prometheus}---\n{targets}")
     };
     env.apply(&format!(
         "{}---\n{}---\n{}---\n{}",
