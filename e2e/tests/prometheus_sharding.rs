@@ -3,7 +3,8 @@
 //! runs on kubesim's host address (what a pod dials to reach a server outside the cluster).
 //!
 //! - Two shards over six targets: each target is scraped by exactly one shard; lowering the
-//!   count to one deletes the second shard's StatefulSet, and shard 0 takes every target.
+//!   count to one deletes the second shard's StatefulSet (its PVC stays), and shard 0 takes
+//!   every target.
 //! - A global Prometheus federating two team Prometheus objects (two namespaces) answers a
 //!   query for a series only one team scrapes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use e2e::harness::{Env, pod_ready, wait_for, wait_until};
 use e2e::prometheus::{condition_true, query};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 
 fn api(env: &Env, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
@@ -129,7 +130,7 @@ spec:
   shards: 2
   scrapeInterval: 2s
   scrapeConfigSelector: {}
-  storage: {emptyDir: {}}
+  storage: {volumeClaimTemplate: {size: 1Gi}}
 "#,
         scrape_config("shards", &targets)
     ))
@@ -206,6 +207,15 @@ spec:
     )
     .await
     .unwrap();
+    // Its PVC stays, with the samples shard 1 scraped.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), "shards");
+    assert!(
+        claims
+            .get_opt("data-prometheus-main-shard-1-0")
+            .await
+            .unwrap()
+            .is_some()
+    );
     wait_for("shard 0 scrapes all six", Duration::from_secs(90), || async {
         match pod_ip(&env, "shards", pods[0]).await {
             Some(ip) => instances(&ip, job).await == all,
