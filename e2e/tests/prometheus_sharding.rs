@@ -5,6 +5,7 @@
 //! - Two shards over six targets: each target is scraped by exactly one shard; lowering the
 //!   count to one deletes the second shard's StatefulSet (its PVC stays), and shard 0 takes
 //!   every target.
+//! - The CRD schema refuses zero shards and a federation without `match` or selector.
 //! - A global Prometheus federating two team Prometheus objects (two namespaces) answers a
 //!   query for a series only one team scrapes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -112,6 +113,35 @@ async fn shards_split_targets_and_federation_gives_a_global_view() {
         return;
     };
     let host = cluster.host_address().expect("kubesim in process mode");
+
+    // The schema refuses what can never work: no shard, a federation without a selector.
+    env.apply(&namespace("shards", "")).await.unwrap();
+    let base = "apiVersion: monitoring.steward.dev/v1alpha1\nkind: Prometheus\nmetadata: {name: bad, namespace: shards}\n";
+    for (spec, message) in [
+        (
+            "spec: {shards: 0}",
+            "spec.shards in body should be greater than or equal to 1",
+        ),
+        (
+            "spec: {federation: {prometheusSelector: {}, match: []}}",
+            "spec.federation.match in body should have at least 1 items",
+        ),
+        (
+            "spec: {federation: {prometheusSelector: {}, match: ['']}}",
+            "spec.federation.match[0] in body should be at least 1 chars long",
+        ),
+        (
+            "spec: {federation: {match: [up]}}",
+            "spec.federation.prometheusSelector: Required value",
+        ),
+    ] {
+        let err = env
+            .kubectl_with_input(&["create", "-f", "-"], Some(&format!("{base}{spec}\n")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{spec}: {err}");
+    }
 
     // --- Two shards over six targets.
     let started = Instant::now();

@@ -221,7 +221,7 @@ pub struct FederationSpec {
     /// Series selectors sent as `match[]` to `/federate`, e.g. `{__name__=~"job:.*"}`; at
     /// least one (Prometheus answers nothing without).
     #[serde(rename = "match")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), inner(length(min = 1)))]
     pub match_: Vec<String>,
     /// How often to federate, e.g. `1m`; the global scrape interval when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
