@@ -7,7 +7,8 @@
 //!   every target.
 //! - The CRD schema refuses zero shards and a federation without `match` or selector.
 //! - A global Prometheus federating two team Prometheus objects (two namespaces) answers a
-//!   query for a series only one team scrapes.
+//!   query for a series only one team scrapes; deleting a team Prometheus removes its job from
+//!   the global configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -211,13 +212,7 @@ spec:
     );
     // Each shard's samples carry its number as an external label.
     let ip = pod_ip(&env, "shards", pods[1]).await.unwrap();
-    let cfg: serde_json::Value = reqwest::get(format!("http://{ip}:9090/api/v1/status/config"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let yaml = cfg["data"]["yaml"].as_str().unwrap_or_default();
+    let yaml = loaded_config(&ip).await;
     assert!(yaml.contains("shard: \"1\""), "{yaml}");
 
     // One shard again: the second StatefulSet goes, shard 0 takes every target.
@@ -362,4 +357,30 @@ spec:
         ])
     );
     eprintln!("global view answers after {:?}", started.elapsed());
+
+    // A deleted team Prometheus leaves the global configuration: its change wakes the
+    // Prometheus objects that federate.
+    api(&env, "fed-b", "Prometheus", "prometheuses")
+        .delete("main", &Default::default())
+        .await
+        .unwrap();
+    wait_for(
+        "fed-b's job gone from the global config",
+        Duration::from_secs(60),
+        || async {
+            let yaml = loaded_config(&global).await;
+            yaml.contains("federate/fed-a/main") && !yaml.contains("federate/fed-b/main")
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// The configuration the Prometheus at `ip` runs (empty when it does not answer).
+async fn loaded_config(ip: &str) -> String {
+    let Ok(resp) = reqwest::get(format!("http://{ip}:9090/api/v1/status/config")).await else {
+        return String::new();
+    };
+    let cfg: serde_json::Value = resp.json().await.unwrap_or_default();
+    cfg["data"]["yaml"].as_str().unwrap_or_default().to_string()
 }

@@ -18,8 +18,8 @@ use crate::crd::{FederationSpec, Prometheus};
 const WEB_PORT_NAME: &str = "web";
 
 /// Whether `p` federates `other`, whose namespace has `namespace_labels` (`None`: unknown,
-/// matched as no labels). A Prometheus never federates itself; an invalid selector selects
-/// nothing. The one rule: the generator and the operator's watch mapping both use it.
+/// matched as no labels). A Prometheus never federates itself nor one being deleted; an
+/// invalid selector selects nothing. The one rule: the generator and the operator's watch mapping both use it.
 pub fn federates(
     p: &Prometheus,
     other: &Prometheus,
@@ -30,6 +30,10 @@ pub fn federates(
     };
     let other_ns = other.namespace().unwrap_or_default();
     if other_ns == p.namespace().unwrap_or_default() && other.name_any() == p.name_any() {
+        return false;
+    }
+    // One being deleted is about to lose its pods.
+    if other.metadata.deletion_timestamp.is_some() {
         return false;
     }
     let in_scope = match &fed.prometheus_namespace_selector {
@@ -208,6 +212,12 @@ mod tests {
             .map(|p| p.name_any())
             .collect();
         assert_eq!(picked, vec!["quiet", "team", "far"]);
+        // Nor one being deleted.
+        let mut going = others[1].clone();
+        going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1).unwrap(),
+        ));
+        assert!(!federates(&g, &going, None));
         // Without federation nothing is federated.
         let plain = prom("mon", "plain", &[], serde_json::json!({}));
         assert!(!federates(&plain, &others[1], None));

@@ -118,12 +118,13 @@ pub(super) fn start(
         .filter(move |ev| std::future::ready(ev.as_ref().map_or(true, |ev| in_scope(&scope, ev))))
         .modify(drop_managed_fields)
         .reflect(prom_w)
-        .touched_objects()
-        .inspect(move |p| {
-            if let Ok(p) = p {
+        .inspect(move |ev| {
+            // Deletions too: a federator must drop the jobs of a Prometheus that is gone.
+            if let Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) = ev {
                 let _ = changed_tx.unbounded_send(p.clone());
             }
-        });
+        })
+        .applied_objects();
     let controller = Controller::for_stream(prom_stream, prometheuses.clone());
     let (namespaces, ns_stream) = cached::<Namespace>(&client, wc(), drop_managed_fields);
     let (service_monitors, smon_stream) = cached::<ServiceMonitor>(&client, wc(), drop_managed_fields);
