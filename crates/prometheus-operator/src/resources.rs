@@ -627,6 +627,10 @@ mod tests {
             "statefulset.yaml",
             &statefulset(&p, "steward/prometheus-operator:dev", 2, &tuning),
         );
+        let mut sharded = p.clone();
+        sharded.spec.shards = 2;
+        let sets = statefulsets(&sharded, "steward/prometheus-operator:dev", 2, &tuning);
+        golden("statefulset-shard-1.yaml", &sets[1]);
         golden("service.yaml", &service(&p));
         golden("governing-service.yaml", &governing_service("mon"));
         golden("config-secret.yaml", &config_secret(&p, b"gz".to_vec()));
