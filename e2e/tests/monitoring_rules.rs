@@ -211,6 +211,7 @@ fn the_example_platform_stack_selects_and_accepts_everything_deploy_monitoring_s
         pod_monitors: &pod_monitors,
         scrape_configs: &[],
         rules: &rules,
+        prometheuses: &[],
         store: &store,
     })
     .unwrap();

@@ -1,6 +1,6 @@
 //! The Prometheus configuration generator against the real `promtool` of both supported
-//! Prometheus lines (2.53 and 3.5): every golden case's `prometheus.yaml` passes
-//! `promtool check config` and every rule file `promtool check rules`; and for random monitors
+//! Prometheus lines (2.53 and 3.5): every golden case's `prometheus.yaml`, expanded as the
+//! config-reloader does, passes `promtool check config` and every rule file `promtool check rules`; and for random monitors
 //! and rules the generator never panics and whatever it accepts passes `promtool`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,6 +20,7 @@ use prometheus_operator::crd::{
     Endpoint, PodMetricsEndpoint, PodMonitor, PodMonitorSpec, Prometheus, PrometheusRule, PrometheusRuleSpec,
     Rule, RuleGroup, ServiceMonitor, ServiceMonitorSpec,
 };
+use prometheus_operator::reloader::{expand_env, lookup};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -81,7 +82,15 @@ fn write_out(generated: &Generated, dir: &Path) -> (PathBuf, Vec<PathBuf>) {
         generated.rule_files.len(),
         "every rule file is in a ConfigMap"
     );
-    let config = generated.prometheus_yaml.replace(
+    // What a pod loads: `$(POD_NAME)` and `$(SHARD)` expanded as its config-reloader does.
+    let env = |name: &str| match name {
+        "POD_NAME" => Some("prometheus-main-shard-1-0".to_string()),
+        "SHARD" => Some("1".to_string()),
+        _ => None,
+    };
+    let expanded = expand_env(&generated.prometheus_yaml, |name| lookup(name, env));
+    assert!(expanded.unknown.is_empty(), "{:?}", expanded.unknown);
+    let config = expanded.text.replace(
         &format!("\"{RULES_DIR}/"),
         &format!("\"{}/", rules_root.display()),
     );
@@ -743,6 +752,7 @@ fn random_specs_never_panic_and_accepted_output_passes_promtool() {
             pod_monitors: &w.pod_monitors,
             scrape_configs: &[],
             rules: &w.rules,
+            prometheuses: &[],
             store: &store,
         });
         let Ok(generated) = generated else {
@@ -793,6 +803,7 @@ fn secrets_do_not_leak_into_rules_or_messages() {
         pod_monitors: &[],
         scrape_configs: &[],
         rules: &[],
+        prometheuses: &[],
         store: &store,
     })
     .unwrap();

@@ -121,6 +121,7 @@ fn main() {
             pod_monitors: &[],
             scrape_configs: &[],
             rules: &[],
+            prometheuses: &[],
             store: &store,
         };
         // Warm up allocator and caches.

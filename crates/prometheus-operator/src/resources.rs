@@ -44,6 +44,79 @@ pub fn base_name(p: &Prometheus) -> String {
     format!("prometheus-{}", p.name_any())
 }
 
+/// Label on the pods (and, from shard 1 on, in the StatefulSet selector) naming their shard;
+/// set only when there is more than one shard, so a single-shard Prometheus keeps its pods.
+pub const SHARD_LABEL: &str = "monitoring.steward.dev/shard";
+
+/// Name of shard `shard`'s StatefulSet: `prometheus-<name>` for shard 0 (the name from before
+/// sharding, so its pods and PVCs stay), `prometheus-<name>-shard-<n>` after.
+pub fn shard_name(p: &Prometheus, shard: i32) -> String {
+    if shard == 0 {
+        base_name(p)
+    } else {
+        format!("{}-shard-{shard}", base_name(p))
+    }
+}
+
+/// The number of shards of `p` (at least 1).
+pub fn shards(p: &Prometheus) -> i32 {
+    p.spec.shards.max(1)
+}
+
+/// Every shard's StatefulSet (see [`statefulset`] and [`shard_statefulset`]).
+pub fn statefulsets(
+    p: &Prometheus,
+    reloader_image: &str,
+    rule_configmaps: usize,
+    tuning: &Tuning,
+) -> Vec<StatefulSet> {
+    let base = statefulset(p, reloader_image, rule_configmaps, tuning);
+    (0..shards(p)).map(|n| shard_statefulset(p, &base, n)).collect()
+}
+
+/// Shard `shard`'s StatefulSet made from `base` ([`statefulset`]): with one shard `base` as
+/// is; otherwise named by [`shard_name`], its pods labelled with their shard, and the shard
+/// number in the reloaders' `SHARD` variable, which the configuration's `$(SHARD)` takes.
+/// Shard 0 keeps `base`'s selector (a StatefulSet's selector cannot change); the others add
+/// the shard label to it.
+pub fn shard_statefulset(p: &Prometheus, base: &StatefulSet, shard: i32) -> StatefulSet {
+    let mut sts = base.clone();
+    if shards(p) == 1 {
+        return sts;
+    }
+    sts.metadata.name = Some(shard_name(p, shard));
+    let value = shard.to_string();
+    if shard > 0 {
+        sts.spec
+            .selector
+            .match_labels
+            .get_or_insert_with(Default::default)
+            .insert(SHARD_LABEL.into(), value.clone());
+    }
+    let spec = &mut sts.spec;
+    spec.template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(SHARD_LABEL.into(), value.clone());
+    if let Some(pod) = spec.template.spec.as_mut() {
+        let reloaders = pod
+            .containers
+            .iter_mut()
+            .chain(pod.init_containers.iter_mut().flatten())
+            .filter(|c| c.name.ends_with("config-reloader"));
+        for c in reloaders {
+            c.env.get_or_insert_with(Vec::new).push(EnvVar {
+                name: crate::config::SHARD_ENV.into(),
+                value: Some(value.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    sts
+}
+
 /// Labels on every child.
 pub fn labels(p: &Prometheus, component: &str) -> BTreeMap<String, String> {
     steward_core::labels::standard("prometheus", &p.name_any(), component, OPERATOR_NAME)
@@ -554,6 +627,10 @@ mod tests {
             "statefulset.yaml",
             &statefulset(&p, "steward/prometheus-operator:dev", 2, &tuning),
         );
+        let mut sharded = p.clone();
+        sharded.spec.shards = 2;
+        let sets = statefulsets(&sharded, "steward/prometheus-operator:dev", 2, &tuning);
+        golden("statefulset-shard-1.yaml", &sets[1]);
         golden("service.yaml", &service(&p));
         golden("governing-service.yaml", &governing_service("mon"));
         golden("config-secret.yaml", &config_secret(&p, b"gz".to_vec()));
@@ -623,6 +700,52 @@ mod tests {
         let live_ephemeral = statefulset(&ephemeral, "r", 1, &Tuning::default());
         let (kept, note) = storage_in_effect(&p, Some(&live_ephemeral));
         assert!(kept.unwrap().volume_claim_template.is_none() && note.is_some());
+    }
+
+    #[test]
+    fn one_statefulset_per_shard_and_shard_zero_keeps_its_name_and_selector() {
+        let p = prom();
+        let one = statefulsets(&p, "r", 1, &Tuning::default());
+        assert_eq!(one, vec![statefulset(&p, "r", 1, &Tuning::default())]);
+        let mut sharded = prom();
+        sharded.spec.shards = 3;
+        let sets = statefulsets(&sharded, "r", 1, &Tuning::default());
+        let names: Vec<String> = sets.iter().map(|s| s.name_any()).collect();
+        assert_eq!(
+            names,
+            [
+                "prometheus-team-a",
+                "prometheus-team-a-shard-1",
+                "prometheus-team-a-shard-2"
+            ]
+        );
+        // A StatefulSet's selector cannot change: shard 0 keeps the one from before sharding.
+        assert_eq!(sets[0].spec.selector, one[0].spec.selector);
+        for (n, sts) in sets.iter().enumerate() {
+            let shard = n.to_string();
+            if n > 0 {
+                let sel = sts.spec.selector.match_labels.clone().unwrap();
+                assert_eq!(sel.get(SHARD_LABEL), Some(&shard));
+            }
+            let tpl = &sts.spec.template;
+            let labels = tpl.metadata.as_ref().unwrap().labels.clone().unwrap();
+            assert_eq!(labels.get(SHARD_LABEL), Some(&shard));
+            let pod = tpl.spec.as_ref().unwrap();
+            for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
+                let env = c.env.clone().unwrap_or_default();
+                let shard_env = env
+                    .iter()
+                    .find(|e| e.name == "SHARD")
+                    .and_then(|e| e.value.clone());
+                if c.name.ends_with("config-reloader") {
+                    assert_eq!(shard_env, Some(shard.clone()), "{}", c.name);
+                } else {
+                    assert_eq!(shard_env, None, "{}", c.name);
+                }
+            }
+            // Each shard has its own claims: data-prometheus-team-a-shard-1-0, ...
+            assert!(sts.spec.volume_claim_templates.is_some());
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Golden cases of the generator: `testdata/config/<case>/input.yaml`, a multi-document YAML
-//! of one Prometheus and the Namespaces, monitors, rules, Secrets and ConfigMaps it sees. The
+//! of the Prometheus being configured (the first one), other Prometheus objects it may
+//! federate, and the Namespaces, monitors, rules, Secrets and ConfigMaps it sees. The
 //! crate's golden tests and the end-to-end promtool checks load them with the same code.
 //! Monitors, rules and scrape configs with an `apiVersion` in `monitoring.coreos.com` are read
 //! as upstream objects, through the controller's path ([`super::upstream::from_dynamic`]).
@@ -17,8 +18,10 @@ use crate::crd::{PodMonitor, Prometheus, PrometheusRule, ScrapeConfig, ServiceMo
 /// The objects of one case.
 #[derive(Clone, Debug)]
 pub struct Case {
-    /// The Prometheus (exactly one).
+    /// The Prometheus being configured (the first in the file).
     pub prometheus: Prometheus,
+    /// The other Prometheus objects, for federation.
+    pub other_prometheuses: Vec<Prometheus>,
     /// Namespaces.
     pub namespaces: Vec<Namespace>,
     /// ServiceMonitors.
@@ -111,12 +114,16 @@ impl Case {
             }
             .map_err(|e| format!("{kind}: {e}"))?;
         }
-        let prometheus = match <[Prometheus; 1]>::try_from(prometheus) {
-            Ok([p]) => p,
-            Err(all) => return Err(format!("a case needs exactly one Prometheus, not {}", all.len())),
+        if prometheus.is_empty() {
+            return Err("a case needs a Prometheus".into());
+        }
+        let other_prometheuses = prometheus.split_off(1);
+        let Some(prometheus) = prometheus.pop() else {
+            return Err("a case needs a Prometheus".into());
         };
         Ok(Case {
             prometheus,
+            other_prometheuses,
             namespaces,
             service_monitors,
             pod_monitors,
@@ -138,6 +145,7 @@ impl Case {
             pod_monitors: &self.pod_monitors,
             scrape_configs: &self.scrape_configs,
             rules: &self.rules,
+            prometheuses: &self.other_prometheuses,
             store: &store,
         };
         generate_with(&inputs, &self.upstream.view())

@@ -116,16 +116,21 @@ fn output_is_deterministic_and_order_independent() {
         case.upstream.scrape_configs.reverse();
         case.upstream.rules.reverse();
         case.namespaces.reverse();
+        case.other_prometheuses.reverse();
         let b = case.generate();
         assert_eq!(a, b, "{}", dir.display());
     }
 }
 
 #[test]
-fn a_case_needs_exactly_one_prometheus() {
+fn a_case_configures_its_first_prometheus() {
     let two = "kind: Prometheus\nmetadata: {name: a}\nspec: {}\n---\nkind: Prometheus\nmetadata: {name: b}\nspec: {}\n";
-    let err = Case::from_documents(serde_yaml_ng::Deserializer::from_str(two)).unwrap_err();
-    assert!(err.contains("exactly one Prometheus"), "{err}");
+    let case = Case::from_documents(serde_yaml_ng::Deserializer::from_str(two)).unwrap();
+    assert_eq!(case.prometheus.name_any(), "a");
+    assert_eq!(case.other_prometheuses.len(), 1);
+    let none = "kind: Namespace\nmetadata: {name: a}\n";
+    let err = Case::from_documents(serde_yaml_ng::Deserializer::from_str(none)).unwrap_err();
+    assert!(err.contains("needs a Prometheus"), "{err}");
     let odd = "kind: Pod\nmetadata: {name: a}\n";
     let err = Case::from_documents(serde_yaml_ng::Deserializer::from_str(odd)).unwrap_err();
     assert!(err.contains("unexpected kind \"Pod\""), "{err}");

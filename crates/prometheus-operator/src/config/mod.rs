@@ -32,6 +32,13 @@
 //!   `evaluation_interval` (default 30s) and `external_labels` with
 //!   `prometheus: <ns>/<name>` and `prometheus_replica: $(POD_NAME)` (expanded by the reloader
 //!   sidecar); user external labels with those two names are ignored, as upstream does;
+//! - with `shards` above 1, every job ends (before the enforced namespace label) with a
+//!   `hashmod` of `__address__` into `__tmp_hash` and a `keep` of `__tmp_hash` equal to
+//!   `$(SHARD)`, and `external_labels` gets `shard: $(SHARD)`; the reloader sidecar expands
+//!   `$(SHARD)` from the environment its StatefulSet gives it. With one shard nothing changes;
+//! - `federation` adds one job per federated Prometheus, `federate/<ns>/<name>`, scraping
+//!   `/federate` (with `honor_labels`) on replica 0 of each of its shards, found by pod
+//!   discovery in its namespace (see [`federation`]);
 //! - `rule_files` lists `/etc/prometheus/rules/prometheus-<name>-rulefiles-<i>/*.yaml` for each
 //!   rule ConfigMap `i` (Prometheus allows a glob only in the last path element); the ConfigMaps
 //!   ([`Generated::rule_configmaps`], named with [`rule_configmap_name`]) must be mounted at
@@ -61,6 +68,7 @@
 
 pub mod case;
 mod duration;
+pub mod federation;
 mod names;
 mod promql;
 mod regex_compat;
@@ -84,6 +92,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 pub use rules::{rule_file_name, rule_file_name_in};
+pub use scrape::{SHARD_ENV, SHARD_PLACEHOLDER};
 pub use secrets::Store;
 pub use select::{
     Selection, Selectors, select, selector_matches, selector_problems, selectors, selects, validate_selector,
@@ -327,6 +336,8 @@ pub struct Inputs<'a> {
     pub scrape_configs: &'a [ScrapeConfig],
     /// Every PrometheusRule.
     pub rules: &'a [PrometheusRule],
+    /// Every other Prometheus, for `spec.federation` (the selectors decide which are used).
+    pub prometheuses: &'a [Prometheus],
     /// The Secret and ConfigMap values the objects may reference.
     pub store: &'a Store,
 }
@@ -464,6 +475,8 @@ pub fn generate_with(inputs: &Inputs, upstream: &Upstream) -> Result<Generated, 
         (Group::Upstream, select(&upstream_inputs)?),
     ];
 
+    // Validated by the CRD schema; the clamp keeps a hand-made object within reason too.
+    let shards = u32::try_from(spec.shards.clamp(1, 1000)).unwrap_or(1);
     let mut out = Rendered::default();
     for (group, selection) in selections {
         let ctx = Ctx {
@@ -471,8 +484,20 @@ pub fn generate_with(inputs: &Inputs, upstream: &Upstream) -> Result<Generated, 
             enforced_label,
             global_interval: global.interval,
             group,
+            shards,
         };
         out.add(selection, &ctx);
+    }
+    if let Some(fed) = &spec.federation {
+        let ctx = Ctx {
+            store: inputs.store,
+            enforced_label,
+            global_interval: global.interval,
+            group: Group::Steward,
+            shards,
+        };
+        let targets = federation::federated(prom, inputs.prometheuses, inputs.namespaces);
+        out.jobs.extend(federation::jobs(fed, &targets, &ctx)?);
     }
     let Rendered {
         jobs,
@@ -649,6 +674,10 @@ fn global(prom: &Prometheus, ns: &str, name: &str) -> Result<Global, Problem> {
     // Reserved names win over the user's, as upstream.
     labels.insert("prometheus".into(), format!("{ns}/{name}"));
     labels.insert("prometheus_replica".into(), REPLICA_PLACEHOLDER.into());
+    // Each shard's series tell which shard scraped them (kept apart when federated).
+    if spec.shards > 1 {
+        labels.insert("shard".into(), scrape::SHARD_PLACEHOLDER.into());
+    }
     node.push("external_labels", rules::string_map(labels));
     Ok(Global {
         node,

@@ -136,6 +136,16 @@ pub(crate) fn check(expr: &str, enforce: Option<(&str, &str)>) -> Result<String,
     }
 }
 
+/// Checks a series selector as `/federate` takes it in `match[]` (a bare vector selector:
+/// no range, offset or `@`) and returns its canonical text.
+pub(crate) fn series_selector(selector: &str) -> Result<String, String> {
+    let printed = check(selector, None)?;
+    match parse(&printed)? {
+        Expr::VectorSelector(v) if v.offset.is_none() && v.at.is_none() => Ok(printed),
+        _ => Err("is not a series selector such as {job=\"node\"} or up".into()),
+    }
+}
+
 fn parse(expr: &str) -> Result<Expr, String> {
     match catch_unwind(|| parser::parse(expr)) {
         Ok(Ok(ast)) => Ok(ast),

@@ -26,6 +26,34 @@ pub(crate) struct Ctx<'a> {
     pub global_interval: Duration,
     /// The group of the objects being rendered; it marks their job names.
     pub group: super::Group,
+    /// `spec.shards`; above 1 every job keeps only its shard's targets.
+    pub shards: u32,
+}
+
+/// Name of the environment variable holding a pod's shard number, which the config-reloader
+/// expands in the configuration.
+pub const SHARD_ENV: &str = "SHARD";
+/// What the config-reloader replaces with the pod's shard number.
+pub const SHARD_PLACEHOLDER: &str = "$(SHARD)";
+/// The temporary label holding a target's hash modulo the shard count (upstream's name).
+const SHARD_HASH_LABEL: &str = "__tmp_hash";
+
+/// With more than one shard, the relabelings that keep only this shard's targets: the hash of
+/// `__address__` modulo the shard count must equal the shard number, which the reloader fills
+/// in per StatefulSet. They come after the user's relabelings (which may change the address)
+/// and before the enforced namespace label (always last).
+pub(crate) fn shard(list: &mut Vec<Node>, ctx: &Ctx) {
+    if ctx.shards <= 1 {
+        return;
+    }
+    list.push(
+        Node::map()
+            .with("source_labels", Node::strs(["__address__"]))
+            .with("target_label", SHARD_HASH_LABEL)
+            .with("modulus", u64::from(ctx.shards))
+            .with("action", "hashmod"),
+    );
+    list.push(filter("keep", vec![SHARD_HASH_LABEL.into()], SHARD_PLACEHOLDER));
 }
 
 /// Relabelings every ServiceMonitor or PodMonitor job has, built once and shared.
@@ -94,7 +122,7 @@ fn opt_duration<'s>(value: Option<&'s str>, field: &str) -> Result<Option<(&'s s
 
 /// Writes `scrape_interval` and `scrape_timeout`, refusing a timeout longer than the interval
 /// the job ends up with (its own, or the global one; Prometheus treats `0` as unset).
-fn intervals(
+pub(crate) fn intervals(
     job: &mut Node,
     interval: Option<&str>,
     timeout: Option<&str>,
@@ -226,7 +254,7 @@ fn port_name(port: Option<&str>, field: &str) -> Result<Option<String>, Problem>
 }
 
 /// The enforced-namespace relabeling, always last so nothing after it can undo it.
-fn enforce(list: &mut Vec<Node>, ctx: &Ctx, ns: &str) {
+pub(crate) fn enforce(list: &mut Vec<Node>, ctx: &Ctx, ns: &str) {
     if let Some(label) = ctx.enforced_label {
         list.push(set(label.to_string(), ns.to_string()));
     }
@@ -305,6 +333,7 @@ fn endpoint_job(parts: EndpointJob, ns: &str, field: &str, ctx: &Ctx) -> Result<
         );
     }
     relabelings.extend(relabel_all(&s.relabelings, &format!("{field}.relabelings"))?);
+    shard(&mut relabelings, ctx);
     enforce(&mut relabelings, ctx, ns);
     job.push("relabel_configs", relabelings);
     if let Some(limit) = sample_limit {
@@ -686,6 +715,7 @@ pub(crate) fn scrape_config(sc: &ScrapeConfig, ctx: &Ctx) -> Result<Node, Proble
         );
     }
     rl.extend(relabel_all(&spec.relabelings, "relabelings")?);
+    shard(&mut rl, ctx);
     enforce(&mut rl, ctx, &ns);
     job.push("relabel_configs", rl);
     let mut metric = relabel_all(&spec.metric_relabelings, "metricRelabelings")?;

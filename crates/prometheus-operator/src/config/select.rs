@@ -172,6 +172,18 @@ pub fn selector_problems(spec: &PrometheusSpec) -> Vec<String> {
             }
         }
     }
+    if let Some(fed) = &spec.federation {
+        problems.extend(validate_selector(
+            "spec.federation.prometheusSelector",
+            &fed.prometheus_selector,
+        ));
+        if let Some(sel) = &fed.prometheus_namespace_selector {
+            problems.extend(validate_selector(
+                "spec.federation.prometheusNamespaceSelector",
+                sel,
+            ));
+        }
+    }
     problems
 }
 

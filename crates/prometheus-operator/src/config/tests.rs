@@ -45,6 +45,7 @@ fn inputs<'a>(prom: &'a Prometheus, rules: &'a [PrometheusRule], store: &'a Stor
         pod_monitors: &[],
         scrape_configs: &[],
         rules,
+        prometheuses: &[],
         store,
     }
 }

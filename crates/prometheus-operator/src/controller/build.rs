@@ -30,6 +30,8 @@ pub(super) struct Built {
     pub tuning: Tuning,
     /// What the user should know although everything applies.
     pub notes: Vec<String>,
+    /// Selected Prometheus objects left out of the federation, and why (also in `notes`).
+    pub federation_refused: Vec<String>,
 }
 
 /// Generates the configuration from the admitted objects; the monitors refused for their
@@ -72,16 +74,13 @@ pub(super) fn children(
     };
     let gz = crate::reloader::gzip(generated.prometheus_yaml.as_bytes()).map_err(Error::Compress)?;
     let cms = resources::rule_configmaps(obj, generated);
-    let mut desired = vec![
-        Desired::namespaced(&resources::statefulset(
-            &sts_obj,
-            reloader_image,
-            cms.len(),
-            &tuning,
-        ))?,
-        Desired::namespaced(&resources::service(obj))?,
-        Desired::namespaced(&resources::config_secret(obj, gz))?,
-    ];
+    let mut desired = Vec::new();
+    // One StatefulSet per shard; those of shards no longer wanted are pruned.
+    for sts in resources::statefulsets(&sts_obj, reloader_image, cms.len(), &tuning) {
+        desired.push(Desired::namespaced(&sts)?);
+    }
+    desired.push(Desired::namespaced(&resources::service(obj))?);
+    desired.push(Desired::namespaced(&resources::config_secret(obj, gz))?);
     for cm in &cms {
         desired.push(Desired::namespaced(cm)?);
     }
@@ -92,12 +91,20 @@ pub(super) fn children(
         desired.push(Desired::namespaced(&cm)?);
     }
     let ns = obj.namespace().unwrap_or_default();
+    let mut scope = discovery_scope(&ns, generated, &admitted.wanted, &admitted.alerting);
+    // Federation discovers the pods of the federated Prometheus objects.
+    scope
+        .namespaces
+        .extend(admitted.fetched.prometheuses.iter().filter_map(|p| p.namespace()));
+    let mut notes: Vec<String> = storage_note.into_iter().collect();
+    notes.extend(admitted.federation_refused.iter().cloned());
     Ok(Built {
         desired,
-        scope: discovery_scope(&ns, generated, &admitted.wanted, &admitted.alerting),
+        scope,
         rule_configmaps: cms.len(),
         tuning,
-        notes: storage_note.into_iter().collect(),
+        notes,
+        federation_refused: admitted.federation_refused.clone(),
     })
 }
 

@@ -167,6 +167,41 @@ impl Caches {
         v
     }
 
+    /// The other Prometheus objects `p` federates, cloned out of the cache, sorted.
+    pub fn federated(&self, p: &Prometheus) -> Vec<Prometheus> {
+        if p.spec.federation.is_none() {
+            return Vec::new();
+        }
+        let mut v: Vec<Prometheus> = self
+            .prometheuses
+            .state()
+            .iter()
+            .filter(|o| {
+                let ns_labels = o
+                    .namespace()
+                    .and_then(|ns| self.namespaces.get(&ObjectRef::new(&ns)))
+                    .map(|n| n.labels().clone());
+                config::federation::federates(p, o, ns_labels.as_ref())
+            })
+            .map(|o| o.as_ref().clone())
+            .collect();
+        v.sort_by_key(|o| (o.namespace(), o.name_any()));
+        v
+    }
+
+    /// The Prometheus objects to wake when `changed` changes: every one with a federation
+    /// (few, and the fingerprint lets those it does not concern send nothing), but itself.
+    pub fn federating(&self, changed: &Prometheus) -> Vec<ObjectRef<Prometheus>> {
+        let me = ObjectRef::from_obj(changed);
+        self.prometheuses
+            .state()
+            .iter()
+            .filter(|p| p.spec.federation.is_some())
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .filter(|r| *r != me)
+            .collect()
+    }
+
     /// Prometheus objects that select (or selected) an object of `kind`.
     pub fn who_selects(
         &self,
@@ -281,6 +316,10 @@ impl Caches {
         }
         for m in self.selected(&self.rules, p, Kind::PrometheusRule) {
             add("rule", &m.metadata, false);
+        }
+        // A federated Prometheus' name, namespace and shards shape the federation jobs.
+        for o in self.federated(p) {
+            add("fed", &o.metadata, false);
         }
         for (kind, tag) in [
             (Kind::ServiceMonitor, "u-smon"),

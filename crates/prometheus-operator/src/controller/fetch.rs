@@ -15,14 +15,18 @@ use super::validate::Admitted;
 use super::{Context, Error};
 use crate::config::case::UpstreamObjects;
 use crate::config::{self, Inputs, Kind};
-use crate::crd::{PodMonitor, Prometheus, PrometheusRule, ScrapeConfig, ServiceMonitor};
+use crate::crd::{PodMonitor, Prometheus, PrometheusRule, ScrapeConfig, ServiceMonitor, ShardStatus};
 use crate::{OPERATOR_NAME, resources};
 
 /// What a reconcile reads before validating.
 #[derive(Debug, Default)]
 pub(super) struct Fetched {
-    /// The Prometheus' StatefulSet, when it exists.
+    /// The Prometheus' StatefulSet (shard 0's), when it exists.
     pub live: Option<StatefulSet>,
+    /// The StatefulSets of shards 1 and up that the spec asks for, when they exist.
+    pub shard_sets: Vec<Option<StatefulSet>>,
+    /// The other Prometheus objects `spec.federation` selects, sorted by namespace and name.
+    pub prometheuses: Vec<Prometheus>,
     /// Every namespace, sorted by name.
     pub namespaces: Vec<Namespace>,
     /// The objects the Prometheus selects, each sorted by namespace and name.
@@ -39,12 +43,13 @@ pub(super) struct Fetched {
 }
 
 impl Fetched {
-    /// Replicas and ready replicas of the StatefulSet.
-    pub fn replicas(&self) -> (i32, i32) {
-        self.live
-            .as_ref()
-            .and_then(|s| s.status.as_ref())
-            .map_or((0, 0), |st| (st.replicas, st.ready_replicas.unwrap_or(0)))
+    /// The replicas of every shard's StatefulSet, shard 0 first.
+    pub fn replicas(&self) -> Vec<ShardStatus> {
+        std::iter::once(&self.live)
+            .chain(&self.shard_sets)
+            .enumerate()
+            .map(|(i, sts)| super::status::shard_status(i, sts.as_ref()))
+            .collect()
     }
 }
 
@@ -62,16 +67,11 @@ pub(super) async fn fetch(ctx: &Context, obj: &Prometheus, cached: bool) -> Resu
         .namespace()
         .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
     let name = resources::base_name(obj);
-    let live = match cached.then(|| ctx.children.get_as::<StatefulSet>(Some(&ns), &name)) {
-        Some(Some(sts)) => sts,
-        _ => {
-            let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-            api.get_opt(&name).await.map_err(|e| Error::Read {
-                what: format!("get statefulset {ns}/{name}"),
-                source: Box::new(e),
-            })?
-        }
-    };
+    let live = statefulset(ctx, &ns, &name, cached).await?;
+    let mut shard_sets = Vec::new();
+    for shard in 1..resources::shards(obj) {
+        shard_sets.push(statefulset(ctx, &ns, &resources::shard_name(obj, shard), cached).await?);
+    }
     let c = &ctx.caches;
     let mut namespaces: Vec<Namespace> = c.namespaces.state().iter().map(|n| n.as_ref().clone()).collect();
     namespaces.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -89,8 +89,11 @@ pub(super) async fn fetch(ctx: &Context, obj: &Prometheus, cached: bool) -> Resu
         scrape_configs: upstream::read(scfg.0, scfg.1, &mut unsupported, &mut unreadable),
         rules: upstream::read(rule.0, rule.1, &mut unsupported, &mut unreadable),
     };
+    let prometheuses = c.federated(obj);
     Ok(Fetched {
         live,
+        shard_sets,
+        prometheuses,
         namespaces,
         service_monitors: c.selected(&c.service_monitors, obj, Kind::ServiceMonitor),
         pod_monitors: c.selected(&c.pod_monitors, obj, Kind::PodMonitor),
@@ -99,6 +102,23 @@ pub(super) async fn fetch(ctx: &Context, obj: &Prometheus, cached: bool) -> Resu
         upstream,
         unsupported,
         unreadable,
+    })
+}
+
+/// The StatefulSet `name` from the children cache (when `cached`) or the API.
+async fn statefulset(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    cached: bool,
+) -> Result<Option<StatefulSet>, Error> {
+    if let Some(Some(sts)) = cached.then(|| ctx.children.get_as::<StatefulSet>(Some(ns), name)) {
+        return Ok(sts);
+    }
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    api.get_opt(name).await.map_err(|e| Error::Read {
+        what: format!("get statefulset {ns}/{name}"),
+        source: Box::new(e),
     })
 }
 
@@ -173,6 +193,7 @@ impl Admitted {
             pod_monitors: &f.pod_monitors,
             scrape_configs: &f.scrape_configs,
             rules: &f.rules,
+            prometheuses: &f.prometheuses,
             store,
         }
     }

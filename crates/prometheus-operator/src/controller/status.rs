@@ -21,7 +21,9 @@ use super::{Context, Error, IDLE};
 use crate::OPERATOR_NAME;
 use crate::config::{self, Generated, Kind, Problem};
 use crate::crd::common::ConfigResourceStatus;
-use crate::crd::{PodMonitor, Prometheus, PrometheusRule, PrometheusStatus, ScrapeConfig, ServiceMonitor};
+use crate::crd::{
+    PodMonitor, Prometheus, PrometheusRule, PrometheusStatus, ScrapeConfig, ServiceMonitor, ShardStatus,
+};
 use crate::resources::Tuning;
 
 /// How soon to look again after a conflict: someone may remove the object in the way.
@@ -36,14 +38,35 @@ pub struct Outcome {
     pub problems: Vec<String>,
     /// The generated configuration, when the Prometheus is valid.
     pub generated: Option<(Vec<crate::crd::SelectedResources>, usize)>,
-    /// Replicas and ready replicas of the StatefulSet.
-    pub replicas: (i32, i32),
+    /// The replicas of each shard's StatefulSet, shard 0 first.
+    pub replicas: Vec<ShardStatus>,
     /// Tuned settings.
     pub tuning: Tuning,
     /// What the user should know although everything applied.
     pub notes: Vec<String>,
     /// Objects we would write that belong to someone else (nothing was written).
     pub conflict: Option<String>,
+}
+
+/// The replicas of shard `shard`'s StatefulSet `sts` (all zero while it does not exist).
+pub fn shard_status(shard: usize, sts: Option<&k8s_openapi::api::apps::v1::StatefulSet>) -> ShardStatus {
+    let st = sts.and_then(|s| s.status.clone()).unwrap_or_default();
+    let available = st
+        .available_replicas
+        .unwrap_or(0)
+        .max(st.ready_replicas.unwrap_or(0));
+    ShardStatus {
+        shard_id: shard.to_string(),
+        replicas: st.replicas,
+        updated_replicas: st.updated_replicas.unwrap_or(0),
+        available_replicas: available,
+        unavailable_replicas: (st.replicas - available).max(0),
+    }
+}
+
+/// Pods wanted in all: replicas times shards.
+fn wanted_pods(obj: &Prometheus) -> i32 {
+    obj.spec.replicas.saturating_mul(crate::resources::shards(obj))
 }
 
 /// Label selector of a Prometheus' pods (used by the scale subresource).
@@ -63,7 +86,7 @@ fn new_generation(obj: &Prometheus) -> bool {
 pub(super) async fn invalid(
     ctx: &Context,
     obj: &Prometheus,
-    replicas: (i32, i32),
+    replicas: Vec<ShardStatus>,
     problems: Vec<String>,
 ) -> Result<Action, Error> {
     let outcome = Outcome {
@@ -78,7 +101,7 @@ pub(super) async fn invalid(
 pub(super) async fn config_refused(
     ctx: &Context,
     obj: &Prometheus,
-    replicas: (i32, i32),
+    replicas: Vec<ShardStatus>,
     problem: Problem,
 ) -> Result<Action, Error> {
     let problems = vec![format!("{}: {}", problem.reason.as_str(), problem.message)];
@@ -95,7 +118,7 @@ pub(super) async fn config_refused(
 pub(super) async fn conflict(
     ctx: &Context,
     obj: &Prometheus,
-    replicas: (i32, i32),
+    replicas: Vec<ShardStatus>,
     conflicts: Vec<Conflict>,
 ) -> Result<Action, Error> {
     let message = conflicts
@@ -126,7 +149,7 @@ pub(super) async fn conflict(
 pub(super) async fn report(
     ctx: &Context,
     obj: &Prometheus,
-    replicas: (i32, i32),
+    replicas: Vec<ShardStatus>,
     generated: &Generated,
     inputs: &ConfigInputs,
     built: Built,
@@ -145,6 +168,7 @@ pub(super) async fn report(
     }
     let ns = obj.namespace().unwrap_or_default();
     ctx.metrics.record_selection(&ns, &obj.name_any(), generated);
+    let ready: i32 = replicas.iter().map(|s| s.available_replicas).sum();
     let outcome = Outcome {
         generated: Some((generated.selected_resources(), built.rule_configmaps)),
         replicas,
@@ -152,7 +176,17 @@ pub(super) async fn report(
         notes: built.notes,
         ..Default::default()
     };
-    let requeue = if replicas.1 < obj.spec.replicas {
+    if new_generation(obj) && !built.federation_refused.is_empty() {
+        ctx.recorder
+            .warning(
+                obj,
+                "FederationNotAllowed",
+                "Validate",
+                built.federation_refused.join("; "),
+            )
+            .await;
+    }
+    let requeue = if ready < wanted_pods(obj) {
         WHILE_STARTING
     } else {
         IDLE
@@ -191,9 +225,14 @@ pub fn desired_status(obj: &Prometheus, outcome: &Outcome, now: Time) -> Prometh
     let generation = obj.metadata.generation;
     status.observed_generation = generation;
     status.selector = Some(pod_selector(&obj.name_any()));
-    let (replicas, ready) = outcome.replicas;
-    status.replicas = replicas;
+    let sum = |f: fn(&ShardStatus) -> i32| outcome.replicas.iter().map(f).sum::<i32>();
+    let ready = sum(|s| s.available_replicas);
+    status.replicas = sum(|s| s.replicas);
     status.available_replicas = ready;
+    status.updated_replicas = sum(|s| s.updated_replicas);
+    status.unavailable_replicas = sum(|s| s.unavailable_replicas);
+    status.shards = Some(crate::resources::shards(obj));
+    status.shard_statuses = outcome.replicas.clone();
     status.retention_size = outcome.tuning.retention_size.clone();
     status.go_mem_limit = outcome.tuning.gomemlimit.clone();
     let (cond_status, reason, message) = if !outcome.problems.is_empty() {
@@ -246,7 +285,7 @@ pub fn desired_status(obj: &Prometheus, outcome: &Outcome, now: Time) -> Prometh
         },
         now.clone(),
     );
-    let want = obj.spec.replicas;
+    let want = wanted_pods(obj);
     let (avail, reason, message) = if want == 0 {
         (Status::False, "ScaledToZero", "spec.replicas is 0".to_string())
     } else if ready >= want {

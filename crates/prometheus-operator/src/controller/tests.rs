@@ -97,7 +97,13 @@ fn status_counts_and_availability() {
             }],
             1,
         )),
-        replicas: (2, 1),
+        replicas: vec![crate::crd::ShardStatus {
+            shard_id: "0".into(),
+            replicas: 2,
+            updated_replicas: 2,
+            available_replicas: 1,
+            unavailable_replicas: 1,
+        }],
         tuning: Tuning {
             retention_size: Some("8GiB".into()),
             gomemlimit: None,
@@ -124,4 +130,31 @@ fn status_counts_and_availability() {
         conditions::find(&st.conditions, "Reconciled").unwrap().reason,
         "NoSelectedResources"
     );
+}
+
+#[test]
+fn shard_statuses_add_up_to_the_top_level_counts() {
+    let mut obj = prom(serde_json::json!({"replicas": 2, "shards": 2}));
+    obj.metadata.generation = Some(3);
+    let shard = |id: &str, replicas, available| crate::crd::ShardStatus {
+        shard_id: id.into(),
+        replicas,
+        updated_replicas: replicas,
+        available_replicas: available,
+        unavailable_replicas: replicas - available,
+    };
+    let outcome = Outcome {
+        replicas: vec![shard("0", 2, 2), shard("1", 2, 1)],
+        ..Default::default()
+    };
+    let st = desired_status(&obj, &outcome, Time(Timestamp::from_second(5).unwrap()));
+    assert_eq!((st.replicas, st.available_replicas), (4, 3));
+    assert_eq!((st.updated_replicas, st.unavailable_replicas), (4, 1));
+    assert_eq!(st.shards, Some(2));
+    assert_eq!(st.shard_statuses.len(), 2);
+    let avail = st.conditions.iter().find(|c| c.type_ == "Available").unwrap();
+    // 2 replicas times 2 shards are wanted.
+    assert_eq!(avail.message, "3 of 4 replicas ready");
+    // A shard whose StatefulSet does not exist yet counts zero.
+    assert_eq!(status::shard_status(1, None), shard("1", 0, 0));
 }

@@ -38,6 +38,8 @@ pub(super) struct Admitted {
     pub refused: Vec<Rejection>,
     /// Namespaces of the Alertmanager endpoints.
     pub alerting: BTreeSet<String>,
+    /// Why selected Prometheus objects are left out of the federation (discovery refused).
+    pub federation_refused: Vec<String>,
 }
 
 /// Validates `obj` and admits the fetched monitors. `Err` holds the problems that stop the
@@ -94,11 +96,13 @@ pub(super) fn admit(obj: &Prometheus, mut fetched: Fetched, policy: Policy) -> R
         &mut wanted,
         &mut refused,
     );
+    let federation_refused = adm.admit_federated(&mut fetched.prometheuses);
     Ok(Admitted {
         fetched,
         wanted,
         refused,
         alerting,
+        federation_refused,
     })
 }
 
@@ -110,6 +114,30 @@ struct Admission<'a> {
 }
 
 impl Admission<'_> {
+    /// Keeps the federated Prometheus objects whose namespace this Prometheus may discover
+    /// pods in (the monitors' rule); says why each other one is left out.
+    fn admit_federated(&self, prometheuses: &mut Vec<Prometheus>) -> Vec<String> {
+        let mut refused = Vec::new();
+        prometheuses.retain(|p| {
+            let ns = p.namespace().unwrap_or_default();
+            let want = BTreeSet::from([ns.clone()]);
+            let what = "spec.federation.prometheusNamespaceSelector";
+            match discovery::check(self.prom_ns, Some(&want), self.namespaces, self.policy, what) {
+                Ok(()) => true,
+                Err(r) => {
+                    refused.push(format!(
+                        "Prometheus {ns}/{} is not federated: {}: {}",
+                        p.name_any(),
+                        r.reason.as_str(),
+                        r.message
+                    ));
+                    false
+                }
+            }
+        });
+        refused
+    }
+
     /// Keeps the monitors whose discovery is allowed; the others become rejections.
     fn admit<K: Resource>(
         &self,
@@ -179,4 +207,82 @@ fn alerting_namespaces(
         out.extend(want);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Namespace;
+
+    use super::*;
+    use crate::controller::tests::prom;
+
+    fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
+        let mut n = Namespace::default();
+        n.metadata.name = Some(name.into());
+        n.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        n
+    }
+
+    fn other(ns: &str) -> Prometheus {
+        let mut p = prom(serde_json::json!({}));
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.name = Some("team".into());
+        p
+    }
+
+    #[test]
+    fn federation_follows_the_discovery_rules_of_monitors() {
+        let global = prom(serde_json::json!({"federation": {
+            "prometheusSelector": {}, "prometheusNamespaceSelector": {}, "match": ["up"]
+        }}));
+        let fetched = || Fetched {
+            namespaces: vec![
+                namespace("mon", &[]),
+                namespace("open", &[("discovery-from.monitoring.steward.dev/mon", "true")]),
+                namespace("closed", &[]),
+            ],
+            prometheuses: vec![other("mon"), other("open"), other("closed")],
+            ..Fetched::default()
+        };
+        let admitted = admit(&global, fetched(), Policy::default()).unwrap();
+        let kept: Vec<String> = admitted
+            .fetched
+            .prometheuses
+            .iter()
+            .filter_map(|p| p.namespace())
+            .collect();
+        assert_eq!(kept, ["mon", "open"]);
+        assert_eq!(admitted.federation_refused.len(), 1);
+        let why = &admitted.federation_refused[0];
+        assert!(why.contains("Prometheus closed/team is not federated"), "{why}");
+        assert!(why.contains("DiscoveryNotAllowed"), "{why}");
+        // The admin's flag opens every existing namespace.
+        let trusted = Policy {
+            cross_namespace: true,
+            ..Policy::default()
+        };
+        let admitted = admit(&global, fetched(), trusted).unwrap();
+        assert_eq!(admitted.fetched.prometheuses.len(), 3);
+        assert!(admitted.federation_refused.is_empty());
+    }
+
+    #[test]
+    fn federation_selectors_are_validated() {
+        let bad = prom(serde_json::json!({"federation": {
+            "prometheusSelector": {"matchExpressions": [{"key": "a", "operator": "Nope"}]},
+            "match": ["up"]
+        }}));
+        let problems = validate(&bad);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("spec.federation.prometheusSelector")),
+            "{problems:?}"
+        );
+    }
 }

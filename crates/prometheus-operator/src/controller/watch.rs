@@ -111,11 +111,19 @@ pub(super) fn start(
     let scope: Option<BTreeSet<String>> =
         (!rt.namespaces.is_empty()).then(|| rt.namespaces.iter().cloned().collect());
     let (prometheuses, prom_w) = reflector::store();
+    // Each changed Prometheus also goes here, to wake those that federate it.
+    let (changed_tx, changed_rx) = futures::channel::mpsc::unbounded::<Prometheus>();
     let prom_stream = watcher(Api::<Prometheus>::all(client.clone()), wc())
         .default_backoff()
         .filter(move |ev| std::future::ready(ev.as_ref().map_or(true, |ev| in_scope(&scope, ev))))
         .modify(drop_managed_fields)
         .reflect(prom_w)
+        .inspect(move |ev| {
+            // Deletions too: a federator must drop the jobs of a Prometheus that is gone.
+            if let Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) = ev {
+                let _ = changed_tx.unbounded_send(p.clone());
+            }
+        })
         .applied_objects();
     let controller = Controller::for_stream(prom_stream, prometheuses.clone());
     let (namespaces, ns_stream) = cached::<Namespace>(&client, wc(), drop_managed_fields);
@@ -238,8 +246,11 @@ pub(super) fn start(
         let dyntype = super::upstream::api_resource(&crate::crd::UPSTREAM_KINDS[0]);
         controller = controller.watches_stream_with(stream.map(Ok::<_, watcher::Error>), wake, dyntype);
     }
+    let c_fed = caches.clone();
+    let federators = changed_rx.flat_map(move |p| futures::stream::iter(c_fed.federating(&p)));
     let controller = controller
         .reconcile_all_on(reconcile_all)
+        .reconcile_on(federators)
         .watches_stream(ns_stream, move |_: Namespace| c_ns.all())
         .watches_stream(smon_stream, move |o: ServiceMonitor| f_smon(&o.metadata))
         .watches_stream(pmon_stream, move |o: PodMonitor| f_pmon(&o.metadata))

@@ -19,6 +19,10 @@ fn default_replicas() -> i32 {
     1
 }
 
+fn default_shards() -> i32 {
+    1
+}
+
 fn default_version() -> String {
     DEFAULT_VERSION.to_string()
 }
@@ -65,6 +69,13 @@ pub struct PrometheusSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 10))]
     pub replicas: i32,
+    /// Number of shards: one StatefulSet of `replicas` pods each (`prometheus-<name>`, then
+    /// `prometheus-<name>-shard-<n>`), each scraping only its part of every job's targets (by a
+    /// hash of `__address__`). Lowering it deletes the extra StatefulSets; their PVCs and the
+    /// samples in them stay, and series already scraped stay with the shard that scraped them.
+    #[serde(default = "default_shards")]
+    #[schemars(range(min = 1, max = 100))]
+    pub shards: i32,
     /// Prometheus version, e.g. `3.5.3`; 2.53 is also supported.
     #[serde(default = "default_version")]
     #[schemars(regex(pattern = r"^v?[0-9]+\.[0-9]+\.[0-9]+$"))]
@@ -160,6 +171,10 @@ pub struct PrometheusSpec {
     /// Remote write destinations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote_write: Vec<RemoteWriteSpec>,
+    /// Scrape the `/federate` endpoint of other Prometheus objects (one replica of each of their
+    /// shards), for one global view of team or shard Prometheus servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<FederationSpec>,
     /// Stops every change to the stack while true.
     #[serde(default)]
     pub paused: bool,
@@ -191,6 +206,27 @@ pub struct GrafanaDatasource {
     /// one default datasource only.
     #[serde(default)]
     pub is_default: bool,
+}
+
+/// Which Prometheus objects to federate, and what to take from them.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationSpec {
+    /// Prometheus objects to federate, by label; `{}` selects all. This Prometheus itself is
+    /// never federated.
+    pub prometheus_selector: LabelSelector,
+    /// Namespaces to take Prometheus objects from; unset means only this object's namespace,
+    /// `{}` all. Another namespace must allow discovery from this one, as for monitors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_namespace_selector: Option<LabelSelector>,
+    /// Series selectors sent as `match[]` to `/federate`, e.g. `{__name__=~"job:.*"}`; at
+    /// least one (Prometheus answers nothing without).
+    #[serde(rename = "match")]
+    #[schemars(length(min = 1), inner(length(min = 1)))]
+    pub match_: Vec<String>,
+    /// How often to federate, e.g. `1m`; the global scrape interval when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
 }
 
 /// TSDB storage.
@@ -288,6 +324,18 @@ pub struct PrometheusStatus {
     /// Pods ready.
     #[serde(default)]
     pub available_replicas: i32,
+    /// Pods of the current pod template.
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// Pods not ready.
+    #[serde(default)]
+    pub unavailable_replicas: i32,
+    /// Shards in the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<i32>,
+    /// The replicas of each shard (the top-level counts are their sums).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shard_statuses: Vec<ShardStatus>,
     /// Label selector of the pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
@@ -307,6 +355,23 @@ pub struct PrometheusStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The replicas of one shard's StatefulSet.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// The shard number, from `0`.
+    #[serde(rename = "shardID")]
+    pub shard_id: String,
+    /// Pods of the shard.
+    pub replicas: i32,
+    /// Pods of the shard's current pod template.
+    pub updated_replicas: i32,
+    /// Pods of the shard ready.
+    pub available_replicas: i32,
+    /// Pods of the shard not ready.
+    pub unavailable_replicas: i32,
 }
 
 /// How many objects of one kind a Prometheus uses.

@@ -33,7 +33,7 @@ use tracing::info;
 pub use self::http::{ReloaderMetrics, router};
 pub use self::reload::{FailureKind, ReloadMetrics, ReloadState, parse_reload_metrics};
 use self::render::Renderer;
-pub use self::render::{Expanded, decode_config, expand_env, gzip, write_atomic};
+pub use self::render::{Expanded, decode_config, expand_env, gzip, lookup, write_atomic};
 pub use self::watch::DirSnapshot;
 
 /// Flags of `prometheus-operator config-reloader`.

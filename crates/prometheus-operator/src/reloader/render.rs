@@ -151,6 +151,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// The value of `$(name)`: from `env`, except that a missing `SHARD` is shard 0. A pod
+/// without `SHARD` belongs to a Prometheus that had one shard, whose StatefulSet became
+/// shard 0: until the pod is replaced with `SHARD` set, it keeps shard 0's targets instead
+/// of none.
+pub fn lookup(name: &str, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    env(name).or_else(|| (name == crate::config::SHARD_ENV).then(|| "0".to_string()))
+}
+
 /// Reads, expands and writes the config; remembers what it already warned about.
 pub(super) struct Renderer {
     input: PathBuf,
@@ -175,7 +183,7 @@ impl Renderer {
         let raw = std::fs::read(&self.input)
             .with_context(|| format!("cannot read --config-file {}", self.input.display()))?;
         let text = decode_config(&self.input, &raw)?;
-        let expanded = expand_env(&text, |name| std::env::var(name).ok());
+        let expanded = expand_env(&text, |name| lookup(name, |n| std::env::var(n).ok()));
         for name in expanded.unknown {
             if self.warned_unknown.insert(name.clone()) {
                 warn!(variable = %name, "the config references $({name}), which is not in the environment; left as written");

@@ -300,3 +300,14 @@ fn flags_and_defaults() {
     assert!(Cli::try_parse_from(["r", "--watched-dir=/r", "--listen-address=8080"]).is_err());
     assert!(Cli::try_parse_from(["r", "--watched-dir=/r", "--reload-url=not a url"]).is_err());
 }
+
+#[test]
+fn a_missing_shard_is_shard_zero() {
+    use super::render::lookup;
+    let env = |n: &str| (n == "POD_NAME").then(|| "p-0".to_string());
+    let e = expand_env("regex: $(SHARD) pod: $(POD_NAME) x: $(NOPE)", |n| lookup(n, env));
+    assert_eq!(e.text, "regex: 0 pod: p-0 x: $(NOPE)");
+    assert_eq!(e.unknown, ["NOPE".to_string()].into());
+    let sharded = |n: &str| (n == "SHARD").then(|| "2".to_string());
+    assert_eq!(expand_env("$(SHARD)", |n| lookup(n, sharded)).text, "2");
+}
