@@ -33,11 +33,13 @@ use stream::{Decoder, Encoder, EtcdDigestCheck, Sha256Count};
 
 use crate::etcd::{ClientTls, EtcdApi, EtcdError};
 
-/// Size of one multipart part (S3 wants at least 5 MiB for every part but the last).
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts uploaded concurrently; together with [`PART_SIZE`] this bounds the memory a backup
-/// takes, whatever the size of the database.
-pub const MAX_PARTS_IN_FLIGHT: usize = 2;
+/// Size of one multipart part: the least S3 accepts for every part but the last, so the
+/// memory a backup holds stays small.
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Parts uploaded while the next one fills; together with [`PART_SIZE`] this bounds the
+/// memory a backup takes, whatever the size of the database. One is enough to keep etcd's
+/// stream and the upload both busy.
+pub const MAX_PARTS_IN_FLIGHT: usize = 1;
 /// Connecting to the member and its status call.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest etcd may go without sending the next piece of the snapshot.
