@@ -21,7 +21,7 @@ pub fn default_configuration() -> AlertmanagerConfiguration {
             name: "null".into(),
             ..Default::default()
         }],
-        inhibit_rules: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod build;
 pub mod config;
 mod fetch;
+pub mod merge;
 mod status;
 mod watch;
 
