@@ -24,8 +24,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 
 /// Every Secret key `cfg` reads, in order of appearance.
 pub fn secret_refs(cfg: &AlertmanagerConfiguration) -> Vec<SecretKeySelector> {
+    receiver_secret_refs(&cfg.receivers)
+}
+
+/// Every Secret key `receivers` read, in order of appearance.
+pub fn receiver_secret_refs(receivers: &[Receiver]) -> Vec<SecretKeySelector> {
     let mut out = Vec::new();
-    for r in &cfg.receivers {
+    for r in receivers {
         out.extend(r.webhook_configs.iter().filter_map(|w| w.url_secret.clone()));
         out.extend(r.email_configs.iter().filter_map(|e| e.auth_password.clone()));
         out.extend(r.slack_configs.iter().map(|s| s.api_url.clone()));

@@ -6,13 +6,39 @@
 //! check, or would make the merged configuration fail, is left out with the reason; the base
 //! and the other objects are used as if it did not exist.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::SecretKeySelector;
+use kube::ResourceExt;
 use serde_json::{Map, Value};
 
 use super::config::{self, check, check_matchers, check_route, list};
-use crate::crd::{AlertmanagerConfigSpec, MuteTimeInterval};
+use crate::config::selector_matches;
+use crate::crd::{Alertmanager, AlertmanagerConfigSpec, MuteTimeInterval};
+
+/// Whether `am` selects an AlertmanagerConfig of `namespace` labelled `labels`, with
+/// upstream's semantics: no `alertmanagerConfigSelector` selects nothing; no
+/// `alertmanagerConfigNamespaceSelector` means the Alertmanager's own namespace only.
+/// `namespace_labels` are the labels of `namespace` (none when unknown). An invalid selector
+/// selects nothing.
+pub fn selects(
+    am: &Alertmanager,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+) -> bool {
+    let Some(objects) = &am.spec.alertmanager_config_selector else {
+        return false;
+    };
+    let in_scope = match &am.spec.alertmanager_config_namespace_selector {
+        None => am.namespace().as_deref() == Some(namespace),
+        Some(sel) => {
+            let empty = BTreeMap::new();
+            selector_matches(sel, namespace_labels.unwrap_or(&empty)).unwrap_or(false)
+        }
+    };
+    in_scope && selector_matches(objects, labels).unwrap_or(false)
+}
 
 /// One selected AlertmanagerConfig.
 #[derive(Clone, Copy, Debug)]

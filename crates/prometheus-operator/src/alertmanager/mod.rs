@@ -26,7 +26,7 @@ use kube::{Api, ResourceExt};
 use steward_core::apply::{Applier, ApplyError, Conflict, Desired, OwnedKind};
 use steward_core::{ControllerRuntime, EventRecorder, ReconcileError};
 
-use crate::crd::Alertmanager;
+use crate::crd::{Alertmanager, AlertmanagerConfig};
 use crate::{FIELD_MANAGER, OPERATOR_NAME};
 
 /// Name of the controller in metrics and logs.
@@ -80,6 +80,8 @@ pub struct Context {
     applier: Applier,
     reloader_image: String,
     alertmanagers: Store<Alertmanager>,
+    /// Every AlertmanagerConfig in scope, for the merge.
+    configs: Store<AlertmanagerConfig>,
     http: reqwest::Client,
 }
 
@@ -87,7 +89,7 @@ pub struct Context {
 /// config-reloader sidecar's image (this operator's own).
 pub async fn run(rt: ControllerRuntime, reloader_image: String) {
     let client = rt.client.clone();
-    let (alertmanagers, controller) = watch::start(&rt);
+    let (alertmanagers, configs, controller) = watch::start(&rt);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -98,6 +100,7 @@ pub async fn run(rt: ControllerRuntime, reloader_image: String) {
         applier: Applier::new(client, FIELD_MANAGER),
         reloader_image,
         alertmanagers,
+        configs,
         http,
     });
     steward_core::controller::run(&rt, CONTROLLER, controller, ctx, reconcile).await;
@@ -122,8 +125,10 @@ async fn reconcile(obj: Arc<Alertmanager>, ctx: Arc<Context>) -> Result<Action, 
 
 /// fetch → validate → build → apply → status.
 async fn reconcile_live(obj: &Alertmanager, ctx: &Context, ns: &str) -> Result<Action, Error> {
-    // fetch + validate: the configuration, checked; `Err` keeps the running one.
-    let configuration = fetch::configuration(ctx, obj, ns).await?;
+    // fetch + validate: the configuration with the selected AlertmanagerConfigs merged in,
+    // checked; `Err` keeps the running one.
+    let fetched = fetch::configuration(ctx, obj, ns).await?;
+    let configuration = fetched.yaml;
     // build
     let mut desired = vec![
         Desired::namespaced(&build::statefulset(obj, &ctx.reloader_image))?,
@@ -155,6 +160,7 @@ async fn reconcile_live(obj: &Alertmanager, ctx: &Context, ns: &str) -> Result<A
         Err(e) => return Err(e),
     };
     // status
+    status::report_configs(ctx, obj, &fetched.verdicts, &fetched.namespace_labels).await;
     status::report(ctx, obj, ns, configuration.err(), conflict).await
 }
 
