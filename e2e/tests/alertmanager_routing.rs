@@ -1,0 +1,261 @@
+//! Per-team alert routing end to end on kubesim with real processes: a Prometheus with two
+//! replicas evaluates an always-firing rule per team (in the team's namespace, the
+//! `namespace` label enforced) and alerts a 3-replica Alertmanager named by object. Teams A
+//! and B each route with an AlertmanagerConfig to a webhook served by this test on the host.
+//! A's webhook gets A's alert exactly once (one notification for the group, although both
+//! Prometheus replicas sent it to all three Alertmanagers), B's gets only B's, and an invalid
+//! AlertmanagerConfig in a third namespace is `Accepted=False` while A and B keep delivering.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use e2e::harness::{Env, settle, wait_for};
+use e2e::prometheus::{accepted, api};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+
+const NS: &str = "am-routing";
+/// How long Alertmanager waits before another notification for a group that changed. The
+/// duplicate check waits longer than this plus two peer timeouts (15 s each: the second and
+/// third replica hold a notification that long before sending it themselves, unless the
+/// first one's has reached them).
+const GROUP_INTERVAL: &str = "5s";
+
+/// Every notification received: (team from the path, payload).
+type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// A webhook receiver on `host`: `POST /<team>` records the payload.
+async fn webhook_server(host: &str) -> (SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/{team}",
+            post(
+                |State(r): State<Received>, Path(team): Path<String>, body: Bytes| async move {
+                    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    r.lock().unwrap().push((team, body));
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, received)
+}
+
+fn stack(hook: SocketAddr) -> String {
+    let mut yaml = format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {NS}, labels: {{pod-security.kubernetes.io/enforce: restricted}}}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Alertmanager
+metadata: {{name: main, namespace: {NS}}}
+spec:
+  replicas: 3
+  alertmanagerConfigSelector: {{matchLabels: {{routing: team}}}}
+  alertmanagerConfigNamespaceSelector: {{}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: Prometheus
+metadata: {{name: main, namespace: {NS}}}
+spec:
+  replicas: 2
+  evaluationInterval: 2s
+  ruleSelector: {{}}
+  ruleNamespaceSelector: {{matchLabels: {{alerts: team}}}}
+  enforcedNamespaceLabel: namespace
+  alerting:
+    alertmanagers: [{{alertmanager: main}}]
+  storage: {{emptyDir: {{}}}}
+"#
+    );
+    for team in ["a", "b"] {
+        yaml.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: team-{team}, labels: {{alerts: team}}}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: PrometheusRule
+metadata: {{name: always, namespace: team-{team}}}
+spec:
+  groups:
+    - name: always
+      rules:
+        - alert: AlwaysFiring
+          expr: vector(1)
+          labels: {{team: "{team}"}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: AlertmanagerConfig
+metadata: {{name: routing, namespace: team-{team}, labels: {{routing: team}}}}
+spec:
+  route:
+    receiver: hook
+    groupBy: [alertname]
+    groupWait: 1s
+    groupInterval: {GROUP_INTERVAL}
+    repeatInterval: 1h
+  receivers:
+    - name: hook
+      webhookConfigs: [{{url: "http://{hook}/team-{team}"}}]
+"#
+        ));
+    }
+    // Team C's route names a receiver it does not define.
+    yaml.push_str(&format!(
+        r#"---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: team-c}}
+---
+apiVersion: monitoring.steward.dev/v1alpha1
+kind: AlertmanagerConfig
+metadata: {{name: routing, namespace: team-c, labels: {{routing: team}}}}
+spec:
+  route: {{receiver: nobody}}
+  receivers:
+    - name: hook
+      webhookConfigs: [{{url: "http://{hook}/team-c"}}]
+"#
+    ));
+    yaml
+}
+
+fn notifications(received: &Received, team: &str) -> Vec<serde_json::Value> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t == team)
+        .map(|(_, body)| body.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_alerts_reach_their_own_webhook_exactly_once() {
+    let env = Env::with_operators(&["prometheus-operator"]).await.unwrap();
+    let host = env
+        .kubesim()
+        .and_then(|c| c.host_address())
+        .expect("kubesim in process mode (pods reach the test's webhook on the host)");
+    let (hook, received) = webhook_server(&host).await;
+    let t0 = Instant::now();
+    let lap = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
+    env.apply(&stack(hook)).await.unwrap();
+
+    // Team C is refused on its own, with the reason and a Warning Event.
+    let team_c = api(&env.client, "team-c", "AlertmanagerConfig", "alertmanagerconfigs");
+    wait_for(
+        "team-c's AlertmanagerConfig Accepted=False",
+        Duration::from_secs(120),
+        || async {
+            team_c
+                .get("routing")
+                .await
+                .ok()
+                .and_then(|o| accepted(&o))
+                .is_some_and(|(s, reason, message)| {
+                    s == "False" && reason == "InvalidConfiguration" && message.contains("\"nobody\"")
+                })
+        },
+    )
+    .await
+    .unwrap();
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "team-c");
+    wait_for(
+        "a Warning Event on team-c's AlertmanagerConfig",
+        Duration::from_secs(30),
+        || async {
+            events.list(&ListParams::default()).await.is_ok_and(|l| {
+                l.items.iter().any(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("AlertmanagerConfig")
+                        && e.reason.as_deref() == Some("InvalidConfiguration")
+                })
+            })
+        },
+    )
+    .await
+    .unwrap();
+    lap("team-c refused");
+    for team in ["team-a", "team-b"] {
+        let o = api(&env.client, team, "AlertmanagerConfig", "alertmanagerconfigs")
+            .get("routing")
+            .await
+            .unwrap();
+        assert_eq!(
+            accepted(&o).map(|a| (a.0, a.1)),
+            Some(("True".into(), "Accepted".into())),
+            "{team}: {:?}",
+            o.data["status"]
+        );
+    }
+
+    // Both teams' alerts arrive, each at its own webhook only.
+    let arrived = wait_for(
+        "a notification at team-a's and team-b's webhooks",
+        Duration::from_secs(300),
+        || async {
+            !notifications(&received, "team-a").is_empty() && !notifications(&received, "team-b").is_empty()
+        },
+    )
+    .await;
+    if let Err(e) = arrived {
+        panic!(
+            "{e:#}\nreceived: {:?}\n{}",
+            received.lock().unwrap(),
+            env.diagnostics(NS, "alertmanagers,prometheuses,statefulsets,pods")
+                .await
+        );
+    }
+    lap("both webhooks notified");
+
+    // No second notification: not from the other Prometheus replica, nor from another
+    // Alertmanager replica, after well over a group interval and two peer timeouts.
+    let counts = settle(
+        "notifications received",
+        Duration::from_secs(45),
+        Duration::from_secs(180),
+        || async { received.lock().unwrap().len() },
+    )
+    .await
+    .unwrap();
+    lap("no further notification for 45 s");
+    for (team, other) in [("team-a", "b"), ("team-b", "a")] {
+        let got = notifications(&received, team);
+        assert_eq!(got.len(), 1, "{team}: {got:#?}");
+        let n = &got[0];
+        assert_eq!(n["receiver"], format!("{team}/routing/hook"), "{n:#}");
+        let alerts = n["alerts"].as_array().unwrap();
+        assert_eq!(alerts.len(), 1, "{n:#}");
+        let labels = &alerts[0]["labels"];
+        assert_eq!(labels["alertname"], "AlwaysFiring", "{n:#}");
+        assert_eq!(labels["namespace"], team, "{n:#}");
+        assert_ne!(labels["team"], other, "{team} got team {other}'s alert: {n:#}");
+        assert!(labels.get("prometheus_replica").is_none(), "{n:#}");
+    }
+    assert!(notifications(&received, "team-c").is_empty());
+    assert_eq!(counts, 2, "{:?}", received.lock().unwrap());
+
+    // The base configuration was never broken by team C.
+    let am = api(&env.client, NS, "Alertmanager", "alertmanagers")
+        .get("main")
+        .await
+        .unwrap();
+    let reconciled = am.data["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Reconciled"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(reconciled["status"], "True", "{reconciled:#}");
+}
