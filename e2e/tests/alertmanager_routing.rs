@@ -16,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::routing::post;
 use e2e::harness::{Env, settle, wait_for};
 use e2e::prometheus::{accepted, api};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 
@@ -129,6 +130,14 @@ spec:
 "#
     ));
     yaml
+}
+
+/// The sum of every sample of `name` in Prometheus text exposition `text`.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 fn notifications(received: &Received, team: &str) -> Vec<serde_json::Value> {
@@ -246,6 +255,28 @@ async fn team_alerts_reach_their_own_webhook_exactly_once() {
     }
     assert!(notifications(&received, "team-c").is_empty());
     assert_eq!(counts, 2, "{:?}", received.lock().unwrap());
+
+    // Once means deduplicated, not sent once: each Prometheus replica discovered all three
+    // Alertmanager pods (not one Service address) and sent them the alerts.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+    for replica in ["prometheus-main-0", "prometheus-main-1"] {
+        let ip = pods.get(replica).await.unwrap().status.unwrap().pod_ip.unwrap();
+        let text = reqwest::get(format!("http://{ip}:9090/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            metric(&text, "prometheus_notifications_alertmanagers_discovered"),
+            3.0,
+            "{replica}"
+        );
+        assert!(
+            metric(&text, "prometheus_notifications_sent_total") >= 3.0,
+            "{replica}"
+        );
+    }
 
     // The base configuration was never broken by team C.
     let am = api(&env.client, NS, "Alertmanager", "alertmanagers")
