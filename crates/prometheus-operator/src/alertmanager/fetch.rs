@@ -12,6 +12,9 @@ use super::merge::{self, Team};
 use super::{Context, Error, config};
 use crate::crd::{Alertmanager, AlertmanagerConfig, AlertmanagerConfiguration, Receiver, Route};
 
+/// How long a reconcile waits for the AlertmanagerConfig cache before it tries again later.
+const CACHE_SYNC: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Labels of every namespace, by name.
 pub(super) type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -95,6 +98,11 @@ pub(super) async fn configuration(ctx: &Context, am: &Alertmanager, ns: &str) ->
     };
     if am.spec.alertmanager_config_selector.is_none() {
         return Ok(fetched);
+    }
+    // Until the cache has listed every AlertmanagerConfig, a merge would drop teams.
+    let synced = tokio::time::timeout(CACHE_SYNC, ctx.configs.wait_until_ready()).await;
+    if !matches!(synced, Ok(Ok(()))) {
+        return Err(Error::CacheSyncing);
     }
     if am.spec.alertmanager_config_namespace_selector.is_some() {
         let list = Api::<Namespace>::all(ctx.client.clone())

@@ -57,6 +57,10 @@ pub enum Error {
     /// Applying children failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The AlertmanagerConfig cache has not listed its objects yet: rendering now would leave
+    /// teams out for a moment.
+    #[error("the AlertmanagerConfig cache is still syncing")]
+    CacheSyncing,
     /// The configuration could not be gzipped.
     #[error("compressing the configuration: {0}")]
     Compress(std::io::Error),
@@ -68,6 +72,7 @@ impl ReconcileError for Error {
             Error::NoNamespace(_) => "invalid_object",
             Error::Read { .. } | Error::Status { .. } => "api",
             Error::Compress(_) => "build",
+            Error::CacheSyncing => "not_ready",
             Error::Apply(e) => e.reason(),
         }
     }

@@ -47,22 +47,13 @@ pub(super) fn start(
     let scope: Option<BTreeSet<String>> =
         (!rt.namespaces.is_empty()).then(|| rt.namespaces.iter().cloned().collect());
     let (configs, config_writer) = reflector::store();
-    let config_scope = scope.clone();
+    // Cluster-wide whatever `--namespace` says: an Alertmanager in scope may select
+    // AlertmanagerConfigs of any namespace, as a Prometheus may select monitors anywhere.
     let config_stream = watcher(
         Api::<AlertmanagerConfig>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .filter(move |ev| {
-        let keep = match (ev, &config_scope) {
-            (
-                Ok(watcher::Event::Apply(c) | watcher::Event::Delete(c) | watcher::Event::InitApply(c)),
-                Some(s),
-            ) => c.namespace().is_some_and(|ns| s.contains(&ns)),
-            _ => true,
-        };
-        std::future::ready(keep)
-    })
     .modify(|c: &mut AlertmanagerConfig| c.metadata.managed_fields = None)
     .reflect(config_writer)
     .touched_objects();

@@ -3,7 +3,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::*;
-use crate::crd::AlertmanagerConfigSpec;
+use crate::crd::{Alertmanager, AlertmanagerConfigSpec};
 
 const BASE: &str = "route:\n  receiver: default\n  routes:\n  - receiver: default\n    matchers: [alertname=Watchdog]\nreceivers:\n- name: default\n";
 
@@ -278,4 +278,39 @@ fn a_team_without_route_contributes_receivers_and_rules_only() {
         d["inhibit_rules"][0]["source_matchers"],
         json!(["namespace=\"n\""])
     );
+}
+
+#[test]
+fn selection_follows_upstream_semantics() {
+    let am = |spec: serde_json::Value| -> Alertmanager {
+        serde_json::from_value(json!({
+            "apiVersion": "monitoring.steward.dev/v1alpha1", "kind": "Alertmanager",
+            "metadata": {"name": "main", "namespace": "monitoring"}, "spec": spec,
+        }))
+        .unwrap()
+    };
+    let labels = |v: &[(&str, &str)]| -> BTreeMap<String, String> {
+        v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let team = labels(&[("routing", "team")]);
+    let prod = labels(&[("env", "prod")]);
+    // No selector: nothing.
+    assert!(!selects(&am(json!({})), "monitoring", &team, None));
+    // A selector without namespace selector: the Alertmanager's namespace only.
+    let own = am(json!({"alertmanagerConfigSelector": {"matchLabels": {"routing": "team"}}}));
+    assert!(selects(&own, "monitoring", &team, None));
+    assert!(!selects(&own, "team-a", &team, None));
+    assert!(!selects(&own, "monitoring", &BTreeMap::new(), None));
+    // `{}` namespaces: all of them; a labelled one: those labelled.
+    let all = am(json!({"alertmanagerConfigSelector": {}, "alertmanagerConfigNamespaceSelector": {}}));
+    assert!(selects(&all, "team-a", &BTreeMap::new(), None));
+    let some = am(json!({"alertmanagerConfigSelector": {},
+                         "alertmanagerConfigNamespaceSelector": {"matchLabels": {"env": "prod"}}}));
+    assert!(selects(&some, "team-a", &team, Some(&prod)));
+    assert!(!selects(&some, "team-b", &team, Some(&team)));
+    assert!(!selects(&some, "team-c", &team, None));
+    // An invalid selector selects nothing.
+    let bad =
+        am(json!({"alertmanagerConfigSelector": {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}}));
+    assert!(!selects(&bad, "monitoring", &team, None));
 }
