@@ -220,9 +220,9 @@ async fn team_alerts_reach_their_own_webhook_exactly_once() {
     )
     .await;
     if let Err(e) = arrived {
+        let got = received.lock().unwrap().clone();
         panic!(
-            "{e:#}\nreceived: {:?}\n{}",
-            received.lock().unwrap(),
+            "{e:#}\nreceived: {got:?}\n{}",
             env.diagnostics(NS, "alertmanagers,prometheuses,statefulsets,pods")
                 .await
         );
