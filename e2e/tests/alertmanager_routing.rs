@@ -7,16 +7,11 @@
 //! AlertmanagerConfig in a third namespace is `Accepted=False` while A and B keep delivering.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::routing::post;
 use e2e::harness::{Env, settle, wait_for};
-use e2e::prometheus::{accepted, api};
-use k8s_openapi::api::core::v1::Pod;
+use e2e::prometheus::{accepted, api, own_metric, replica_ips};
+use e2e::webhook::WebhookServer;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 
@@ -27,30 +22,7 @@ const NS: &str = "am-routing";
 /// first one's has reached them).
 const GROUP_INTERVAL: &str = "5s";
 
-/// Every notification received: (team from the path, payload).
-type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
-
-/// A webhook receiver on `host`: `POST /<team>` records the payload.
-async fn webhook_server(host: &str) -> (SocketAddr, Received) {
-    let received: Received = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/{team}",
-            post(
-                |State(r): State<Received>, Path(team): Path<String>, body: Bytes| async move {
-                    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                    r.lock().unwrap().push((team, body));
-                },
-            ),
-        )
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, received)
-}
-
-fn stack(hook: SocketAddr) -> String {
+fn stack(hook: &WebhookServer) -> String {
     let mut yaml = format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -108,8 +80,9 @@ spec:
     repeatInterval: 1h
   receivers:
     - name: hook
-      webhookConfigs: [{{url: "http://{hook}/team-{team}"}}]
-"#
+      webhookConfigs: [{{url: "{url}"}}]
+"#,
+            url = hook.url(&format!("team-{team}"))
         ));
     }
     // Team C's route names a receiver it does not define.
@@ -126,28 +99,11 @@ spec:
   route: {{receiver: nobody}}
   receivers:
     - name: hook
-      webhookConfigs: [{{url: "http://{hook}/team-c"}}]
-"#
+      webhookConfigs: [{{url: "{url}"}}]
+"#,
+        url = hook.url("team-c")
     ));
     yaml
-}
-
-/// The sum of every sample of `name` in Prometheus text exposition `text`.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn notifications(received: &Received, team: &str) -> Vec<serde_json::Value> {
-    received
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(t, _)| t == team)
-        .map(|(_, body)| body.clone())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,10 +113,10 @@ async fn team_alerts_reach_their_own_webhook_exactly_once() {
         .kubesim()
         .and_then(|c| c.host_address())
         .expect("kubesim in process mode (pods reach the test's webhook on the host)");
-    let (hook, received) = webhook_server(&host).await;
+    let hook = WebhookServer::start(&host).await.unwrap();
     let t0 = Instant::now();
     let lap = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
-    env.apply(&stack(hook)).await.unwrap();
+    env.apply(&stack(&hook)).await.unwrap();
 
     // Team C is refused on its own, with the reason and a Warning Event.
     let team_c = api(&env.client, "team-c", "AlertmanagerConfig", "alertmanagerconfigs");
@@ -214,13 +170,11 @@ async fn team_alerts_reach_their_own_webhook_exactly_once() {
     let arrived = wait_for(
         "a notification at team-a's and team-b's webhooks",
         Duration::from_secs(300),
-        || async {
-            !notifications(&received, "team-a").is_empty() && !notifications(&received, "team-b").is_empty()
-        },
+        || async { !hook.to("team-a").is_empty() && !hook.to("team-b").is_empty() },
     )
     .await;
     if let Err(e) = arrived {
-        let got = received.lock().unwrap().clone();
+        let got = hook.all();
         panic!(
             "{e:#}\nreceived: {got:?}\n{}",
             env.diagnostics(NS, "alertmanagers,prometheuses,statefulsets,pods")
@@ -235,13 +189,13 @@ async fn team_alerts_reach_their_own_webhook_exactly_once() {
         "notifications received",
         Duration::from_secs(45),
         Duration::from_secs(180),
-        || async { received.lock().unwrap().len() },
+        || async { hook.all().len() },
     )
     .await
     .unwrap();
     lap("no further notification for 45 s");
     for (team, other) in [("team-a", "b"), ("team-b", "a")] {
-        let got = notifications(&received, team);
+        let got = hook.to(team);
         assert_eq!(got.len(), 1, "{team}: {got:#?}");
         let n = &got[0];
         assert_eq!(n["receiver"], format!("{team}/routing/hook"), "{n:#}");
@@ -253,29 +207,17 @@ async fn team_alerts_reach_their_own_webhook_exactly_once() {
         assert_ne!(labels["team"], other, "{team} got team {other}'s alert: {n:#}");
         assert!(labels.get("prometheus_replica").is_none(), "{n:#}");
     }
-    assert!(notifications(&received, "team-c").is_empty());
-    assert_eq!(counts, 2, "{:?}", received.lock().unwrap());
+    assert!(hook.to("team-c").is_empty());
+    assert_eq!(counts, 2, "{:?}", hook.all());
 
     // Once means deduplicated, not sent once: each Prometheus replica discovered all three
     // Alertmanager pods (not one Service address) and sent them the alerts.
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
-    for replica in ["prometheus-main-0", "prometheus-main-1"] {
-        let ip = pods.get(replica).await.unwrap().status.unwrap().pod_ip.unwrap();
-        let text = reqwest::get(format!("http://{ip}:9090/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert_eq!(
-            metric(&text, "prometheus_notifications_alertmanagers_discovered"),
-            3.0,
-            "{replica}"
-        );
-        assert!(
-            metric(&text, "prometheus_notifications_sent_total") >= 3.0,
-            "{replica}"
-        );
+    let ips = replica_ips(&env.client, NS, "main", 2).await.unwrap();
+    for ip in &ips {
+        let discovered = own_metric(ip, "prometheus_notifications_alertmanagers_discovered").await;
+        assert_eq!(discovered, Some(3.0), "Prometheus {ip}");
+        let sent = own_metric(ip, "prometheus_notifications_sent_total").await;
+        assert!(sent.is_some_and(|n| n >= 3.0), "Prometheus {ip}: {sent:?}");
     }
 
     // The base configuration was never broken by team C.
