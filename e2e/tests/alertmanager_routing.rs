@@ -1,7 +1,8 @@
 //! Per-team alert routing end to end on kubesim with real processes: a Prometheus with two
 //! replicas evaluates an always-firing rule per team (in the team's namespace, the
 //! `namespace` label enforced) and alerts a 3-replica Alertmanager named by object. Teams A
-//! and B each route with an AlertmanagerConfig to a webhook served by this test on the host.
+//! and B each route with an AlertmanagerConfig to a webhook served by this test on the host
+//! (B's URL from a Secret that appears after the AlertmanagerConfig).
 //! A's webhook gets A's alert exactly once (one notification for the group, although both
 //! Prometheus replicas sent it to all three Alertmanagers), B's gets only B's, and an invalid
 //! AlertmanagerConfig in a third namespace is `Accepted=False` while A and B keep delivering.
@@ -80,9 +81,14 @@ spec:
     repeatInterval: 1h
   receivers:
     - name: hook
-      webhookConfigs: [{{url: "{url}"}}]
+      webhookConfigs: [{webhook}]
 "#,
-            url = hook.url(&format!("team-{team}"))
+            // Team B's URL is a Secret's, created later by the test.
+            webhook = if team == "a" {
+                format!("{{url: \"{}\"}}", hook.url("team-a"))
+            } else {
+                "{urlSecret: {name: hook, key: url}}".to_string()
+            }
         ));
     }
     // Team C's route names a receiver it does not define.
@@ -153,18 +159,47 @@ async fn team_alerts_reach_their_own_webhook_exactly_once() {
     .await
     .unwrap();
     lap("team-c refused");
+    // Team B waits for its Secret, then is merged too (the Secret's watch or the periodic
+    // reconcile picks it up).
+    let team_b = api(&env.client, "team-b", "AlertmanagerConfig", "alertmanagerconfigs");
+    wait_for(
+        "team-b refused for its missing Secret",
+        Duration::from_secs(60),
+        || async {
+            team_b
+                .get("routing")
+                .await
+                .ok()
+                .and_then(|o| accepted(&o))
+                .is_some_and(|(s, _, message)| s == "False" && message.contains("Secret \"hook\" not found"))
+        },
+    )
+    .await
+    .unwrap();
+    env.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: hook, namespace: team-b}}\nstringData: {{url: \"{}\"}}\n",
+        hook.url("team-b")
+    ))
+    .await
+    .unwrap();
     for team in ["team-a", "team-b"] {
-        let o = api(&env.client, team, "AlertmanagerConfig", "alertmanagerconfigs")
-            .get("routing")
-            .await
-            .unwrap();
-        assert_eq!(
-            accepted(&o).map(|a| (a.0, a.1)),
-            Some(("True".into(), "Accepted".into())),
-            "{team}: {:?}",
-            o.data["status"]
-        );
+        let configs = api(&env.client, team, "AlertmanagerConfig", "alertmanagerconfigs");
+        wait_for(
+            &format!("{team}'s AlertmanagerConfig Accepted"),
+            Duration::from_secs(90),
+            || async {
+                configs
+                    .get("routing")
+                    .await
+                    .ok()
+                    .and_then(|o| accepted(&o))
+                    .is_some_and(|(s, reason, _)| s == "True" && reason == "Accepted")
+            },
+        )
+        .await
+        .unwrap();
     }
+    lap("team-a and team-b accepted");
 
     // Both teams' alerts arrive, each at its own webhook only.
     let arrived = wait_for(
