@@ -124,6 +124,24 @@ async fn team_alerts_reach_their_own_webhook_exactly_once() {
     let lap = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
     env.apply(&stack(&hook)).await.unwrap();
 
+    // An alerting entry names an Alertmanager or a Service (with its port), never both.
+    for (entry, message) in [
+        (
+            "{alertmanager: main, name: alertmanager-main, port: web}",
+            "set exactly one of alertmanager",
+        ),
+        ("{}", "set exactly one of alertmanager"),
+        ("{name: alertmanager-main}", "port is required with name"),
+    ] {
+        let refused = env
+            .apply(&format!(
+                "apiVersion: monitoring.steward.dev/v1alpha1\nkind: Prometheus\nmetadata: {{name: bad, namespace: {NS}}}\nspec: {{alerting: {{alertmanagers: [{entry}]}}}}\n"
+            ))
+            .await;
+        let err = format!("{:#}", refused.expect_err(entry));
+        assert!(err.contains(message), "{entry}: {err}");
+    }
+
     // Team C is refused on its own, with the reason and a Warning Event.
     let team_c = api(&env.client, "team-c", "AlertmanagerConfig", "alertmanagerconfigs");
     wait_for(
