@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use e2e::alertmanager::cluster_formed;
 use e2e::harness::{Env, wait_for, wait_until};
-use e2e::prometheus::{own_metric, replica_ips};
+use e2e::prometheus::discovered_alertmanagers;
 use e2e::webhook::WebhookServer;
 
 const NS: &str = "am-bench";
@@ -98,25 +98,14 @@ async fn main() {
     .unwrap();
     let formed = started.elapsed();
 
-    // The rules come once both Prometheus replicas have discovered the three Alertmanagers:
-    // an alert that fires before is only sent again after Prometheus' resend delay (1m),
-    // which would measure Prometheus' start, not delivery.
+    // The rules come once both Prometheus replicas have discovered the three Alertmanagers,
+    // or the figure would be Prometheus' resend delay, not delivery.
     env.apply(&routing(&hook)).await.unwrap();
     let started = Instant::now();
     wait_for(
         "both Prometheus replicas discover the 3 Alertmanagers",
         Duration::from_secs(300),
-        || async {
-            let Some(ips) = replica_ips(&env.client, NS, "main", 2).await else {
-                return false;
-            };
-            for ip in &ips {
-                if own_metric(ip, "prometheus_notifications_alertmanagers_discovered").await != Some(3.0) {
-                    return false;
-                }
-            }
-            true
-        },
+        || discovered_alertmanagers(&env.client, NS, "main", 2, 3),
     )
     .await
     .unwrap();

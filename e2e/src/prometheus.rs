@@ -110,3 +110,25 @@ pub async fn replica_ips(
     }
     Some(ips)
 }
+
+/// Whether each of the `replicas` pods of Prometheus `name` in `ns` has discovered exactly
+/// `alertmanagers` Alertmanagers to send to. An alert that fires before that is sent again
+/// only after Prometheus' resend delay (1m), so tests and benchmarks load their rules after.
+pub async fn discovered_alertmanagers(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    replicas: usize,
+    alertmanagers: usize,
+) -> bool {
+    let Some(ips) = replica_ips(client, ns, name, replicas).await else {
+        return false;
+    };
+    for ip in &ips {
+        let found = own_metric(ip, "prometheus_notifications_alertmanagers_discovered").await;
+        if found != Some(alertmanagers as f64) {
+            return false;
+        }
+    }
+    true
+}
