@@ -73,3 +73,62 @@ pub async fn query(ip: &str, promql: &str) -> Vec<serde_json::Value> {
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     body["data"]["result"].as_array().cloned().unwrap_or_default()
 }
+
+/// The sum of every sample of metric `name` on the Prometheus at pod `ip`'s own `/metrics`
+/// (`None` when it does not answer yet).
+pub async fn own_metric(ip: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{ip}:9090/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+/// Pod IPs of Prometheus `name`'s replicas in `ns`, once all `replicas` have one.
+pub async fn replica_ips(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    replicas: usize,
+) -> Option<Vec<String>> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let mut ips = Vec::new();
+    for i in 0..replicas {
+        let pod = pods
+            .get_opt(&format!("prometheus-{name}-{i}"))
+            .await
+            .ok()
+            .flatten()?;
+        ips.push(pod.status?.pod_ip?);
+    }
+    Some(ips)
+}
+
+/// Whether each of the `replicas` pods of Prometheus `name` in `ns` has discovered exactly
+/// `alertmanagers` Alertmanagers to send to. An alert that fires before that is sent again
+/// only after Prometheus' resend delay (1m), so tests and benchmarks load their rules after.
+pub async fn discovered_alertmanagers(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    replicas: usize,
+    alertmanagers: usize,
+) -> bool {
+    let Some(ips) = replica_ips(client, ns, name, replicas).await else {
+        return false;
+    };
+    for ip in &ips {
+        let found = own_metric(ip, "prometheus_notifications_alertmanagers_discovered").await;
+        if found != Some(alertmanagers as f64) {
+            return false;
+        }
+    }
+    true
+}

@@ -112,3 +112,120 @@ fn what_we_refuse_amtool_refuses() {
         }
     }
 }
+
+/// The time intervals the merge refuses (`interval_problems`, which the CRD schema cannot
+/// express) are refused by amtool of both lines too, and the ones it lets through pass, so a
+/// team's AlertmanagerConfig is neither refused for reasons of our own nor let through to
+/// break the merged file.
+#[test]
+fn time_interval_checks_agree_with_amtool() {
+    use prometheus_operator::alertmanager::merge::interval_problems;
+    use prometheus_operator::crd::MuteTimeInterval;
+    // (what, the interval as in an AlertmanagerConfig, the same in alertmanager.yaml, valid)
+    let cases = [
+        (
+            "times in order",
+            r#"{"times": [{"startTime": "09:00", "endTime": "17:00"}]}"#,
+            "{times: [{start_time: '09:00', end_time: '17:00'}]}",
+            true,
+        ),
+        (
+            "whole day",
+            r#"{"times": [{"startTime": "00:00", "endTime": "24:00"}]}"#,
+            "{times: [{start_time: '00:00', end_time: '24:00'}]}",
+            true,
+        ),
+        (
+            "times reversed",
+            r#"{"times": [{"startTime": "10:00", "endTime": "09:00"}]}"#,
+            "{times: [{start_time: '10:00', end_time: '09:00'}]}",
+            false,
+        ),
+        (
+            "weekdays",
+            r#"{"weekdays": ["monday:friday", "sunday"]}"#,
+            "{weekdays: ['monday:friday', 'sunday']}",
+            true,
+        ),
+        (
+            "weekdays reversed",
+            r#"{"weekdays": ["friday:monday"]}"#,
+            "{weekdays: ['friday:monday']}",
+            false,
+        ),
+        (
+            "days from both ends",
+            r#"{"daysOfMonth": [{"start": 1, "end": -1}, {"start": -3, "end": -1}]}"#,
+            "{days_of_month: ['1:-1', '-3:-1']}",
+            true,
+        ),
+        (
+            "from a day to days before the end",
+            r#"{"daysOfMonth": [{"start": 5, "end": -1}]}"#,
+            "{days_of_month: ['5:-1']}",
+            true,
+        ),
+        (
+            "from the end to a day",
+            r#"{"daysOfMonth": [{"start": -1, "end": 5}]}"#,
+            "{days_of_month: ['-1:5']}",
+            false,
+        ),
+        (
+            "day zero",
+            r#"{"daysOfMonth": [{"start": 0, "end": 3}]}"#,
+            "{days_of_month: ['0:3']}",
+            false,
+        ),
+        (
+            "days reversed",
+            r#"{"daysOfMonth": [{"start": 5, "end": 2}]}"#,
+            "{days_of_month: ['5:2']}",
+            false,
+        ),
+        (
+            "negative days reversed",
+            r#"{"daysOfMonth": [{"start": -1, "end": -3}]}"#,
+            "{days_of_month: ['-1:-3']}",
+            false,
+        ),
+        (
+            "months",
+            r#"{"months": ["january:march", "12"]}"#,
+            "{months: ['january:march', '12']}",
+            true,
+        ),
+        (
+            "months reversed",
+            r#"{"months": ["march:january"]}"#,
+            "{months: ['march:january']}",
+            false,
+        ),
+        (
+            "years",
+            r#"{"years": ["2026:2030"]}"#,
+            "{years: ['2026:2030']}",
+            true,
+        ),
+        (
+            "years reversed",
+            r#"{"years": ["2030:2026"]}"#,
+            "{years: ['2030:2026']}",
+            false,
+        ),
+    ];
+    let tools = amtools();
+    for (what, ours, yaml, valid) in cases {
+        let interval: MuteTimeInterval =
+            serde_json::from_str(&format!(r#"{{"name": "t", "timeIntervals": [{ours}]}}"#)).unwrap();
+        let problems = interval_problems(&interval, "t");
+        assert_eq!(problems.is_empty(), valid, "{what}: {problems:?}");
+        let file = format!(
+            "route: {{receiver: a, routes: [{{receiver: a, mute_time_intervals: [t]}}]}}\nreceivers: [{{name: a}}]\ntime_intervals: [{{name: t, time_intervals: [{yaml}]}}]\n"
+        );
+        for (release, amtool) in &tools {
+            let (ok, text) = amtool_check(amtool, &file);
+            assert_eq!(ok, valid, "{what}: {release:?} amtool:\n{text}\n{file}");
+        }
+    }
+}

@@ -11,9 +11,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use e2e::harness::{Env, pod_ready, wait_for, wait_until};
+use e2e::alertmanager::{cluster_formed, peer_ips, status};
+use e2e::harness::{Env, wait_for, wait_until};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 
 const NS: &str = "am-ha";
 
@@ -40,65 +41,11 @@ fn alertmanagers(env: &Env) -> Api<DynamicObject> {
     e2e::prometheus::api(&env.client, NS, "Alertmanager", "alertmanagers")
 }
 
-/// Ready pods of Alertmanager `name`: (pod name, IP), by name.
-async fn ready_pods(env: &Env, name: &str) -> Vec<(String, String)> {
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
-    let selector = format!("app.kubernetes.io/name=alertmanager,app.kubernetes.io/instance={name}");
-    let mut out: Vec<(String, String)> = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
-        .filter_map(|p| Some((p.metadata.name?, p.status?.pod_ip?)))
-        .collect();
-    out.sort();
-    out
-}
-
-/// `/api/v2/status` of the Alertmanager at `ip`.
-async fn status(ip: &str) -> Option<serde_json::Value> {
-    let resp = reqwest::Client::new()
-        .get(format!("http://{ip}:9093/api/v2/status"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?;
-    resp.json().await.ok()
-}
-
-/// The peer addresses (IPs) the Alertmanager at `ip` sees.
-async fn peer_ips(ip: &str) -> Option<BTreeSet<String>> {
-    let s = status(ip).await?;
-    Some(
-        s["cluster"]["peers"]
-            .as_array()?
-            .iter()
-            .filter_map(|p| p["address"].as_str())
-            .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h).to_string())
-            .collect(),
-    )
-}
-
 /// Waits until Alertmanager `name` has `n` ready pods, each seeing exactly the `n` of them
 /// as its cluster; returns the pods.
 async fn cluster_of(env: &Env, name: &str, n: usize, timeout: Duration) -> Vec<(String, String)> {
     let what = format!("{name}: {n} ready replicas, each seeing exactly the {n} as peers");
-    let found = wait_until(&what, timeout, || async {
-        let pods = ready_pods(env, name).await;
-        if pods.len() != n {
-            return None;
-        }
-        let ips: BTreeSet<String> = pods.iter().map(|(_, ip)| ip.clone()).collect();
-        for (_, ip) in &pods {
-            if peer_ips(ip).await? != ips {
-                return None;
-            }
-        }
-        Some(pods)
-    })
-    .await;
+    let found = wait_until(&what, timeout, || cluster_formed(&env.client, NS, name, n)).await;
     match found {
         Ok(pods) => pods,
         Err(e) => panic!(

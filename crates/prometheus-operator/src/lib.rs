@@ -25,6 +25,7 @@ pub fn crds()
     vec![
         crd::Prometheus::crd(),
         crd::Alertmanager::crd(),
+        crd::AlertmanagerConfig::crd(),
         crd::ServiceMonitor::crd(),
         crd::PodMonitor::crd(),
         crd::PrometheusRule::crd(),

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::SecretKeySelector;
 use serde_json::{Map, Value, json};
 
-use crate::crd::{AlertmanagerConfiguration, InhibitRule, Receiver, Route};
+use crate::crd::{AlertmanagerConfiguration, InhibitRule, MuteTimeInterval, Receiver, Route};
 
 /// Top-level keys Alertmanager 0.28 and 0.33 accept (unknown keys make it refuse the file).
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -24,8 +24,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 
 /// Every Secret key `cfg` reads, in order of appearance.
 pub fn secret_refs(cfg: &AlertmanagerConfiguration) -> Vec<SecretKeySelector> {
+    receiver_secret_refs(&cfg.receivers)
+}
+
+/// Every Secret key `receivers` read, in order of appearance.
+pub fn receiver_secret_refs(receivers: &[Receiver]) -> Vec<SecretKeySelector> {
     let mut out = Vec::new();
-    for r in &cfg.receivers {
+    for r in receivers {
         out.extend(r.webhook_configs.iter().filter_map(|w| w.url_secret.clone()));
         out.extend(r.email_configs.iter().filter_map(|e| e.auth_password.clone()));
         out.extend(r.slack_configs.iter().map(|s| s.api_url.clone()));
@@ -58,6 +63,16 @@ pub fn render(
         let rules = cfg.inhibit_rules.iter().map(inhibit_value).collect();
         doc.insert("inhibit_rules".into(), Value::Array(rules));
     }
+    for (i, t) in cfg.mute_time_intervals.iter().enumerate() {
+        problems.extend(super::merge::interval_problems(
+            t,
+            &format!("muteTimeIntervals[{i}]"),
+        ));
+    }
+    if !cfg.mute_time_intervals.is_empty() {
+        let intervals = cfg.mute_time_intervals.iter().map(time_interval_value).collect();
+        doc.insert("time_intervals".into(), Value::Array(intervals));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -67,12 +82,15 @@ pub fn render(
 }
 
 /// A problem found in rendered alertmanager.yaml, with the place named as in `spec.config`.
-fn spec_names(problem: &str) -> String {
+pub(super) fn spec_names(problem: &str) -> String {
     let (place, rest) = problem.split_once(": ").unwrap_or((problem, ""));
     let place = place
         .replace("inhibit_rules", "inhibitRules")
         .replace("source_matchers", "sourceMatchers")
-        .replace("target_matchers", "targetMatchers");
+        .replace("target_matchers", "targetMatchers")
+        .replace("mute_time_intervals", "muteTimeIntervals")
+        .replace("active_time_intervals", "activeTimeIntervals")
+        .replace("time_intervals", "muteTimeIntervals");
     if rest.is_empty() {
         place
     } else {
@@ -90,7 +108,7 @@ fn strings(v: &[String]) -> Option<Value> {
     (!v.is_empty()).then(|| json!(v))
 }
 
-fn route_value(r: &Route, path: &str, problems: &mut Vec<String>) -> Value {
+pub(super) fn route_value(r: &Route, path: &str, problems: &mut Vec<String>) -> Value {
     let mut m = Map::new();
     put(&mut m, "receiver", r.receiver.clone().map(Value::from));
     put(&mut m, "group_by", strings(&r.group_by));
@@ -109,6 +127,8 @@ fn route_value(r: &Route, path: &str, problems: &mut Vec<String>) -> Value {
     if r.r#continue {
         m.insert("continue".into(), Value::Bool(true));
     }
+    put(&mut m, "mute_time_intervals", strings(&r.mute_time_intervals));
+    put(&mut m, "active_time_intervals", strings(&r.active_time_intervals));
     let children: Vec<Value> = r
         .routes
         .iter()
@@ -130,7 +150,7 @@ fn route_value(r: &Route, path: &str, problems: &mut Vec<String>) -> Value {
     Value::Object(m)
 }
 
-fn receiver_value(
+pub(super) fn receiver_value(
     r: &Receiver,
     path: &str,
     secret: &dyn Fn(&SecretKeySelector) -> Result<String, String>,
@@ -223,7 +243,39 @@ fn receiver_value(
     Value::Object(m)
 }
 
-fn inhibit_value(r: &InhibitRule) -> Value {
+/// A named set of time intervals in Alertmanager's `time_intervals` form.
+pub(super) fn time_interval_value(t: &MuteTimeInterval) -> Value {
+    let intervals: Vec<Value> = t
+        .time_intervals
+        .iter()
+        .map(|i| {
+            let mut m = Map::new();
+            if !i.times.is_empty() {
+                let times = i
+                    .times
+                    .iter()
+                    .map(|r| json!({"start_time": r.start_time, "end_time": r.end_time}))
+                    .collect();
+                m.insert("times".into(), Value::Array(times));
+            }
+            put(&mut m, "weekdays", strings(&i.weekdays));
+            if !i.days_of_month.is_empty() {
+                let days = i
+                    .days_of_month
+                    .iter()
+                    .map(|d| Value::from(format!("{}:{}", d.start, d.end)))
+                    .collect();
+                m.insert("days_of_month".into(), Value::Array(days));
+            }
+            put(&mut m, "months", strings(&i.months));
+            put(&mut m, "years", strings(&i.years));
+            Value::Object(m)
+        })
+        .collect();
+    json!({"name": t.name, "time_intervals": intervals})
+}
+
+pub(super) fn inhibit_value(r: &InhibitRule) -> Value {
     let mut m = Map::new();
     put(&mut m, "source_matchers", strings(&r.source_matchers));
     put(&mut m, "target_matchers", strings(&r.target_matchers));
@@ -310,11 +362,11 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
-fn list(v: Option<&Value>) -> Vec<Value> {
+pub(super) fn list(v: Option<&Value>) -> Vec<Value> {
     v.and_then(Value::as_array).cloned().unwrap_or_default()
 }
 
-fn check_route(
+pub(super) fn check_route(
     route: &Map<String, Value>,
     path: &str,
     receivers: &BTreeSet<String>,
@@ -345,7 +397,7 @@ fn check_route(
     }
 }
 
-fn check_matchers(v: Option<&Value>, path: &str, problems: &mut Vec<String>) {
+pub(super) fn check_matchers(v: Option<&Value>, path: &str, problems: &mut Vec<String>) {
     for (i, m) in list(v).iter().enumerate() {
         match m.as_str() {
             Some(s) => {

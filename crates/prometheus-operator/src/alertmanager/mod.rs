@@ -8,6 +8,7 @@
 pub mod build;
 pub mod config;
 mod fetch;
+pub mod merge;
 mod status;
 mod watch;
 
@@ -25,7 +26,7 @@ use kube::{Api, ResourceExt};
 use steward_core::apply::{Applier, ApplyError, Conflict, Desired, OwnedKind};
 use steward_core::{ControllerRuntime, EventRecorder, ReconcileError};
 
-use crate::crd::Alertmanager;
+use crate::crd::{Alertmanager, AlertmanagerConfig};
 use crate::{FIELD_MANAGER, OPERATOR_NAME};
 
 /// Name of the controller in metrics and logs.
@@ -56,6 +57,10 @@ pub enum Error {
     /// Applying children failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The AlertmanagerConfig cache has not listed its objects yet: rendering now would leave
+    /// teams out for a moment.
+    #[error("the AlertmanagerConfig cache is still syncing")]
+    CacheSyncing,
     /// The configuration could not be gzipped.
     #[error("compressing the configuration: {0}")]
     Compress(std::io::Error),
@@ -67,6 +72,7 @@ impl ReconcileError for Error {
             Error::NoNamespace(_) => "invalid_object",
             Error::Read { .. } | Error::Status { .. } => "api",
             Error::Compress(_) => "build",
+            Error::CacheSyncing => "not_ready",
             Error::Apply(e) => e.reason(),
         }
     }
@@ -80,6 +86,8 @@ pub struct Context {
     reloader_image: String,
     grafana_label: crate::grafana::Label,
     alertmanagers: Store<Alertmanager>,
+    /// Every AlertmanagerConfig in scope, for the merge.
+    configs: Store<AlertmanagerConfig>,
     http: reqwest::Client,
 }
 
@@ -88,7 +96,7 @@ pub struct Context {
 /// Grafana datasource ConfigMaps.
 pub async fn run(rt: ControllerRuntime, reloader_image: String, grafana_label: crate::grafana::Label) {
     let client = rt.client.clone();
-    let (alertmanagers, controller) = watch::start(&rt);
+    let (alertmanagers, configs, controller) = watch::start(&rt);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -100,6 +108,7 @@ pub async fn run(rt: ControllerRuntime, reloader_image: String, grafana_label: c
         reloader_image,
         grafana_label,
         alertmanagers,
+        configs,
         http,
     });
     steward_core::controller::run(&rt, CONTROLLER, controller, ctx, reconcile).await;
@@ -124,8 +133,10 @@ async fn reconcile(obj: Arc<Alertmanager>, ctx: Arc<Context>) -> Result<Action, 
 
 /// fetch → validate → build → apply → status.
 async fn reconcile_live(obj: &Alertmanager, ctx: &Context, ns: &str) -> Result<Action, Error> {
-    // fetch + validate: the configuration, checked; `Err` keeps the running one.
-    let configuration = fetch::configuration(ctx, obj, ns).await?;
+    // fetch + validate: the configuration with the selected AlertmanagerConfigs merged in,
+    // checked; `Err` keeps the running one.
+    let fetched = fetch::configuration(ctx, obj, ns).await?;
+    let configuration = fetched.yaml;
     // build
     let mut desired = vec![
         Desired::namespaced(&build::statefulset(obj, &ctx.reloader_image))?,
@@ -161,6 +172,7 @@ async fn reconcile_live(obj: &Alertmanager, ctx: &Context, ns: &str) -> Result<A
         Err(e) => return Err(e),
     };
     // status
+    status::report_configs(ctx, obj, &fetched.verdicts, &fetched.namespace_labels).await;
     status::report(ctx, obj, ns, configuration.err(), conflict).await
 }
 

@@ -11,8 +11,15 @@ use kube::{Api, ResourceExt};
 use steward_core::apply::Conflict;
 use steward_core::conditions::{self, NewCondition, Status};
 
-use super::{Context, Error, build};
-use crate::crd::{Alertmanager, AlertmanagerStatus, PodClusterStatus};
+use std::sync::Arc;
+
+use kube::runtime::reflector::ObjectRef;
+use tracing::warn;
+
+use super::fetch::NamespaceLabels;
+use super::{Context, Error, build, merge};
+use crate::controller::status::accepted_condition;
+use crate::crd::{Alertmanager, AlertmanagerConfig, AlertmanagerStatus, PodClusterStatus};
 
 /// How soon to look again while the cluster is forming or a replica is missing.
 const WHILE_FORMING: Duration = Duration::from_secs(5);
@@ -25,6 +32,62 @@ pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";
 /// The scale subresource's selector of `am`'s pods.
 pub fn selector_string(am: &Alertmanager) -> String {
     steward_core::labels::to_selector(&build::pod_selector(am))
+}
+
+/// Sets `Accepted` on every AlertmanagerConfig `am` judged, with a Warning Event on each newly
+/// rejected. When several Alertmanagers select one object a rejection wins and stays with
+/// the one that reported it, as for monitors and rules. Best effort: a failed write is logged
+/// and the next reconcile tries again.
+pub(super) async fn report_configs(
+    ctx: &Context,
+    am: &Alertmanager,
+    verdicts: &[(Arc<AlertmanagerConfig>, Option<Vec<String>>)],
+    namespace_labels: &NamespaceLabels,
+) {
+    let me = format!("{}/{}", am.namespace().unwrap_or_default(), am.name_any());
+    for (obj, problems) in verdicts {
+        let ns = obj.namespace().unwrap_or_default();
+        let holder_active = |holder: &str| {
+            let Some((hns, hname)) = holder.split_once('/') else {
+                return false;
+            };
+            ctx.alertmanagers
+                .get(&ObjectRef::new(hname).within(hns))
+                .is_some_and(|h| {
+                    h.metadata.deletion_timestamp.is_none()
+                        && merge::selects(&h, &ns, obj.labels(), namespace_labels.get(&ns))
+                })
+        };
+        let message = problems.as_ref().map(|p| p.join("; "));
+        let verdict = message.as_ref().map(|m| {
+            (
+                INVALID_CONFIGURATION,
+                format!("left out of the configuration: {m}"),
+            )
+        });
+        let Some(next) = accepted_condition(
+            obj.status.as_ref(),
+            obj.metadata.generation,
+            &me,
+            verdict.clone(),
+            holder_active,
+        ) else {
+            continue;
+        };
+        if let Err(e) = ctx.applier.apply_status(obj.as_ref(), &next).await {
+            warn!(%ns, name = %obj.name_any(), error = %e, "writing Accepted condition failed");
+        }
+        if let Some((reason, message)) = verdict {
+            ctx.recorder
+                .warning(
+                    obj.as_ref(),
+                    reason,
+                    "Validate",
+                    format!("{message} (Alertmanager {me})"),
+                )
+                .await;
+        }
+    }
 }
 
 /// What one pod reports about its cluster, when it answers.

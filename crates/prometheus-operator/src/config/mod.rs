@@ -695,9 +695,28 @@ fn alerting_node(alertmanagers: &[AlertmanagerEndpoint], prom_ns: &str) -> Resul
             .as_deref()
             .filter(|n| !n.is_empty())
             .unwrap_or(prom_ns);
-        if !names::is_dns_label(&am.name) {
-            return Err(bad(format!("{:?} is not a valid Service name", am.name)));
-        }
+        // An Alertmanager object is reached through the Service this operator creates for it
+        // (`build::base_name`), on its web port unless told otherwise.
+        let (service, port) = match &am.alertmanager {
+            Some(name) if !names::is_dns_label(name) => {
+                return Err(bad(format!("{name:?} is not a valid Alertmanager name")));
+            }
+            Some(name) => (
+                format!("alertmanager-{name}"),
+                am.port
+                    .clone()
+                    .unwrap_or_else(|| IntOrString::String("web".into())),
+            ),
+            None if !names::is_dns_label(&am.name) => {
+                return Err(bad(format!("{:?} is not a valid Service name", am.name)));
+            }
+            None => (
+                am.name.clone(),
+                am.port
+                    .clone()
+                    .ok_or_else(|| bad("port is required with name (a Service)".into()))?,
+            ),
+        };
         let scheme = match am.scheme.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("") | Some("http") => "http",
             Some("https") => "https",
@@ -715,7 +734,7 @@ fn alerting_node(alertmanagers: &[AlertmanagerEndpoint], prom_ns: &str) -> Resul
             Some("v2") => node.push("api_version", "v2"),
             Some(v) => return Err(bad(format!("apiVersion {v:?} is not supported; use v2"))),
         }
-        let port = match &am.port {
+        let port = match &port {
             IntOrString::String(p) if names::is_dns_label(p) => relabel::filter(
                 "keep",
                 vec!["__meta_kubernetes_endpointslice_port_name".into()],
@@ -731,11 +750,7 @@ fn alerting_node(alertmanagers: &[AlertmanagerEndpoint], prom_ns: &str) -> Resul
         node.push(
             "relabel_configs",
             vec![
-                relabel::filter(
-                    "keep",
-                    vec!["__meta_kubernetes_service_name".into()],
-                    am.name.clone(),
-                ),
+                relabel::filter("keep", vec!["__meta_kubernetes_service_name".into()], service),
                 port,
             ],
         );

@@ -14,7 +14,7 @@ mod caches;
 mod fetch;
 mod metrics;
 mod rbac;
-mod status;
+pub(crate) mod status;
 #[cfg(test)]
 mod tests;
 mod upstream;

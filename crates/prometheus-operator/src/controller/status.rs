@@ -328,7 +328,7 @@ pub fn desired_status(obj: &Prometheus, outcome: &Outcome, now: Time) -> Prometh
 /// while `holder_active` says that one still selects the object. Without this rule two
 /// Prometheus objects would overwrite each other's verdict, and each write would wake the
 /// other, forever.
-pub(super) fn accepted_condition(
+pub(crate) fn accepted_condition(
     current: Option<&ConfigResourceStatus>,
     generation: Option<i64>,
     me: &str,

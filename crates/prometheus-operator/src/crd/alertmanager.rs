@@ -3,11 +3,12 @@
 use k8s_openapi::api::core::v1::{
     PodSecurityContext, ResourceRequirements, SecretKeySelector, SecurityContext,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::common::ConfigResourceStatus;
 use super::{GrafanaDatasource, PrometheusStorage};
 
 /// Default Alertmanager version.
@@ -95,6 +96,15 @@ pub struct AlertmanagerSpec {
     /// Credentials come from Secrets of this namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<AlertmanagerConfiguration>,
+    /// AlertmanagerConfig objects whose routes, receivers, inhibit rules and time intervals are
+    /// merged into the configuration, each enforced to its own namespace. Unset selects none;
+    /// `{}` selects all (in the namespaces of `alertmanagerConfigNamespaceSelector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager_config_selector: Option<LabelSelector>,
+    /// Namespaces searched for AlertmanagerConfig objects. Unset means this object's
+    /// namespace only; `{}` means every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager_config_namespace_selector: Option<LabelSelector>,
     /// How long silences and notification state are kept, e.g. `120h`.
     #[serde(default = "default_retention")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w|y))+$"))]
@@ -151,6 +161,10 @@ pub struct AlertmanagerConfiguration {
     /// Alerts that mute others while they fire.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inhibit_rules: Vec<InhibitRule>,
+    /// Named time intervals that routes refer to in `muteTimeIntervals` and
+    /// `activeTimeIntervals`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mute_time_intervals: Vec<MuteTimeInterval>,
 }
 
 /// A routing tree node.
@@ -178,6 +192,12 @@ pub struct Route {
     /// Keep matching the following sibling routes after this one matched.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub r#continue: bool,
+    /// Names of time intervals during which this route sends nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mute_time_intervals: Vec<String>,
+    /// Names of time intervals outside of which this route sends nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_time_intervals: Vec<String>,
     /// Child routes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "child_routes_schema")]
@@ -315,6 +335,117 @@ pub struct InhibitRule {
     /// Labels that must be equal in both alerts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub equal: Vec<String>,
+}
+
+/// A named set of time intervals, e.g. nights and weekends.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MuteTimeInterval {
+    /// Name that routes refer to.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The intervals; a moment in any of them is in the set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_intervals: Vec<TimeInterval>,
+}
+
+/// One time interval: a moment is in it when it matches every field that is set.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeInterval {
+    /// Times of day, in UTC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<TimeRange>,
+    /// Days of the week or ranges of them, in lower case, e.g. `monday:friday` or `saturday`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(
+        pattern = r"^(sun|mon|tues|wednes|thurs|fri|satur)day(:(sun|mon|tues|wednes|thurs|fri|satur)day)?$"
+    )))]
+    pub weekdays: Vec<String>,
+    /// Days of the month; negative numbers count from the end of the month.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days_of_month: Vec<DayOfMonthRange>,
+    /// Months or ranges of them, by lower-case name or number, e.g. `january:march` or `12`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(
+        pattern = r"^(january|february|march|april|may|june|july|august|september|october|november|december|1[0-2]|[1-9])(:(january|february|march|april|may|june|july|august|september|october|november|december|1[0-2]|[1-9]))?$"
+    )))]
+    pub months: Vec<String>,
+    /// Years or ranges of them, e.g. `2026` or `2026:2028`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^2[0-9]{3}(:2[0-9]{3})?$")))]
+    pub years: Vec<String>,
+}
+
+/// A range of the day, from `startTime` (included) to `endTime` (excluded), as `HH:MM`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeRange {
+    /// Start, e.g. `09:00`.
+    #[schemars(regex(pattern = r"^((([01][0-9])|(2[0-3])):[0-5][0-9])$|(^24:00$)"))]
+    pub start_time: String,
+    /// End, e.g. `17:00`; `24:00` is the end of the day.
+    #[schemars(regex(pattern = r"^((([01][0-9])|(2[0-3])):[0-5][0-9])$|(^24:00$)"))]
+    pub end_time: String,
+}
+
+/// A range of days of the month, both ends included.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DayOfMonthRange {
+    /// First day, 1 to 31, or -31 to -1 counting from the end of the month.
+    #[schemars(range(min = -31, max = 31))]
+    pub start: i32,
+    /// Last day, as `start`.
+    #[schemars(range(min = -31, max = 31))]
+    pub end: i32,
+}
+
+/// Routing for one team: a route tree, receivers, inhibit rules and time intervals that every
+/// Alertmanager selecting this object merges into its configuration. The tree only ever sees
+/// alerts whose `namespace` label is this object's namespace, and every name in it becomes
+/// `<namespace>/<object>/<name>` so that teams never collide.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "monitoring.steward.dev",
+    version = "v1alpha1",
+    kind = "AlertmanagerConfig",
+    plural = "alertmanagerconfigs",
+    singular = "alertmanagerconfig",
+    namespaced,
+    status = "ConfigResourceStatus",
+    shortname = "amcfg",
+    category = "steward",
+    category = "monitoring",
+    doc = "Alert routing for one namespace, merged into the Alertmanagers that select it.",
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].reason"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertmanagerConfigSpec {
+    /// The top route of this namespace's tree. It needs a receiver of this object; it gets a
+    /// `namespace="<this namespace>"` matcher and `continue: true`, and goes first under the
+    /// Alertmanager's root route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    /// Receivers the routes name; Secrets are read from this object's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<Receiver>,
+    /// Inhibit rules; both their source and target matchers get this namespace's matcher.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inhibit_rules: Vec<InhibitRule>,
+    /// Time intervals the routes name in `muteTimeIntervals` and `activeTimeIntervals`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mute_time_intervals: Vec<MuteTimeInterval>,
 }
 
 /// Observed state of an Alertmanager.

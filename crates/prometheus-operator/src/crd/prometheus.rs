@@ -269,22 +269,41 @@ pub struct PrometheusEmptyDir {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertingSpec {
-    /// Alertmanager Services to send alerts to.
+    /// Alertmanagers to send alerts to, each an Alertmanager object or a Service.
     #[serde(default)]
     pub alertmanagers: Vec<AlertmanagerEndpoint>,
 }
 
-/// An Alertmanager Service.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+const ONE_TARGET_RULE: &str = "has(self.alertmanager) != (has(self.name) && self.name != '')";
+const ONE_TARGET_MESSAGE: &str =
+    "set exactly one of alertmanager (an Alertmanager object) and name (a Service)";
+const PORT_RULE: &str = "has(self.alertmanager) || has(self.port)";
+const PORT_MESSAGE: &str = "port is required with name (a Service)";
+
+/// Where alerts go: an Alertmanager object of this operator (`alertmanager`) or any Service
+/// (`name` and `port`). Either way Prometheus discovers every pod behind it from the
+/// Service's EndpointSlices and sends to each one itself, never through the Service's
+/// load-balanced address: Alertmanager replicas deduplicate among themselves only when every
+/// one of them receives every alert.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(ONE_TARGET_RULE).message(ONE_TARGET_MESSAGE))]
+#[x_kube(validation = Rule::new(PORT_RULE).message(PORT_MESSAGE))]
 pub struct AlertmanagerEndpoint {
-    /// Namespace of the Service; this object's namespace when empty.
+    /// Namespace of the Alertmanager or Service; this object's namespace when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// Service name.
+    /// Name of an Alertmanager object. Its pods are discovered through the Service
+    /// `alertmanager-<alertmanager>` the operator creates for it, on its `web` port (or
+    /// `port` when set); the Service's name never needs to be known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<String>,
+    /// Service name, when not naming an Alertmanager object.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    /// Service port name or number.
-    pub port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
+    /// Service port name or number; `web` for an Alertmanager object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
     /// `http` or `https`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,

@@ -17,6 +17,10 @@ fn secrets(sel: &SecretKeySelector) -> Result<String, String> {
     }
 }
 
+fn hook_receiver() -> serde_json::Value {
+    json!({"name": "hook", "webhookConfigs": [{"url": "http://10.0.0.1:8080/hook"}]})
+}
+
 fn cfg(v: serde_json::Value) -> AlertmanagerConfiguration {
     serde_json::from_value(v).unwrap()
 }
@@ -33,6 +37,22 @@ fn cases() -> Vec<(&'static str, AlertmanagerConfiguration)> {
                           "groupInterval": "1s", "repeatInterval": "1h"},
                 "receivers": [{"name": "hook", "webhookConfigs": [
                     {"url": "http://10.0.0.1:8080/hook", "sendResolved": true, "maxAlerts": 10}]}],
+            })),
+        ),
+        (
+            "time-intervals",
+            cfg(json!({
+                "route": {"receiver": "hook", "routes": [
+                    {"receiver": "hook", "matchers": ["severity=\"warning\""],
+                     "muteTimeIntervals": ["nights"], "activeTimeIntervals": ["workdays"]}]},
+                "receivers": [hook_receiver()],
+                "muteTimeIntervals": [
+                    {"name": "nights", "timeIntervals": [
+                        {"times": [{"startTime": "00:00", "endTime": "07:00"}, {"startTime": "22:00", "endTime": "24:00"}]}]},
+                    {"name": "workdays", "timeIntervals": [
+                        {"weekdays": ["monday:friday"], "daysOfMonth": [{"start": 1, "end": -1}],
+                         "months": ["1:12"], "years": ["2026:2099"]}]}
+                ]
             })),
         ),
         (
@@ -166,6 +186,27 @@ fn receivers_are_unique_and_their_secrets_exist() {
     );
     let p = problems(json!({"route": {"receiver": "hook"}, "receivers": [hook(), hook()]}));
     assert_eq!(p, ["receivers[1]: receiver \"hook\" is defined more than once"]);
+}
+
+#[test]
+fn inline_time_intervals_are_checked() {
+    let p = problems(json!({
+        "route": {"receiver": "hook", "routes": [{"receiver": "hook", "muteTimeIntervals": ["never"]}]},
+        "receivers": [hook()],
+        "muteTimeIntervals": [{"name": "t", "timeIntervals": [{"years": ["2030:2026"]}]}],
+    }));
+    assert_eq!(
+        p,
+        ["muteTimeIntervals[0].timeIntervals[0].years[0]: \"2030:2026\": the start is after the end",]
+    );
+    let p = problems(json!({
+        "route": {"receiver": "hook", "routes": [{"receiver": "hook", "muteTimeIntervals": ["never"]}]},
+        "receivers": [hook()],
+    }));
+    assert_eq!(
+        p,
+        ["route.routes[0].muteTimeIntervals: time interval \"never\" is not defined"]
+    );
 }
 
 #[test]
