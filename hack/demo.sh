@@ -44,10 +44,10 @@ up() {
     "$kubectl" -n steward-system rollout status deployment/etcd-operator deployment/prometheus-operator --timeout=120s
     "$kubectl" apply --server-side -f deploy/examples/ > /dev/null
     "$kubectl" kustomize deploy/monitoring | "$kubectl" apply --server-side -f - > /dev/null
-    # Both examples really run: etcd members and a Prometheus pod, Available.
+    # The examples really run: etcd members, the team and global Prometheus, Available.
     "$kubectl" -n etcd-example wait --for=condition=Available etcdcluster/example --timeout=240s > /dev/null
     "$kubectl" -n etcd-example wait --for=jsonpath='{.status.readyMembers}'=3 etcdcluster/example --timeout=240s > /dev/null
-    "$kubectl" -n steward-system wait --for=condition=Available prometheus/platform --timeout=120s > /dev/null
+    "$kubectl" -n steward-system wait --for=condition=Available prometheus/platform prometheus/global --timeout=120s > /dev/null
     echo
     echo "export KUBECONFIG=$KUBECONFIG"
     echo

@@ -1,4 +1,4 @@
-//! Restores end to end (`spec.bootstrap.fromBackup`): a 1-member TLS cluster with 1,000 keys
+//! Restores end to end (`spec.bootstrap.fromBackup`): a 1-member TLS cluster with 10,000 keys
 //! is backed up to a real S3 server (s3s-fs on kubesim's host address); a NEW 3-member
 //! EtcdCluster naming that EtcdBackup is restored by its seed's init containers
 //! (`restore-fetch` in the operator image, the real `etcdutl snapshot restore`,
@@ -26,7 +26,7 @@ use kube::api::{Api, ListParams};
 
 const BUCKET: &str = "backups";
 const CREDENTIALS: &str = "s3-credentials";
-const KEYS: usize = 1000;
+const KEYS: usize = 10_000;
 
 /// Waits until cluster `name` is Available with `size` ready members.
 async fn wait_available(env: &Env, name: &str, size: i64, timeout: Duration) {
@@ -138,7 +138,7 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
     .await
     .unwrap();
 
-    // The source: one member with 1,000 keys.
+    // The source: one member with 10,000 keys.
     let current = bins::version("ETCD_CURRENT").unwrap();
     env.apply(&cluster_yaml(
         "source",
@@ -152,7 +152,7 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
     let src = Etcdctl::connect(&env, "source").await.unwrap();
     let src_ip = src.ips[0].clone();
     wait_for("source takes writes", Duration::from_secs(60), || async {
-        etcdctl_raw(&src, &src_ip, &["put", "key-0000", &value(0)], "").0
+        etcdctl_raw(&src, &src_ip, &["put", "key-00000", &value(0)], "").0
     })
     .await
     .unwrap();
@@ -160,14 +160,14 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(125) {
         let puts: String = chunk
             .iter()
-            .map(|i| format!("put key-{i:04} {}\n", value(*i)))
+            .map(|i| format!("put key-{i:05} {}\n", value(*i)))
             .collect();
         let (ok, out) = etcdctl_raw(&src, &src_ip, &["txn"], &format!("\n{puts}\n\n"));
         assert!(ok && out.contains("SUCCESS"), "txn: {out}");
     }
     // A watcher of the source would have seen these revisions.
     let source_revision = revision(&src, &src_ip);
-    assert!(source_revision >= 9, "{source_revision}");
+    assert!(source_revision >= 81, "{source_revision}");
 
     // Two backups; the second one's stored object is then overwritten with garbage.
     let destination = format!(
@@ -253,8 +253,8 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2 * KEYS, "keys and values on {ip}");
         for (i, pair) in lines.chunks(2).enumerate() {
-            assert_eq!(pair[0], format!("key-{i:04}"));
-            assert_eq!(pair[1], value(i), "value of key-{i:04} on {ip}");
+            assert_eq!(pair[0], format!("key-{i:05}"));
+            assert_eq!(pair[1], value(i), "value of key-{i:05} on {ip}");
         }
     }
     let restored_revision = revision(&ctl, &ctl.ips[0]);

@@ -1,6 +1,8 @@
 //! The two operators together, as shipped: the example etcd cluster and the example platform
-//! Prometheus with deploy/monitoring. A member whose network is cut makes `EtcdMembersDown`
-//! fire in that Prometheus; once the network is back the alert resolves.
+//! Prometheus with deploy/monitoring, and the example global Prometheus federating it. A
+//! member whose network is cut makes `EtcdMembersDown` fire in the platform Prometheus, and
+//! the global one sees the alert through federation; once the network is back the alert
+//! resolves.
 //!
 //! The rules are deploy/monitoring's, with one change: `EtcdMembersDown` waits 20 s instead of
 //! 3 minutes before firing, so the test does not idle; promtool's unit tests
@@ -47,6 +49,9 @@ async fn a_member_cut_off_the_network_fires_etcd_members_down_and_healing_resolv
         .await
         .unwrap();
     env.apply(&repo_file("deploy/examples/prometheus-team.yaml"))
+        .await
+        .unwrap();
+    env.apply(&repo_file("deploy/examples/prometheus-global.yaml"))
         .await
         .unwrap();
     let dir = bins::repo_root().join("deploy/monitoring");
@@ -116,6 +121,32 @@ async fn a_member_cut_off_the_network_fires_etcd_members_down_and_healing_resolv
     .await;
     assert_eq!(down.len(), 1, "{down:?}");
     assert_eq!(down[0]["metric"]["pod"], victim.as_str(), "{down:?}");
+    // The global Prometheus federates the platform one: the alert shows there too, with the
+    // platform's labels kept (honor_labels).
+    let global_ip = wait_until(
+        "the global Prometheus pod has an IP",
+        Duration::from_secs(60),
+        || {
+            let pods = prometheus_pods.clone();
+            async move {
+                let pod = pods.get_opt("prometheus-global-0").await.ok().flatten()?;
+                pod.status?.pod_ip
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let federated = format!(
+        "{}, prometheus=\"steward-system/platform\"}}",
+        FIRING.strip_suffix('}').unwrap()
+    );
+    wait_for(
+        "EtcdMembersDown federated to global",
+        Duration::from_secs(120),
+        || async { query(&global_ip, &federated).await.len() == 1 },
+    )
+    .await
+    .unwrap();
 
     sim.restore_pod_network("etcd-example", &victim).unwrap();
     wait_for("EtcdMembersDown resolved", Duration::from_secs(180), || async {
