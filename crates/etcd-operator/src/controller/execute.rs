@@ -8,8 +8,8 @@ use steward_core::apply::{ApplyError, foreign_holder};
 
 use super::build::{self, DesiredChildren, MemberObjects};
 use super::observe::{MemberView, Observation};
-use super::status::Blocked;
-use super::{Context, Error, Target};
+use super::status::{self, Blocked};
+use super::{Context, Error, Target, rfc3339};
 use crate::crd::EtcdCluster;
 use crate::etcd::EtcdApi;
 use crate::plan::{RemoveReason, Step};
@@ -147,6 +147,39 @@ async fn execute(
                 Some("bootstrap"),
                 "MemberAdded",
                 "Bootstrap",
+                note,
+            ))
+        }
+        Step::Recover { member, backup } => {
+            // Recorded first: an operator restarted before the seed exists restores this same
+            // seed from this same backup instead of starting another rebuild.
+            let started = rfc3339(&steward_core::conditions::now());
+            let previous = obj.status.as_ref().and_then(|s| s.recovery.clone());
+            if let Some(record) = status::recovery_after(previous, step, false, &started) {
+                status::record_recovery(target, record).await?;
+            }
+            let seed = [(member.clone(), resources::peer_url(obj, member))];
+            create_member_pod(ctx, target, member, &seed, "new", restore).await?;
+            ctx.recorder
+                .warning(
+                    obj,
+                    status::RECOVERING,
+                    "Recover",
+                    format!(
+                        "quorum is lost and every member's data is gone: rebuilding from EtcdBackup {} (completed {}), starting with seed member {member}; writes made after the backup are lost",
+                        backup.name, backup.completion_time
+                    ),
+                )
+                .await;
+            let note = format!(
+                "started seed member {member}, restored from EtcdBackup {}",
+                backup.name
+            );
+            Some(MemberChange::new(
+                member,
+                Some("recover"),
+                "MemberAdded",
+                "Recover",
                 note,
             ))
         }
