@@ -19,6 +19,7 @@ use e2e::harness::{Env, settle, wait_for, wait_until};
 use e2e::s3::S3Server;
 use etcd_operator::crd::BackupPhase;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 
 const BUCKET: &str = "backups";
@@ -143,16 +144,11 @@ async fn a_cluster_whose_data_is_gone_is_rebuilt_from_its_latest_backup_only_whe
             let st = support::backup_finished(&env, &backup).await;
             assert_eq!(st.phase, Some(BackupPhase::Succeeded), "{backup}: {st:?}");
             // completionTime has a one-second resolution: the next backup completes later.
+            let done: Timestamp = st.completion_time.as_deref().unwrap_or_default().parse().unwrap();
             wait_for(
                 "the clock to pass the backup's second",
                 Duration::from_secs(5),
-                || async {
-                    let done = st.completion_time.as_deref().unwrap_or_default();
-                    k8s_openapi::jiff::Timestamp::now()
-                        .strftime("%Y-%m-%dT%H:%M:%SZ")
-                        .to_string()
-                        > done.to_string()
-                },
+                || async { Timestamp::now().as_second() > done.as_second() },
             )
             .await
             .unwrap();
@@ -239,8 +235,8 @@ async fn a_cluster_whose_data_is_gone_is_rebuilt_from_its_latest_backup_only_whe
         .to_string();
     assert!(!lost_since.is_empty(), "{st}");
     let (since, begun) = (
-        lost_since.parse::<k8s_openapi::jiff::Timestamp>().unwrap(),
-        rebuild_started.parse::<k8s_openapi::jiff::Timestamp>().unwrap(),
+        lost_since.parse::<Timestamp>().unwrap(),
+        rebuild_started.parse::<Timestamp>().unwrap(),
     );
     assert!(
         begun.as_second() - since.as_second() >= 10,
