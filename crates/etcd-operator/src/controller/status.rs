@@ -128,6 +128,7 @@ pub fn observed_status(
         status.quorum_lost_since.take()
     };
     status.recovery = recovery_after(status.recovery.take(), step, !members.is_empty(), &rfc3339(&now));
+    note_member_recovery(&mut status, step, members, &rfc3339(&now));
     let cond = |status: &mut EtcdClusterStatus, type_, ok: bool, reason: &str, message: String| {
         conditions::set(
             &mut status.conditions,
@@ -307,6 +308,42 @@ pub fn recovery_after(
         _ => {}
     }
     Some(r)
+}
+
+/// Records which member an upgrade restarts and when a member was last recovered: a member
+/// brought back (its pod recreated after it had started) or replaced, or the whole cluster
+/// rebuilt, other than the member the upgrade itself restarted. Pure.
+pub fn note_member_recovery(status: &mut EtcdClusterStatus, step: &Step, members: &[MemberView], now: &str) {
+    let upgrading = status.upgrade_restarted.as_deref();
+    let recovered = match step {
+        Step::UpgradeMember { member, .. } => {
+            status.upgrade_restarted = Some(member.clone());
+            false
+        }
+        // The upgrade is over (or nothing runs): a later restart of that member is not its.
+        Step::Nothing => {
+            status.upgrade_restarted = None;
+            false
+        }
+        Step::RemoveMember {
+            member,
+            reason: RemoveReason::Replace,
+            ..
+        } => upgrading != Some(member.as_str()),
+        // A learner's first pod is growth; a started member's pod coming back is recovery.
+        Step::CreatePod { member } => {
+            upgrading != Some(member.as_str())
+                && members
+                    .iter()
+                    .find(|m| m.name == *member)
+                    .is_none_or(|m| m.started)
+        }
+        Step::Recover { .. } => true,
+        _ => false,
+    };
+    if recovered {
+        status.last_member_recovery_time = Some(now.to_string());
+    }
 }
 
 /// The `Recovering` condition of rebuild `r` of a cluster of `size` with `voters` now.

@@ -599,3 +599,50 @@ fn a_rebuild_is_recorded_in_status_step_by_step() {
     );
     assert!(c.message.contains("EtcdBackup nightly"), "{}", c.message);
 }
+
+/// A member brought back or replaced counts as a member recovery, except the member an
+/// upgrade restarts itself (its pod coming back, or its replacement with emptyDir) and a
+/// learner's first pod.
+#[test]
+fn member_recoveries_are_told_apart_from_upgrade_restarts() {
+    let view = |name: &str, started: bool| MemberView {
+        id: 1,
+        name: name.into(),
+        started,
+        is_learner: !started,
+        healthy: false,
+        version: None,
+        client_url: String::new(),
+        unhealthy_since: None,
+        db_size: None,
+        raft_index: None,
+        last_defrag: None,
+    };
+    let members = [view("a", true), view("b", true), view("new", false)];
+    let mut st = EtcdClusterStatus::default();
+    let upgrade = Step::UpgradeMember {
+        member: "a".into(),
+        from: Version::parse("3.4.35").unwrap(),
+    };
+    status::note_member_recovery(&mut st, &upgrade, &members, "T1");
+    assert_eq!(st.upgrade_restarted.as_deref(), Some("a"));
+    let create = |m: &str| Step::CreatePod { member: m.into() };
+    let replace = |m: &str| Step::RemoveMember {
+        id: 1,
+        member: m.into(),
+        reason: crate::plan::RemoveReason::Replace,
+    };
+    for own in [create("a"), replace("a"), create("new")] {
+        status::note_member_recovery(&mut st, &own, &members, "T2");
+        assert_eq!(st.last_member_recovery_time, None, "{own:?}");
+    }
+    status::note_member_recovery(&mut st, &create("b"), &members, "T3");
+    assert_eq!(st.last_member_recovery_time.as_deref(), Some("T3"));
+    status::note_member_recovery(&mut st, &replace("b"), &members, "T4");
+    assert_eq!(st.last_member_recovery_time.as_deref(), Some("T4"));
+    // A stable cluster ends the upgrade: a restart of `a` is then a recovery.
+    status::note_member_recovery(&mut st, &Step::Nothing, &members, "T5");
+    assert_eq!(st.upgrade_restarted, None);
+    status::note_member_recovery(&mut st, &create("a"), &members, "T6");
+    assert_eq!(st.last_member_recovery_time.as_deref(), Some("T6"));
+}

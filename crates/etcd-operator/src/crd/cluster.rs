@@ -499,6 +499,15 @@ pub struct EtcdClusterStatus {
     /// healthy. `spec.recovery.after` counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_lost_since: Option<String>,
+    /// When the operator last brought back a lost member or replaced a failed one (RFC 3339),
+    /// not counting the members an upgrade restarts itself. A pre-upgrade backup taken before
+    /// this is stale: the upgrade takes a fresh one before it goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_member_recovery_time: Option<String>,
+    /// The member an upgrade restarted last, while the upgrade runs: its pod coming back (or,
+    /// with emptyDir, its replacement) is the upgrade's own step, not a member recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_restarted: Option<String>,
     /// The last rebuild from a backup (`spec.recovery.fromLatestBackup`), in progress or
     /// done. A restarted operator continues the one in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
