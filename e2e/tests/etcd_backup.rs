@@ -3,7 +3,8 @@
 //! keys written before; a backup naming a missing cluster fails with `ClusterNotFound` and a
 //! Warning Event; a `* * * * *` schedule creates labelled backups and retention
 //! (`maxBackups: 2`) prunes the oldest scheduled one, object and stored file, while a backup
-//! made by hand is left alone; an upgrade waits for its pre-upgrade (spot) backup.
+//! made by hand is left alone; an upgrade waits for its pre-upgrade (spot) backup, and one
+//! interrupted by a member recovery takes a fresh one before it goes on.
 //!
 //! Storage: a real S3 server (s3s-fs, `e2e::s3`) on the host's pod-network address, which
 //! the operator's pod reaches as it would an object store outside the cluster; credentials

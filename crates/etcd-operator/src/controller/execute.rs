@@ -2,6 +2,7 @@
 //! planned step (etcd membership calls, member pods and claims, leadership, defragmentation).
 
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use steward_core::apply::{ApplyError, foreign_holder};
@@ -60,9 +61,10 @@ pub(super) async fn step(
     step: &Step,
     seen: &Observation,
     restore: Option<&resources::RestoreSource>,
+    now: &Time,
 ) -> Result<Result<(), Blocked>, Error> {
     let members = seen.members.as_deref().unwrap_or_default();
-    match execute(ctx, target, etcd, step, members, &seen.pods, restore).await {
+    match execute(ctx, target, etcd, step, members, &seen.pods, restore, now).await {
         Ok(()) => Ok(Ok(())),
         Err(Error::Apply(ApplyError::Conflict(conflicts))) => {
             Ok(Err(Blocked::conflict("CreatePod", &conflicts)))
@@ -112,6 +114,8 @@ impl<'a> MemberChange<'a> {
     }
 }
 
+/// Executes `step`; `now` is the reconcile's clock, as the status written after it reads it.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     ctx: &Context,
     target: &Target<'_>,
@@ -120,6 +124,7 @@ async fn execute(
     members: &[MemberView],
     pods: &[Pod],
     restore: Option<&resources::RestoreSource>,
+    now: &Time,
 ) -> Result<(), Error> {
     let obj = target.obj;
     if changes_something(step) {
@@ -153,7 +158,7 @@ async fn execute(
         Step::Recover { member, backup } => {
             // Recorded first: an operator restarted before the seed exists restores this same
             // seed from this same backup instead of starting another rebuild.
-            let started = rfc3339(&steward_core::conditions::now());
+            let started = rfc3339(now);
             let previous = obj.status.as_ref().and_then(|s| s.recovery.clone());
             if let Some(record) = status::recovery_after(previous, step, false, &started) {
                 status::record_recovery(target, record).await?;

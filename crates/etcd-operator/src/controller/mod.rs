@@ -285,7 +285,7 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
         Ok(ready) => ready,
         Err(blocked) => return status::blocked(&ctx, &target, blocked).await,
     };
-    if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen, source.as_ref()).await? {
+    if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen, source.as_ref(), &now).await? {
         return status::blocked(&ctx, &target, blocked).await;
     }
     let backups =
