@@ -668,15 +668,21 @@ fn data_lost(o: &Observed, lost: String) -> Step {
             ),
         };
     }
-    let lost_for = r.quorum_lost_since.map_or(0, |t| o.now.saturating_sub(t).max(0));
-    let after = r.after.as_secs() as i64;
-    if lost_for < after {
+    // A deadline, not a countdown: the message (and so the status) stays the same meanwhile.
+    let due = r
+        .quorum_lost_since
+        .unwrap_or(o.now)
+        .saturating_add(r.after.as_secs() as i64);
+    if o.now < due {
+        let at = k8s_openapi::jiff::Timestamp::from_second(due)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|_| format!("{due} (Unix seconds)"));
         return Step::QuorumLost {
             reason: format!(
-                "{lost}; the cluster is rebuilt from EtcdBackup {} (completed {}) once quorum has been lost for {after}s (spec.recovery.after), in {}s",
+                "{lost}; the cluster is rebuilt from EtcdBackup {} (completed {}) once quorum has been lost for {}s (spec.recovery.after), at {at}",
                 backup.name,
                 backup.completion_time,
-                after - lost_for
+                r.after.as_secs()
             ),
         };
     }
