@@ -32,7 +32,8 @@ fi
 # Longest first (seconds measured on the 2-core CI machine); everything else follows.
 SLOW=(
     etcd_operator_e2e etcd_operator_ca_rotation monitoring_alerts etcd_operator_tls
-    etcd_operator_maintenance etcd_restore alertmanager_ha etcd_backup etcd_operator_ownership
+    etcd_operator_maintenance etcd_restore etcd_recovery alertmanager_ha etcd_backup
+    etcd_operator_ownership
     leader_fencing
 )
 

@@ -3,8 +3,9 @@
 //! keys written before; a backup naming a missing cluster fails with `ClusterNotFound` and a
 //! Warning Event; a `* * * * *` schedule creates labelled backups and retention
 //! (`maxBackups: 2`) prunes the oldest scheduled one, object and stored file, while a backup
-//! made by hand is left alone; an upgrade waits for its pre-upgrade (spot) backup; the
-//! PersistentVolumeClaim destination stores, fails and prunes through pods.
+//! made by hand is left alone; an upgrade waits for its pre-upgrade (spot) backup, and one
+//! interrupted by a member recovery takes a fresh one before it goes on; the
+//! PersistentVolumeClaim destination stores, restores, fails and prunes through pods.
 //!
 //! Storage: a real S3 server (s3s-fs, `e2e::s3`) on the host's pod-network address, which
 //! the operator's pod reaches as it would an object store outside the cluster; credentials
@@ -719,5 +720,205 @@ async fn an_upgrade_waits_for_its_pre_upgrade_backup() {
     assert!(
         completed <= upgrading,
         "the backup completed at {completed}, the first member restarted at {upgrading}"
+    );
+}
+
+/// The order recover, back up, upgrade also holds when a member recovery interrupts an
+/// upgrade: a 3-member cluster upgrading with its pre-upgrade backup is paused right after
+/// its first member restarted, a member's pod is deleted and comes back from its PVC (a
+/// member recovery, `status.lastMemberRecoveryTime`), and once resumed the upgrade first takes
+/// the fresh backup `<cluster>-pre-upgrade-<version>-<recovery time>`, which completes before
+/// the next member restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_interrupted_by_a_member_recovery_takes_a_fresh_backup_first() {
+    let env = Env::start().await.unwrap();
+    if env
+        .require_kubesim("pods reach the test's S3 server on kubesim's host address")
+        .is_none()
+    {
+        return;
+    }
+    env.deploy_operators(&["etcd-operator"]).await.unwrap();
+    let store = Store::s3(&env).await;
+    let old = bins::version("ETCD_OLD").unwrap();
+    let current = bins::version("ETCD_CURRENT").unwrap();
+    let spec = format!(
+        "  tls: {{mode: disabled}}\n  backup:\n    schedule: \"0 0 1 1 *\"\n    destination:\n  {}",
+        store.destination()
+    );
+    env.apply(&cluster_yaml("mid", 3, &old, &spec)).await.unwrap();
+    let clusters = clusters_api(&env.client, "default");
+    let whole = || async { e2e::etcd::healthy_voters(&e2e::etcd::status(&clusters, "mid").await, 3) };
+    if let Err(e) = wait_for("mid: 3 healthy voters", Duration::from_secs(240), whole).await {
+        panic!("{e}\n{}", env.diagnostics("default", "etcdclusters,events").await);
+    }
+    let patch = |body: String| {
+        let env = &env;
+        async move {
+            env.kubectl(&["patch", "etcdcluster", "mid", "--type=merge", "-p", &body])
+                .await
+                .unwrap();
+        }
+    };
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    // Restart times of members by the upgrade, in seconds, at or after `since`.
+    let upgrade_restarts = |since: i64| {
+        let events = events.clone();
+        async move {
+            let mut times: Vec<i64> = events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("MemberUpgrading"))
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("mid"))
+                .filter_map(|e| e.event_time.map(|t| t.0.as_second()))
+                .filter(|t| *t >= since)
+                .collect();
+            times.sort();
+            times
+        }
+    };
+
+    // The upgrade starts (after its pre-upgrade backup); right after the first member
+    // restarts, the cluster is paused.
+    patch(format!("{{\"spec\":{{\"version\":\"{current}\"}}}}")).await;
+    let first = wait_until("the first member restarts", Duration::from_secs(180), || async {
+        upgrade_restarts(0).await.first().copied()
+    })
+    .await;
+    if let Err(e) = first {
+        panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdbackups,etcdclusters,events")
+                .await
+        );
+    }
+    patch("{\"spec\":{\"paused\":true}}".to_string()).await;
+    // The member being restarted still comes back while paused: at the new version, with
+    // every member pod there and ready.
+    let settled = wait_for(
+        "mid: 3 healthy voters, one upgraded, paused",
+        Duration::from_secs(120),
+        || async {
+            let st = e2e::etcd::status(&clusters, "mid").await;
+            let pods = e2e::etcd::member_pods(&env.client, "mid")
+                .await
+                .unwrap_or_default();
+            e2e::etcd::healthy_voters(&st, 3)
+                && st["members"]
+                    .as_array()
+                    .is_some_and(|ms| ms.iter().any(|m| m["version"] == current.as_str()))
+                && pods.len() == 3
+                && pods.iter().all(e2e::harness::pod_ready)
+        },
+    )
+    .await;
+    if let Err(e) = settled {
+        panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdclusters,pods,events").await
+        );
+    }
+    let st = e2e::etcd::status(&clusters, "mid").await;
+    assert!(st["lastMemberRecoveryTime"].is_null(), "{st}");
+    let members = st["members"].as_array().cloned().unwrap_or_default();
+    let at = |v: &str| -> Vec<serde_json::Value> {
+        members.iter().filter(|m| m["version"] == v).cloned().collect()
+    };
+    let (stale, upgraded) = (at(&old), at(&current));
+    assert!(
+        !stale.is_empty(),
+        "the pause came after the whole upgrade; nothing left to interrupt: {st}"
+    );
+    // The member to lose: one whose pod coming back leaves a member to upgrade, and not the
+    // one the upgrade restarted itself.
+    let victim = if stale.len() >= 2 {
+        stale
+            .iter()
+            .find(|m| m["isLeader"] == false)
+            .unwrap_or(&stale[0])
+            .clone()
+    } else {
+        upgraded
+            .iter()
+            .find(|m| m["name"] != st["upgradeRestarted"])
+            .cloned()
+            .unwrap_or_else(|| panic!("no member to lose: {st}"))
+    };
+    let victim = victim["name"].as_str().unwrap().to_string();
+    env.kubectl(&["delete", "pod", &victim, "-n", "default", "--wait=false"])
+        .await
+        .unwrap();
+    let recovered = wait_until(
+        "the lost member is back: a member recovery",
+        Duration::from_secs(120),
+        || async {
+            let st = e2e::etcd::status(&clusters, "mid").await;
+            let at = st["lastMemberRecoveryTime"].as_str()?.to_string();
+            e2e::etcd::healthy_voters(&st, 3).then_some(at)
+        },
+    )
+    .await;
+    let recovered = match recovered {
+        Ok(t) => t.parse::<k8s_openapi::jiff::Timestamp>().unwrap().as_second(),
+        Err(e) => panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdclusters,pods,events").await
+        ),
+    };
+
+    // Resumed: the upgrade takes a fresh backup first, then restarts the next member.
+    let resumed = k8s_openapi::jiff::Timestamp::now().as_second();
+    patch("{\"spec\":{\"paused\":false}}".to_string()).await;
+    let done = wait_for(&format!("mid at {current}"), Duration::from_secs(300), || async {
+        let st = e2e::etcd::status(&clusters, "mid").await;
+        st["currentVersion"] == current.as_str() && e2e::etcd::healthy_voters(&st, 3)
+    })
+    .await;
+    if let Err(e) = done {
+        panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdbackups,etcdclusters,events")
+                .await
+        );
+    }
+    let base = format!("mid-pre-upgrade-{current}");
+    let fresh_name = format!("{base}-{recovered}");
+    let first_backup = support::backups(&env).get(&base).await.unwrap();
+    let fresh = support::backups(&env)
+        .get_opt(&fresh_name)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no fresh pre-upgrade backup {fresh_name}"));
+    assert_eq!(
+        fresh.metadata.labels.as_ref().unwrap()["etcd.steward.dev/trigger"],
+        "before-upgrade"
+    );
+    let created =
+        |b: &etcd_operator::crd::EtcdBackup| b.metadata.creation_timestamp.as_ref().unwrap().0.as_second();
+    assert!(created(&first_backup) <= recovered);
+    assert!(
+        created(&fresh) >= recovered,
+        "the fresh backup was created at {} after the recovery at {recovered}",
+        created(&fresh)
+    );
+    let st = fresh.status.unwrap();
+    assert_eq!(st.phase, Some(BackupPhase::Succeeded), "{st:?}");
+    let completed = st
+        .completion_time
+        .unwrap()
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .unwrap()
+        .as_second();
+    let next = upgrade_restarts(resumed)
+        .await
+        .first()
+        .copied()
+        .expect("a member restarted after the upgrade resumed");
+    assert!(
+        completed <= next,
+        "the fresh backup completed at {completed}, the next member restarted at {next}"
     );
 }

@@ -408,6 +408,10 @@ async fn invalid_clusters_are_rejected_at_admission() {
             "spec: {size: 3, version: 3.5.16, maintenance: {defrag: {schedule: '0 3 * * *', dbSizeThresholdPercent: 101}}}",
             "spec.maintenance.defrag.dbSizeThresholdPercent in body should be less than or equal to 100",
         ),
+        (
+            "spec: {size: 3, version: 3.5.16, recovery: {after: 5 minutes, fromLatestBackup: true}}",
+            "spec.recovery.after in body should match",
+        ),
     ];
     for (spec, message) in cases {
         let err = env

@@ -65,6 +65,32 @@ pub struct DefragObs {
     pub created: i64,
 }
 
+/// A Succeeded EtcdBackup of the cluster that a rebuild could restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupObs {
+    /// Name of the EtcdBackup.
+    pub name: String,
+    /// Its completionTime (RFC 3339): writes made after it are not in it.
+    pub completion_time: String,
+}
+
+/// Disaster recovery (`spec.recovery` and what status recorded), as the planner needs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryObs {
+    /// `spec.recovery.fromLatestBackup`: rebuild from the newest backup once data is lost.
+    pub from_latest_backup: bool,
+    /// `spec.recovery.after`: how long quorum must have been lost first.
+    pub after: Duration,
+    /// Since when quorum has been lost (seconds, `status.quorumLostSince`).
+    pub quorum_lost_since: Option<i64>,
+    /// The newest usable backup of the cluster; `None` when there is none (or quorum is not
+    /// lost, so nobody looked).
+    pub latest_backup: Option<BackupObs>,
+    /// A rebuild whose seed has not answered yet (`status.recovery`, phase `Restoring`):
+    /// the EtcdBackup and the seed member.
+    pub restoring: Option<(BackupObs, String)>,
+}
+
 /// Everything the planner looks at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
@@ -98,6 +124,8 @@ pub struct Observed {
     pub defrag: Option<DefragObs>,
     /// Why etcd could not be asked for its membership (TLS, timeout, refused), when it could not.
     pub unreachable: Option<String>,
+    /// Disaster recovery.
+    pub recovery: RecoveryObs,
 }
 
 /// Why a member is removed.
@@ -121,6 +149,14 @@ pub enum Step {
     Bootstrap {
         /// Seed member name.
         member: String,
+    },
+    /// Every member's data is gone and quorum has been lost for `spec.recovery.after`:
+    /// rebuild the cluster from a backup, starting with a seed restored from it (state `new`).
+    Recover {
+        /// Seed member name.
+        member: String,
+        /// The EtcdBackup restored.
+        backup: BackupObs,
     },
     /// MemberAdd a learner (its pod comes next).
     AddMember {
@@ -334,6 +370,9 @@ pub fn plan(o: &Observed) -> Step {
             && !o.pods.iter().any(|p| p.name == name)
     };
     let Some(members) = &o.members else {
+        if let Some(step) = restoring(o) {
+            return step;
+        }
         if let Some(name) = o.known.iter().find(|n| restorable(n)) {
             if let Some(blocked) = version_block(o) {
                 return blocked;
@@ -345,9 +384,10 @@ pub fn plan(o: &Observed) -> Step {
                 member: o.fresh_name.clone(),
             };
         }
-        if o.pods.is_empty() {
-            return Step::QuorumLost {
-                reason: format!(
+        if o.pods.is_empty() && o.volumes.is_empty() {
+            return data_lost(
+                o,
+                format!(
                     "every member pod is gone and no member's data is left ({}); the operator will not start an empty cluster in its place",
                     if o.storage == StorageKind::Ephemeral {
                         "emptyDir storage"
@@ -355,7 +395,7 @@ pub fn plan(o: &Observed) -> Step {
                         "no member PVC"
                     }
                 ),
-            };
+            );
         }
         if o.pods.len() == 1 && o.known.len() <= 1 && o.pods.iter().all(|p| !p.terminating) {
             return Step::Wait {
@@ -367,8 +407,9 @@ pub fn plan(o: &Observed) -> Step {
                 reason: reason.clone(),
             };
         }
+        let pods: Vec<&str> = o.pods.iter().map(|p| p.name.as_str()).collect();
         return Step::QuorumLost {
-            reason: "no member answers".into(),
+            reason: format!("no member answers{}", data_may_exist(o, &pods)),
         };
     };
     let pod = |name: &str| o.pods.iter().find(|p| p.name == name);
@@ -380,11 +421,13 @@ pub fn plan(o: &Observed) -> Step {
                 member: m.name.clone(),
             };
         }
+        let alive: Vec<&str> = o.pods.iter().map(|p| p.name.as_str()).collect();
         return Step::QuorumLost {
             reason: format!(
-                "{healthy_voters} of {} voting members are healthy; {} are needed",
+                "{healthy_voters} of {} voting members are healthy; {} are needed{}",
                 voters.len(),
-                quorum(voters.len())
+                quorum(voters.len()),
+                data_may_exist(o, &alive)
             ),
         };
     }
@@ -556,6 +599,97 @@ pub fn plan(o: &Observed) -> Step {
         }
     }
     Step::Nothing
+}
+
+/// A rebuild whose seed has not answered yet: the seed is restored again when its pod is
+/// gone (the restore is idempotent), and waited for while it is the only pod.
+fn restoring(o: &Observed) -> Option<Step> {
+    let (backup, seed) = o.recovery.restoring.as_ref()?;
+    if o.pods.is_empty() {
+        return Some(Step::Recover {
+            member: seed.clone(),
+            backup: backup.clone(),
+        });
+    }
+    o.pods
+        .iter()
+        .all(|p| p.name == *seed && !p.terminating)
+        .then(|| Step::Wait {
+            reason: format!("restoring seed member {seed} from EtcdBackup {}", backup.name),
+        })
+}
+
+/// What a restore would use, for a message: the newest backup or that there is none.
+fn backup_hint(o: &Observed) -> String {
+    match &o.recovery.latest_backup {
+        Some(b) => format!(
+            "EtcdBackup {} (completed {}) is the newest backup",
+            b.name, b.completion_time
+        ),
+        None => "this cluster has no Succeeded EtcdBackup".to_string(),
+    }
+}
+
+/// The tail of a quorum-lost message while member pods (and so maybe their data) exist:
+/// nothing is rebuilt from a backup then, whatever `spec.recovery` says.
+fn data_may_exist(o: &Observed, pods: &[&str]) -> String {
+    if pods.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; pods {} may still hold the members' data, so the cluster is not rebuilt from a backup; {}",
+        pods.join(", "),
+        backup_hint(o)
+    )
+}
+
+/// Quorum is lost and no member's data is left (`lost` says how we know): rebuild from the
+/// newest backup once `spec.recovery` allows it, otherwise say which backup a restore would
+/// use and how to opt in. Without a backup nothing is done.
+fn data_lost(o: &Observed, lost: String) -> Step {
+    let r = &o.recovery;
+    let Some(backup) = &r.latest_backup else {
+        let what = if r.from_latest_backup {
+            "spec.recovery.fromLatestBackup is set, but there is nothing to rebuild from"
+        } else {
+            "nothing could be restored"
+        };
+        return Step::QuorumLost {
+            reason: format!(
+                "{lost}; this cluster has no Succeeded EtcdBackup, so {what}; restore a backup made elsewhere into a new EtcdCluster with spec.bootstrap.fromBackup"
+            ),
+        };
+    };
+    if !r.from_latest_backup {
+        return Step::QuorumLost {
+            reason: format!(
+                "{lost}; a restore would use EtcdBackup {} (completed {}): set spec.recovery.fromLatestBackup to true to rebuild this cluster from it, or restore it into a new EtcdCluster with spec.bootstrap.fromBackup",
+                backup.name, backup.completion_time
+            ),
+        };
+    }
+    // A deadline, not a countdown: the message (and so the status) stays the same meanwhile.
+    let due = r
+        .quorum_lost_since
+        .unwrap_or(o.now)
+        .saturating_add(r.after.as_secs() as i64);
+    if o.now < due {
+        let at = k8s_openapi::jiff::Timestamp::from_second(due)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|_| format!("{due} (Unix seconds)"));
+        return Step::QuorumLost {
+            reason: format!(
+                "{lost}; the cluster is rebuilt from EtcdBackup {} (completed {}) once quorum has been lost for {}s (spec.recovery.after), at {at}",
+                backup.name,
+                backup.completion_time,
+                r.after.as_secs()
+            ),
+        };
+    }
+    Step::Recover {
+        member: o.fresh_name.clone(),
+        backup: backup.clone(),
+    }
 }
 
 /// Removes `m` unless that would leave fewer healthy voters than a quorum of the rest.

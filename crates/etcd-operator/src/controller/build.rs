@@ -11,9 +11,9 @@ use steward_core::apply::{ApplyError, Desired, OwnedKind};
 
 use super::observe::{MemberView, Observation};
 use super::unix_seconds;
-use super::validate::{certificate_validity, member_failure_timeout};
-use crate::crd::{BackupPhase, EtcdBackup, EtcdCluster, ReclaimPolicy};
-use crate::plan::{DefragObs, MemberObs, Observed, PodObs, StorageKind};
+use super::validate::{certificate_validity, member_failure_timeout, recovery_after};
+use crate::crd::{BackupPhase, EtcdBackup, EtcdCluster, ReclaimPolicy, RecoveryPhase};
+use crate::plan::{BackupObs, DefragObs, MemberObs, Observed, PodObs, RecoveryObs, StorageKind};
 use crate::resources;
 use crate::tls::{TlsError, TlsSecrets};
 use crate::version::Version;
@@ -78,9 +78,16 @@ pub(super) fn tls_secrets(
     crate::tls::desired_secrets(obj, existing, now, certificate_validity(&obj.spec), ca_validity)
 }
 
-/// Everything the planner looks at: the spec, what was `seen`, the time and a name to use if
-/// the step adds a member.
-pub(super) fn planner_input(obj: &EtcdCluster, seen: &Observation, now: i64, fresh_name: String) -> Observed {
+/// Everything the planner looks at: the spec, what was `seen`, the time, a name to use if
+/// the step adds a member, and the newest backup a rebuild could use (looked up only once
+/// quorum is lost).
+pub(super) fn planner_input(
+    obj: &EtcdCluster,
+    seen: &Observation,
+    now: i64,
+    fresh_name: String,
+    latest_backup: Option<BackupObs>,
+) -> Observed {
     let spec = &obj.spec;
     Observed {
         size: spec.size.max(0) as usize,
@@ -108,7 +115,60 @@ pub(super) fn planner_input(obj: &EtcdCluster, seen: &Observation, now: i64, fre
         fresh_name,
         defrag: defrag_obs(obj, now),
         unreachable: seen.unreachable.clone(),
+        recovery: recovery_obs(obj, latest_backup),
     }
+}
+
+/// `spec.recovery` and what status recorded about quorum loss and a rebuild in progress.
+fn recovery_obs(obj: &EtcdCluster, latest_backup: Option<BackupObs>) -> RecoveryObs {
+    let spec = obj.spec.recovery.clone().unwrap_or_default();
+    let status = obj.status.as_ref();
+    RecoveryObs {
+        from_latest_backup: spec.from_latest_backup,
+        after: recovery_after(&obj.spec),
+        quorum_lost_since: status
+            .and_then(|s| s.quorum_lost_since.as_deref())
+            .and_then(unix_seconds),
+        latest_backup,
+        restoring: status
+            .and_then(|s| s.recovery.as_ref())
+            .filter(|r| r.phase == RecoveryPhase::Restoring)
+            .map(|r| {
+                let backup = BackupObs {
+                    name: r.backup.clone(),
+                    completion_time: r.backup_completion_time.clone().unwrap_or_default(),
+                };
+                (backup, r.seed.clone())
+            }),
+    }
+}
+
+/// The newest EtcdBackup among `backups` that a rebuild of `obj` can restore: of this
+/// cluster (`clusterRef`), Succeeded with a stored key (in S3 or on a PVC), and completed
+/// after the cluster was created (a namesake deleted before it is another cluster). By completionTime.
+pub(super) fn latest_backup(obj: &EtcdCluster, backups: &[EtcdBackup]) -> Option<BackupObs> {
+    let created = obj.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second());
+    backups
+        .iter()
+        .filter(|b| {
+            b.spec.cluster_ref.name == obj.name_any() && store_of(b.spec.destination.clone()).is_some()
+        })
+        .filter_map(|b| {
+            let st = b.status.as_ref()?;
+            if st.phase != Some(BackupPhase::Succeeded) || st.key.is_none() {
+                return None;
+            }
+            let done = st.completion_time.as_deref()?;
+            let at = unix_seconds(done)?;
+            created
+                .is_none_or(|c| at >= c)
+                .then(|| (at, b.name_any(), done.to_string()))
+        })
+        .max()
+        .map(|(_, name, completion_time)| BackupObs {
+            name,
+            completion_time,
+        })
 }
 
 /// A member pod as the planner sees it: its version is its image's tag.
@@ -280,41 +340,75 @@ pub(super) fn restore_source(
         )
     };
     let (destination, key, sha256) = match &from.backup_ref {
-        Some(r) => {
-            let Some(b) = backup else {
-                return Err(not_ready(format!("EtcdBackup {ns}/{} does not exist", r.name)));
-            };
-            let st = b.status.clone().unwrap_or_default();
-            if st.phase != Some(BackupPhase::Succeeded) {
-                let phase = st.phase.map_or("not started".to_string(), |p| format!("{p:?}"));
-                return Err(not_ready(format!(
-                    "EtcdBackup {ns}/{} has not succeeded (phase {phase})",
-                    r.name
-                )));
-            }
-            let Some(key) = st.key else {
-                return Err(not_ready(format!(
-                    "EtcdBackup {ns}/{} names no stored key",
-                    r.name
-                )));
-            };
-            (b.spec.destination.clone(), key, st.sha256)
-        }
+        Some(r) => return backup_source(&ns, &r.name, backup).map(Some).map_err(not_ready),
         None => (
             from.destination.clone().unwrap_or_default(),
             from.key.clone().unwrap_or_default(),
             from.sha256.clone(),
         ),
     };
-    let store = match (destination.s3, destination.pvc) {
-        (Some(s3), _) => resources::RestoreStore::S3(s3),
-        (None, Some(pvc)) => resources::RestoreStore::Pvc(pvc),
-        (None, None) => return Err(not_ready("the backup names no destination".to_string())),
+    let Some(store) = store_of(destination) else {
+        return Err(not_ready("fromBackup names no destination".to_string()));
     };
     if key.is_empty() {
         return Err(not_ready("fromBackup names no key".to_string()));
     }
     Ok(Some(resources::RestoreSource { store, key, sha256 }))
+}
+
+/// The snapshot of EtcdBackup `ns/name` (`backup` as read, `None`: not found), or why it
+/// cannot be restored.
+fn backup_source(
+    ns: &str,
+    name: &str,
+    backup: Option<&EtcdBackup>,
+) -> Result<resources::RestoreSource, String> {
+    let Some(b) = backup else {
+        return Err(format!("EtcdBackup {ns}/{name} does not exist"));
+    };
+    let st = b.status.clone().unwrap_or_default();
+    if st.phase != Some(BackupPhase::Succeeded) {
+        let phase = st.phase.map_or("not started".to_string(), |p| format!("{p:?}"));
+        return Err(format!(
+            "EtcdBackup {ns}/{name} has not succeeded (phase {phase})"
+        ));
+    }
+    let Some(key) = st.key else {
+        return Err(format!("EtcdBackup {ns}/{name} names no stored key"));
+    };
+    let Some(store) = store_of(b.spec.destination.clone()) else {
+        return Err(format!("EtcdBackup {ns}/{name} names no destination"));
+    };
+    Ok(resources::RestoreSource {
+        store,
+        key,
+        sha256: st.sha256,
+    })
+}
+
+/// Where a destination stores its snapshots, for a restore (`None`: it names none).
+fn store_of(destination: crate::crd::BackupDestination) -> Option<resources::RestoreStore> {
+    match (destination.s3, destination.pvc) {
+        (Some(s3), _) => Some(resources::RestoreStore::S3(s3)),
+        (None, Some(pvc)) => Some(resources::RestoreStore::Pvc(pvc)),
+        (None, None) => None,
+    }
+}
+
+/// The snapshot a rebuild (`spec.recovery`) restores its seed from: EtcdBackup `name` as
+/// read (`None`: not found), or why the rebuild must wait.
+pub(super) fn recovery_source(
+    obj: &EtcdCluster,
+    name: &str,
+    backup: Option<&EtcdBackup>,
+) -> Result<resources::RestoreSource, NotRestorable> {
+    let ns = obj.namespace().unwrap_or_default();
+    backup_source(&ns, name, backup).map_err(|m| {
+        (
+            BACKUP_NOT_READY,
+            format!("{m}; the rebuild from it waits and nothing is started empty"),
+        )
+    })
 }
 
 /// Condition reason while the backup a restore needs is missing or not Succeeded.

@@ -2,14 +2,15 @@
 //! planned step (etcd membership calls, member pods and claims, leadership, defragmentation).
 
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use steward_core::apply::{ApplyError, foreign_holder};
 
 use super::build::{self, DesiredChildren, MemberObjects};
 use super::observe::{MemberView, Observation};
-use super::status::Blocked;
-use super::{Context, Error, Target};
+use super::status::{self, Blocked};
+use super::{Context, Error, Target, rfc3339};
 use crate::crd::EtcdCluster;
 use crate::etcd::EtcdApi;
 use crate::plan::{RemoveReason, Step};
@@ -60,9 +61,10 @@ pub(super) async fn step(
     step: &Step,
     seen: &Observation,
     restore: Option<&resources::RestoreSource>,
+    now: &Time,
 ) -> Result<Result<(), Blocked>, Error> {
     let members = seen.members.as_deref().unwrap_or_default();
-    match execute(ctx, target, etcd, step, members, &seen.pods, restore).await {
+    match execute(ctx, target, etcd, step, members, &seen.pods, restore, now).await {
         Ok(()) => Ok(Ok(())),
         Err(Error::Apply(ApplyError::Conflict(conflicts))) => {
             Ok(Err(Blocked::conflict("CreatePod", &conflicts)))
@@ -112,6 +114,8 @@ impl<'a> MemberChange<'a> {
     }
 }
 
+/// Executes `step`; `now` is the reconcile's clock, as the status written after it reads it.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     ctx: &Context,
     target: &Target<'_>,
@@ -120,6 +124,7 @@ async fn execute(
     members: &[MemberView],
     pods: &[Pod],
     restore: Option<&resources::RestoreSource>,
+    now: &Time,
 ) -> Result<(), Error> {
     let obj = target.obj;
     if changes_something(step) {
@@ -147,6 +152,39 @@ async fn execute(
                 Some("bootstrap"),
                 "MemberAdded",
                 "Bootstrap",
+                note,
+            ))
+        }
+        Step::Recover { member, backup } => {
+            // Recorded first: an operator restarted before the seed exists restores this same
+            // seed from this same backup instead of starting another rebuild.
+            let started = rfc3339(now);
+            let previous = obj.status.as_ref().and_then(|s| s.recovery.clone());
+            if let Some(record) = status::recovery_after(previous, step, false, &started) {
+                status::record_recovery(target, record).await?;
+            }
+            let seed = [(member.clone(), resources::peer_url(obj, member))];
+            create_member_pod(ctx, target, member, &seed, "new", restore).await?;
+            ctx.recorder
+                .warning(
+                    obj,
+                    status::RECOVERING,
+                    "Recover",
+                    format!(
+                        "quorum is lost and every member's data is gone: rebuilding from EtcdBackup {} (completed {}), starting with seed member {member}; writes made after the backup are lost",
+                        backup.name, backup.completion_time
+                    ),
+                )
+                .await;
+            let note = format!(
+                "started seed member {member}, restored from EtcdBackup {}",
+                backup.name
+            );
+            Some(MemberChange::new(
+                member,
+                Some("recover"),
+                "MemberAdded",
+                "Recover",
                 note,
             ))
         }

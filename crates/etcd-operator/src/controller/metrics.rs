@@ -50,7 +50,7 @@ impl EtcdMetrics {
         );
         r.register(
             "steward_etcd_member_changes",
-            "Changes the operator made to members, by op: bootstrap, add, promote, remove, upgrade, defrag",
+            "Changes the operator made to members, by op: bootstrap, recover, add, promote, remove, upgrade, defrag",
             m.member_changes.clone(),
         );
         r.register(

@@ -257,9 +257,27 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
     let seen = observe::cluster(&ctx, &target, &etcd).await?;
     let now = conditions::now();
     let fresh_name = observe::fresh_member_name(&target.name);
-    let step = plan(&build::planner_input(&obj, &seen, now.0.as_second(), fresh_name));
-    if target.cached && matches!(step, Step::Bootstrap { .. }) {
-        // A new cluster is never started from a cache's view: look again at the API itself.
+    let mut step = plan(&build::planner_input(
+        &obj,
+        &seen,
+        now.0.as_second(),
+        fresh_name.clone(),
+        None,
+    ));
+    if matches!(step, Step::QuorumLost { .. }) {
+        // Only now does the newest backup matter: to rebuild from, or to name in the message.
+        let latest = restore::latest_backup(&ctx, &target).await?;
+        step = plan(&build::planner_input(
+            &obj,
+            &seen,
+            now.0.as_second(),
+            fresh_name,
+            latest,
+        ));
+    }
+    if target.cached && matches!(step, Step::Bootstrap { .. } | Step::Recover { .. }) {
+        // A new cluster is never started from a cache's view (which may miss a member pod that
+        // still holds data): look again at the API itself.
         ctx.applier.touched(&target.uid);
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
@@ -267,7 +285,7 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
         Ok(ready) => ready,
         Err(blocked) => return status::blocked(&ctx, &target, blocked).await,
     };
-    if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen, source.as_ref()).await? {
+    if let Err(blocked) = execute::step(&ctx, &target, &etcd, &step, &seen, source.as_ref(), &now).await? {
         return status::blocked(&ctx, &target, blocked).await;
     }
     let backups = crate::backup::schedule::reconcile(
@@ -291,7 +309,8 @@ async fn pipeline(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Er
 }
 
 /// What must hold before `step` runs: a failed restore stops everything (nothing grows from
-/// it); a seed restored from a backup needs that backup first (without it nothing starts);
+/// it); a seed restored from a backup (a bootstrap with `fromBackup`, or a rebuild) needs that
+/// backup first (without it nothing starts);
 /// an upgrade or member replacement may first wait for a spot backup (`spec.backup.spot`).
 /// Returns the step to run, which may be a wait, and the restore source of a seed.
 async fn gate(
@@ -306,6 +325,10 @@ async fn gate(
     let source = match &step {
         Step::Bootstrap { .. } => match restore::source(ctx, target).await? {
             Ok(source) => source,
+            Err(blocked) => return Ok(Err(blocked)),
+        },
+        Step::Recover { backup, .. } => match restore::recovery_source(ctx, target, &backup.name).await? {
+            Ok(source) => Some(source),
             Err(blocked) => return Ok(Err(blocked)),
         },
         _ => None,

@@ -1,5 +1,6 @@
-//! Restore (`spec.bootstrap.fromBackup`): the backup a seed is restored from, and whether
-//! the seed's restore failed. Reads only; the seed pod itself is the Bootstrap step's.
+//! Restore (`spec.bootstrap.fromBackup`, and rebuilds after data loss under `spec.recovery`):
+//! the backup a seed is restored from, the newest backup a rebuild could use, and whether the
+//! seed's restore failed. Reads only; the seed pod itself is the Bootstrap or Recover step's.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -8,7 +9,8 @@ use super::build::{self, RESTORE_FAILED};
 use super::observe::Observation;
 use super::status::Blocked;
 use super::{Context, Error, Target};
-use crate::crd::EtcdBackup;
+use crate::crd::{EtcdBackup, RecoveryPhase};
+use crate::plan::BackupObs;
 use crate::resources::RestoreSource;
 
 /// The snapshot the seed is restored from (`None` without `fromBackup`), or why the cluster
@@ -41,7 +43,33 @@ pub(super) async fn source(
         .map_err(|(reason, message)| Blocked::restore(reason, message)))
 }
 
-/// Whether the restore of a cluster with `fromBackup` failed: while no member answers, the
+/// The snapshot of EtcdBackup `name` that a rebuild restores its seed from, or why it waits.
+pub(super) async fn recovery_source(
+    ctx: &Context,
+    target: &Target<'_>,
+    name: &str,
+) -> Result<Result<RestoreSource, Blocked>, Error> {
+    let api: Api<EtcdBackup> = Api::namespaced(ctx.client.clone(), &target.ns);
+    let backup =
+        api.get_opt(name)
+            .await
+            .map_err(Error::kube("get", "EtcdBackup", format!("{}/{name}", target.ns)))?;
+    Ok(build::recovery_source(target.obj, name, backup.as_ref())
+        .map_err(|(reason, message)| Blocked::restore(reason, message)))
+}
+
+/// The newest backup of the cluster a rebuild could restore (read from the API: this runs
+/// only once quorum is lost).
+pub(super) async fn latest_backup(ctx: &Context, target: &Target<'_>) -> Result<Option<BackupObs>, Error> {
+    let api: Api<EtcdBackup> = Api::namespaced(ctx.client.clone(), &target.ns);
+    let backups =
+        api.list(&Default::default())
+            .await
+            .map_err(Error::kube("list", "EtcdBackup", target.ns.clone()))?;
+    Ok(build::latest_backup(target.obj, &backups.items))
+}
+
+/// Whether the restore of a cluster with `fromBackup` (or of a rebuild's seed) failed: while no member answers, the
 /// member pods (read from the API: the caches keep no status) are checked for a restore init
 /// container that terminated with an error.
 pub(super) async fn failure(
@@ -49,12 +77,19 @@ pub(super) async fn failure(
     target: &Target<'_>,
     seen: &Observation,
 ) -> Result<Option<Blocked>, Error> {
-    let restoring = target
+    let rebuilding = target
         .obj
-        .spec
-        .bootstrap
+        .status
         .as_ref()
-        .is_some_and(|b| b.from_backup.is_some());
+        .and_then(|s| s.recovery.as_ref())
+        .is_some_and(|r| r.phase == RecoveryPhase::Restoring);
+    let restoring = rebuilding
+        || target
+            .obj
+            .spec
+            .bootstrap
+            .as_ref()
+            .is_some_and(|b| b.from_backup.is_some());
     if !restoring || seen.members.is_some() || seen.pods.is_empty() {
         return Ok(None);
     }

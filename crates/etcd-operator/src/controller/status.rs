@@ -12,7 +12,7 @@ use steward_core::conditions::{self, NewCondition, Status};
 use super::observe::{MemberView, Observation};
 use super::validate::member_failure_timeout;
 use super::{Context, Error, Target, rfc3339, unix_seconds};
-use crate::crd::{EtcdCluster, EtcdClusterSpec, EtcdClusterStatus};
+use crate::crd::{EtcdCluster, EtcdClusterSpec, EtcdClusterStatus, EtcdRecoveryStatus, RecoveryPhase};
 use crate::plan::{RemoveReason, Step};
 use crate::{FIELD_MANAGER, OPERATOR_NAME};
 
@@ -118,6 +118,17 @@ pub fn observed_status(
         _ => ("NotReady", "no healthy quorum yet".to_string()),
     };
     let available = available && !matches!(step, Step::QuorumLost { .. } | Step::Unreachable { .. });
+    // The clock of spec.recovery.after: from the first look that found quorum lost, until a
+    // quorum is healthy again.
+    status.quorum_lost_since = if available {
+        None
+    } else if matches!(step, Step::QuorumLost { .. } | Step::Recover { .. }) {
+        status.quorum_lost_since.take().or_else(|| Some(rfc3339(&now)))
+    } else {
+        status.quorum_lost_since.take()
+    };
+    status.recovery = recovery_after(status.recovery.take(), step, !members.is_empty(), &rfc3339(&now));
+    note_member_recovery(&mut status, step, members, &rfc3339(&now));
     let cond = |status: &mut EtcdClusterStatus, type_, ok: bool, reason: &str, message: String| {
         conditions::set(
             &mut status.conditions,
@@ -144,6 +155,14 @@ pub fn observed_status(
             "spec.paused is true: no changes are made".to_string(),
         ),
         Step::Bootstrap { member } => (true, "Bootstrapping", format!("starting seed member {member}")),
+        Step::Recover { member, backup } => (
+            true,
+            RECOVERING,
+            format!(
+                "rebuilding from EtcdBackup {}: starting seed member {member} restored from it",
+                backup.name
+            ),
+        ),
         Step::AddMember { member } | Step::CreatePod { member } | Step::Promote { member, .. } => {
             (true, "Scaling", format!("adding member {member}"))
         }
@@ -182,6 +201,14 @@ pub fn observed_status(
     let unhealthy = members.iter().filter(|m| !m.healthy).count();
     let (degraded, d_reason, d_msg) = match step {
         Step::QuorumLost { reason } => (true, "QuorumLost", reason.clone()),
+        Step::Recover { backup, .. } => (
+            true,
+            RECOVERING,
+            format!(
+                "every member's data was lost; rebuilding from EtcdBackup {}",
+                backup.name
+            ),
+        ),
         Step::Unreachable { reason } => (true, "EtcdUnreachable", reason.clone()),
         Step::UpgradeBlocked { reason } => (true, "UpgradeBlocked", reason.clone()),
         _ if unhealthy > 0 => (
@@ -192,6 +219,17 @@ pub fn observed_status(
         _ => (false, "AllMembersHealthy", "every member is healthy".to_string()),
     };
     cond(&mut status, "Degraded", degraded, d_reason, d_msg);
+    match status.recovery.clone() {
+        None => status.conditions.retain(|c| c.type_ != RECOVERING),
+        Some(r) => {
+            let (ok, reason, message) = recovering_condition(&r, obj.spec.size, voters.len());
+            cond(&mut status, RECOVERING, ok, reason, message);
+        }
+    }
+    let rebuilding = status
+        .recovery
+        .as_ref()
+        .is_some_and(|r| r.phase != RecoveryPhase::Succeeded);
     // A schedule that does not parse only switches defragmentation off: the rest of the
     // lifecycle (healing above all) keeps running.
     match maintenance_schedule(&obj.spec) {
@@ -214,7 +252,9 @@ pub fn observed_status(
     status.phase = Some(
         match step {
             Step::Paused => "Paused",
+            Step::Recover { .. } => "Recovering",
             Step::QuorumLost { .. } | Step::Unreachable { .. } => "Degraded",
+            _ if rebuilding => "Recovering",
             Step::Bootstrap { .. } => "Creating",
             Step::UpgradeMember { .. } | Step::MoveLeader { .. } => "Upgrading",
             Step::AddMember { .. }
@@ -229,6 +269,161 @@ pub fn observed_status(
         .to_string(),
     );
     status
+}
+
+/// Condition type (and reason while it is True) of a rebuild from a backup.
+pub const RECOVERING: &str = "Recovering";
+/// Reason of `Recovering=False` once a rebuild is done.
+pub const RECOVERED_FROM_BACKUP: &str = "RecoveredFromBackup";
+
+/// The rebuild record after `step`, from the `previous` one: a Recover step starts it (or
+/// keeps the one for the same seed and backup), the seed answering (`answered`) moves it to
+/// `Growing`, and a whole, stable cluster (`Nothing`) to `Succeeded`. Pure.
+pub fn recovery_after(
+    previous: Option<EtcdRecoveryStatus>,
+    step: &Step,
+    answered: bool,
+    now: &str,
+) -> Option<EtcdRecoveryStatus> {
+    if let Step::Recover { member, backup } = step {
+        let same = previous
+            .as_ref()
+            .filter(|p| p.phase == RecoveryPhase::Restoring && p.seed == *member && p.backup == backup.name);
+        return Some(same.cloned().unwrap_or_else(|| EtcdRecoveryStatus {
+            phase: RecoveryPhase::Restoring,
+            backup: backup.name.clone(),
+            backup_completion_time: Some(backup.completion_time.clone()).filter(|t| !t.is_empty()),
+            seed: member.clone(),
+            start_time: Some(now.to_string()),
+            completion_time: None,
+        }));
+    }
+    let mut r = previous?;
+    match r.phase {
+        RecoveryPhase::Restoring if answered => r.phase = RecoveryPhase::Growing,
+        RecoveryPhase::Growing if *step == Step::Nothing => {
+            r.phase = RecoveryPhase::Succeeded;
+            r.completion_time = Some(now.to_string());
+        }
+        _ => {}
+    }
+    Some(r)
+}
+
+/// Records which member an upgrade restarts and when a member was last recovered: a member
+/// brought back (its pod recreated after it had started) or replaced, or the whole cluster
+/// rebuilt, other than the member the upgrade itself restarted. Pure.
+pub fn note_member_recovery(status: &mut EtcdClusterStatus, step: &Step, members: &[MemberView], now: &str) {
+    let upgrading = status.upgrade_restarted.as_deref();
+    let recovered = match step {
+        Step::UpgradeMember { member, .. } => {
+            status.upgrade_restarted = Some(member.clone());
+            false
+        }
+        // The upgrade is over (or nothing runs): a later restart of that member is not its.
+        Step::Nothing => {
+            status.upgrade_restarted = None;
+            false
+        }
+        Step::RemoveMember {
+            member,
+            reason: RemoveReason::Replace,
+            ..
+        } => upgrading != Some(member.as_str()),
+        // A learner's first pod is growth; a started member's pod coming back is recovery.
+        Step::CreatePod { member } => {
+            upgrading != Some(member.as_str())
+                && members
+                    .iter()
+                    .find(|m| m.name == *member)
+                    .is_none_or(|m| m.started)
+        }
+        Step::Recover { .. } => true,
+        _ => false,
+    };
+    if recovered {
+        status.last_member_recovery_time = Some(now.to_string());
+    }
+}
+
+/// The `Recovering` condition of rebuild `r` of a cluster of `size` with `voters` now.
+fn recovering_condition(r: &EtcdRecoveryStatus, size: i32, voters: usize) -> (bool, &'static str, String) {
+    let completed = r
+        .backup_completion_time
+        .as_deref()
+        .map(|t| format!(" (completed {t})"))
+        .unwrap_or_default();
+    let backup = format!("EtcdBackup {}{completed}", r.backup);
+    match r.phase {
+        RecoveryPhase::Restoring => (
+            true,
+            RECOVERING,
+            format!(
+                "quorum was lost and every member's data is gone: restoring seed member {} from {backup}; writes made after the backup are lost",
+                r.seed
+            ),
+        ),
+        RecoveryPhase::Growing => (
+            true,
+            RECOVERING,
+            format!(
+                "seed member {} restored from {backup}; growing to {size} members through learners ({voters} voting now)",
+                r.seed
+            ),
+        ),
+        RecoveryPhase::Succeeded => (
+            false,
+            RECOVERED_FROM_BACKUP,
+            format!(
+                "rebuilt from {backup}{}; writes made after the backup were lost",
+                r.completion_time
+                    .as_deref()
+                    .map(|t| format!(", every member healthy at {t}"))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+/// Writes `recovery` into the status before the seed of a rebuild is created, so an operator
+/// restarted in between continues this rebuild instead of starting another.
+pub(super) async fn record_recovery(target: &Target<'_>, recovery: EtcdRecoveryStatus) -> Result<(), Error> {
+    let mut status = target.obj.status.clone().unwrap_or_default();
+    status.recovery = Some(recovery);
+    write_status(target, &status).await
+}
+
+/// The Normal Event of a rebuild's progress between `before` and `after`, if it moved on.
+async fn recovery_event(
+    ctx: &Context,
+    obj: &EtcdCluster,
+    before: Option<&EtcdRecoveryStatus>,
+    after: Option<&EtcdRecoveryStatus>,
+) {
+    let Some(r) = after else {
+        return;
+    };
+    if before.map(|b| (b.phase, &b.seed)) == Some((r.phase, &r.seed)) {
+        return;
+    }
+    let (reason, note) = match r.phase {
+        RecoveryPhase::Restoring => return,
+        RecoveryPhase::Growing => (
+            "SeedRestored",
+            format!(
+                "seed member {} restored from EtcdBackup {} answers; the cluster grows to {} members",
+                r.seed, r.backup, obj.spec.size
+            ),
+        ),
+        RecoveryPhase::Succeeded => (
+            RECOVERED_FROM_BACKUP,
+            format!(
+                "rebuilt from EtcdBackup {}: every member is back and healthy",
+                r.backup
+            ),
+        ),
+    };
+    ctx.recorder.normal(obj, reason, "Recover", note).await;
 }
 
 /// Why a reconcile stopped for a problem only a person can fix, and when to look again.
@@ -358,6 +553,13 @@ pub(super) async fn report(
     }
     let mut status = status_after(obj, &members, seen.leader, step, now.clone());
     set_backup_ready(&mut status, obj.metadata.generation, backups, now);
+    recovery_event(
+        ctx,
+        obj,
+        obj.status.as_ref().and_then(|s| s.recovery.as_ref()),
+        status.recovery.as_ref(),
+    )
+    .await;
     if let Some(message) = invalid_backup_schedule(Some(&status))
         && invalid_backup_schedule(obj.status.as_ref()).as_ref() != Some(&message)
     {

@@ -24,6 +24,7 @@ fn spec(version: &str) -> EtcdClusterSpec {
         maintenance: None,
         backup: None,
         bootstrap: None,
+        recovery: None,
     }
 }
 
@@ -274,7 +275,7 @@ fn planner_input_reads_pods_claims_and_status() {
         leader: None,
         unreachable: Some("refused".into()),
     };
-    let o = build::planner_input(&obj, &seen, 42, "main-fresh".into());
+    let o = build::planner_input(&obj, &seen, 42, "main-fresh".into(), None);
     assert_eq!(o.size, 3);
     assert_eq!(o.version, Version::parse("3.5.16").unwrap());
     assert_eq!(o.storage, crate::plan::StorageKind::Persistent);
@@ -460,4 +461,191 @@ fn restore_failure_reads_the_termination_message() {
     ]));
     assert_eq!(build::restore_failure(&p), None);
     assert_eq!(build::restore_failure(&pod(serde_json::json!([]))), None);
+}
+
+/// A backup of `cluster` named `name`, in `phase`, completed at `completed`.
+fn cluster_backup(cluster: &str, name: &str, phase: &str, completed: &str) -> crate::crd::EtcdBackup {
+    let mut b = backup(serde_json::json!({
+        "phase": phase, "key": format!("ns/{cluster}/{name}.db"), "completionTime": completed
+    }));
+    b.metadata.name = Some(name.into());
+    b.spec.cluster_ref.name = cluster.into();
+    b
+}
+
+/// The newest Succeeded backup of this cluster by completionTime, never one of another
+/// cluster, a failed one, or one completed before this cluster was created.
+#[test]
+fn a_rebuild_uses_the_newest_succeeded_backup_of_this_cluster() {
+    let mut obj = crate::crd::EtcdCluster::new("src", spec("3.5.16"));
+    obj.metadata.namespace = Some("ns".into());
+    obj.metadata.creation_timestamp = Some(Time("2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap()));
+    let backups = vec![
+        cluster_backup("src", "older", "Succeeded", "2026-01-02T00:00:00Z"),
+        cluster_backup("src", "newest", "Succeeded", "2026-01-03T00:00:00Z"),
+        cluster_backup("src", "failed", "Failed", "2026-01-04T00:00:00Z"),
+        cluster_backup("other", "elsewhere", "Succeeded", "2026-01-05T00:00:00Z"),
+        cluster_backup("src", "namesake", "Succeeded", "2025-12-31T00:00:00Z"),
+    ];
+    let latest = build::latest_backup(&obj, &backups).unwrap();
+    assert_eq!(
+        (latest.name.as_str(), latest.completion_time.as_str()),
+        ("newest", "2026-01-03T00:00:00Z")
+    );
+    assert_eq!(build::latest_backup(&obj, &backups[2..]), None);
+
+    // The rebuild's source is that backup's object; a vanished backup makes it wait.
+    let source = build::recovery_source(&obj, "newest", Some(&backups[1])).unwrap();
+    assert_eq!(source.key, "ns/src/newest.db");
+    let (reason, message) = build::recovery_source(&obj, "gone", None).unwrap_err();
+    assert_eq!(reason, "BackupNotReady");
+    assert!(message.contains("ns/gone does not exist"), "{message}");
+}
+
+/// The rebuild record: started by Recover (kept when the same seed is restored again),
+/// Growing once the seed answers, Succeeded once the cluster is stable; status says which
+/// backup at each step and keeps the quorum-loss clock until a quorum is healthy.
+#[test]
+fn a_rebuild_is_recorded_in_status_step_by_step() {
+    use crate::crd::RecoveryPhase;
+    let backup = crate::plan::BackupObs {
+        name: "nightly".into(),
+        completion_time: "2026-01-03T00:00:00Z".into(),
+    };
+    let recover = Step::Recover {
+        member: "main-seed".into(),
+        backup: backup.clone(),
+    };
+    let started = status::recovery_after(None, &recover, false, "T1").unwrap();
+    assert_eq!(started.phase, RecoveryPhase::Restoring);
+    assert_eq!(
+        (started.backup.as_str(), started.seed.as_str()),
+        ("nightly", "main-seed")
+    );
+    assert_eq!(started.start_time.as_deref(), Some("T1"));
+    // Restored again after a restart: the same record.
+    assert_eq!(
+        status::recovery_after(Some(started.clone()), &recover, false, "T2"),
+        Some(started.clone())
+    );
+    let waiting = Step::Wait {
+        reason: "restoring".into(),
+    };
+    assert_eq!(
+        status::recovery_after(Some(started.clone()), &waiting, false, "T2")
+            .unwrap()
+            .phase,
+        RecoveryPhase::Restoring
+    );
+    let growing =
+        status::recovery_after(Some(started), &Step::AddMember { member: "x".into() }, true, "T3").unwrap();
+    assert_eq!(growing.phase, RecoveryPhase::Growing);
+    let done = status::recovery_after(Some(growing.clone()), &Step::Nothing, true, "T4").unwrap();
+    assert_eq!(done.phase, RecoveryPhase::Succeeded);
+    assert_eq!(done.completion_time.as_deref(), Some("T4"));
+    assert_eq!(
+        status::recovery_after(Some(done.clone()), &Step::Nothing, true, "T5"),
+        Some(done.clone())
+    );
+
+    // Conditions and the quorum-loss clock.
+    let mut obj = cluster_knowing("main-a");
+    let now = Time("2026-01-04T00:00:00Z".parse::<Timestamp>().unwrap());
+    let lost = Step::QuorumLost {
+        reason: "gone".into(),
+    };
+    let st = observed_status(&obj, &[], None, &lost, now.clone());
+    assert_eq!(st.quorum_lost_since.as_deref(), Some("2026-01-04T00:00:00Z"));
+    obj.status = Some(st);
+    let later = Time("2026-01-04T00:05:00Z".parse::<Timestamp>().unwrap());
+    let st = observed_status(&obj, &[], None, &recover, later.clone());
+    assert_eq!(st.quorum_lost_since.as_deref(), Some("2026-01-04T00:00:00Z"));
+    assert_eq!(st.phase.as_deref(), Some("Recovering"));
+    let c = st.conditions.iter().find(|c| c.type_ == "Recovering").unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Recovering"));
+    assert!(
+        c.message
+            .contains("EtcdBackup nightly (completed 2026-01-03T00:00:00Z)"),
+        "{}",
+        c.message
+    );
+    obj.status = Some(st);
+    let seed = MemberView {
+        id: 9,
+        name: "main-seed".into(),
+        started: true,
+        is_learner: false,
+        healthy: true,
+        version: Version::parse("3.5.16"),
+        client_url: String::new(),
+        unhealthy_since: None,
+        db_size: None,
+        raft_index: None,
+        last_defrag: None,
+    };
+    let st = observed_status(
+        &obj,
+        std::slice::from_ref(&seed),
+        Some(9),
+        &Step::AddMember { member: "x".into() },
+        later.clone(),
+    );
+    assert_eq!(st.quorum_lost_since, None, "a healthy quorum stops the clock");
+    assert_eq!(st.recovery.as_ref().unwrap().phase, RecoveryPhase::Growing);
+    assert_eq!(st.phase.as_deref(), Some("Recovering"));
+    obj.status = Some(st);
+    let st = observed_status(&obj, std::slice::from_ref(&seed), Some(9), &Step::Nothing, later);
+    let c = st.conditions.iter().find(|c| c.type_ == "Recovering").unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "RecoveredFromBackup")
+    );
+    assert!(c.message.contains("EtcdBackup nightly"), "{}", c.message);
+}
+
+/// A member brought back or replaced counts as a member recovery, except the member an
+/// upgrade restarts itself (its pod coming back, or its replacement with emptyDir) and a
+/// learner's first pod.
+#[test]
+fn member_recoveries_are_told_apart_from_upgrade_restarts() {
+    let view = |name: &str, started: bool| MemberView {
+        id: 1,
+        name: name.into(),
+        started,
+        is_learner: !started,
+        healthy: false,
+        version: None,
+        client_url: String::new(),
+        unhealthy_since: None,
+        db_size: None,
+        raft_index: None,
+        last_defrag: None,
+    };
+    let members = [view("a", true), view("b", true), view("new", false)];
+    let mut st = EtcdClusterStatus::default();
+    let upgrade = Step::UpgradeMember {
+        member: "a".into(),
+        from: Version::parse("3.4.35").unwrap(),
+    };
+    status::note_member_recovery(&mut st, &upgrade, &members, "T1");
+    assert_eq!(st.upgrade_restarted.as_deref(), Some("a"));
+    let create = |m: &str| Step::CreatePod { member: m.into() };
+    let replace = |m: &str| Step::RemoveMember {
+        id: 1,
+        member: m.into(),
+        reason: crate::plan::RemoveReason::Replace,
+    };
+    for own in [create("a"), replace("a"), create("new")] {
+        status::note_member_recovery(&mut st, &own, &members, "T2");
+        assert_eq!(st.last_member_recovery_time, None, "{own:?}");
+    }
+    status::note_member_recovery(&mut st, &create("b"), &members, "T3");
+    assert_eq!(st.last_member_recovery_time.as_deref(), Some("T3"));
+    status::note_member_recovery(&mut st, &replace("b"), &members, "T4");
+    assert_eq!(st.last_member_recovery_time.as_deref(), Some("T4"));
+    // A stable cluster ends the upgrade: a restart of `a` is then a recovery.
+    status::note_member_recovery(&mut st, &Step::Nothing, &members, "T5");
+    assert_eq!(st.upgrade_restarted, None);
+    status::note_member_recovery(&mut st, &create("a"), &members, "T6");
+    assert_eq!(st.last_member_recovery_time.as_deref(), Some("T6"));
 }

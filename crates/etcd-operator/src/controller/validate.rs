@@ -47,6 +47,11 @@ pub fn validate(spec: &EtcdClusterSpec) -> Vec<String> {
     if let Err(e) = steward_core::duration::parse(&spec.member_failure_timeout) {
         problems.push(format!("spec.memberFailureTimeout: {e}"));
     }
+    if let Some(r) = &spec.recovery
+        && let Err(e) = steward_core::duration::parse(&r.after)
+    {
+        problems.push(format!("spec.recovery.after: {e}"));
+    }
     if let Some(v) = &spec.tls.certificate_validity {
         match steward_core::duration::parse(v) {
             Err(e) => problems.push(format!("spec.tls.certificateValidity: {e}")),
@@ -76,4 +81,12 @@ pub(super) fn certificate_validity(spec: &EtcdClusterSpec) -> i64 {
 /// How long a member may be unhealthy before it is replaced.
 pub(super) fn member_failure_timeout(spec: &EtcdClusterSpec) -> Duration {
     steward_core::duration::parse(&spec.member_failure_timeout).unwrap_or(Duration::from_secs(120))
+}
+
+/// How long quorum must have been lost, with the data gone, before a rebuild from a backup.
+pub(super) fn recovery_after(spec: &EtcdClusterSpec) -> Duration {
+    spec.recovery
+        .as_ref()
+        .and_then(|r| steward_core::duration::parse(&r.after).ok())
+        .unwrap_or(Duration::from_secs(300))
 }

@@ -246,7 +246,9 @@ pub struct SpotBackups {
     /// Before the first member is upgraded to a new `spec.version`, take the EtcdBackup
     /// `<cluster>-pre-upgrade-<version>` and wait for it. The upgrade starts once it
     /// succeeded; if it failed the upgrade is blocked (`UpgradeBlocked`) until the backup is
-    /// deleted (a new one is then taken) or this is set to false. Default true.
+    /// deleted (a new one is then taken) or this is set to false. A member recovered after
+    /// that backup was created (an upgrade interrupted by a recovery) makes the upgrade take
+    /// a fresh one, `<cluster>-pre-upgrade-<version>-<recovery time>`, first. Default true.
     #[serde(default = "default_true")]
     pub before_upgrade: bool,
     /// Before a failed member is removed and replaced, take the EtcdBackup

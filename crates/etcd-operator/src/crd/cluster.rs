@@ -21,6 +21,10 @@ fn default_member_failure_timeout() -> String {
     "2m".to_string()
 }
 
+fn default_recovery_after() -> String {
+    "5m".to_string()
+}
+
 /// Desired state of an etcd cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -106,6 +110,43 @@ pub struct EtcdClusterSpec {
     /// `fromBackup` it is restored from a snapshot. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<EtcdBootstrap>,
+
+    /// Disaster recovery: what the operator does once quorum is lost and every member's data
+    /// is gone (emptyDir pods deleted, or every member PVC lost). Without it, or with
+    /// `fromLatestBackup: false`, the operator only reports `QuorumLost`, naming the backup a
+    /// restore would use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<EtcdRecovery>,
+}
+
+/// Disaster recovery after total data loss.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdRecovery {
+    /// How long quorum must have been lost, with every member's data gone, before the
+    /// cluster is rebuilt, as a duration such as `90s` or `5m` (the default).
+    #[serde(default = "default_recovery_after")]
+    #[schemars(
+        regex(pattern = r"^([0-9]{1,7}(\.[0-9]{1,9})?(ms|s|m|h))+$"),
+        length(max = 32)
+    )]
+    pub after: String,
+    /// Rebuild the cluster from the newest Succeeded EtcdBackup of this cluster (by
+    /// completionTime): a seed member is restored from it and the cluster grows to `size`
+    /// through learners. Writes made after that backup are lost. Off by default: the
+    /// operator then only says which backup a restore would use. Never done while any
+    /// member's data may still exist.
+    #[serde(default)]
+    pub from_latest_backup: bool,
+}
+
+impl Default for EtcdRecovery {
+    fn default() -> Self {
+        EtcdRecovery {
+            after: default_recovery_after(),
+            from_latest_backup: false,
+        }
+    }
 }
 
 /// CEL on the object: `spec.bootstrap` can be neither set, changed nor removed after creation.
@@ -416,13 +457,15 @@ pub struct DefragPolicy {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdClusterStatus {
-    /// Coarse lifecycle phase: `Creating`, `Running`, `Scaling`, `Upgrading`, `Degraded` or `Paused`.
+    /// Coarse lifecycle phase: `Creating`, `Running`, `Scaling`, `Upgrading`, `Degraded`,
+    /// `Recovering` (rebuilding from a backup) or `Paused`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// `Available`, `Progressing` and `Degraded`, with reasons such as `QuorumLost`; with a
     /// defrag schedule also `MaintenanceScheduled` (`Scheduled` or `InvalidSchedule`); with
     /// `spec.backup` also `BackupReady` (`BackupCurrent`, or `False` with `NoBackupYet`,
-    /// `BackupOutdated`, `BackupFailed` or `InvalidSchedule`).
+    /// `BackupOutdated`, `BackupFailed` or `InvalidSchedule`); after a rebuild from a backup
+    /// also `Recovering` (`True` while it runs, then `False` with `RecoveredFromBackup`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Voting members currently in the cluster (the scale subresource reads this).
@@ -452,6 +495,57 @@ pub struct EtcdClusterStatus {
     /// When the operator last defragmented any member (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_defrag_time: Option<String>,
+    /// Since when quorum has been lost (RFC 3339); unset while a quorum of voting members is
+    /// healthy. `spec.recovery.after` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_lost_since: Option<String>,
+    /// When the operator last brought back a lost member or replaced a failed one (RFC 3339),
+    /// not counting the members an upgrade restarts itself. A pre-upgrade backup taken before
+    /// this is stale: the upgrade takes a fresh one before it goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_member_recovery_time: Option<String>,
+    /// The member an upgrade restarted last, while the upgrade runs: its pod coming back (or,
+    /// with emptyDir, its replacement) is the upgrade's own step, not a member recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_restarted: Option<String>,
+    /// The last rebuild from a backup (`spec.recovery.fromLatestBackup`), in progress or
+    /// done. A restarted operator continues the one in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<EtcdRecoveryStatus>,
+}
+
+/// Where a rebuild from a backup stands.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecoveryPhase {
+    /// The seed member is being restored from the backup.
+    #[default]
+    Restoring,
+    /// The seed answers; the cluster grows to `spec.size` through learners.
+    Growing,
+    /// Every member is back and healthy.
+    Succeeded,
+}
+
+/// A rebuild of the cluster from a backup after its data was lost.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdRecoveryStatus {
+    /// `Restoring`, `Growing` or `Succeeded`.
+    #[serde(default)]
+    pub phase: RecoveryPhase,
+    /// The EtcdBackup the cluster is rebuilt from.
+    pub backup: String,
+    /// When that backup completed (RFC 3339): writes made after it are lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_completion_time: Option<String>,
+    /// The member restored from the backup, which the others join.
+    pub seed: String,
+    /// When the rebuild started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// When every member was back and healthy (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
 }
 
 /// One member as etcd and the operator see it.

@@ -52,6 +52,7 @@ fn cluster(size: usize, names: &[&str]) -> Observed {
         fresh_name: "fresh".into(),
         defrag: None,
         unreachable: None,
+        recovery: RecoveryObs::default(),
     }
 }
 
@@ -137,14 +138,14 @@ fn planner_table() {
             "status knows members but their PVCs are gone: refuse to start from empty",
             Box::new(|| Observed { members: None, pods: vec![], volumes: vec![], ..cluster(3, &["a", "b", "c"]) }),
             Step::QuorumLost {
-                reason: "every member pod is gone and no member's data is left (no member PVC); the operator will not start an empty cluster in its place".into(),
+                reason: "every member pod is gone and no member's data is left (no member PVC); the operator will not start an empty cluster in its place; this cluster has no Succeeded EtcdBackup, so nothing could be restored; restore a backup made elsewhere into a new EtcdCluster with spec.bootstrap.fromBackup".into(),
             },
         ),
         (
             "emptyDir cluster whose pods all died: refuse to start from empty",
             Box::new(|| Observed { members: None, pods: vec![], volumes: vec![], storage: StorageKind::Ephemeral, ..cluster(3, &["a", "b", "c"]) }),
             Step::QuorumLost {
-                reason: "every member pod is gone and no member's data is left (emptyDir storage); the operator will not start an empty cluster in its place".into(),
+                reason: "every member pod is gone and no member's data is left (emptyDir storage); the operator will not start an empty cluster in its place; this cluster has no Succeeded EtcdBackup, so nothing could be restored; restore a backup made elsewhere into a new EtcdCluster with spec.bootstrap.fromBackup".into(),
             },
         ),
         (
@@ -166,7 +167,9 @@ fn planner_table() {
         (
             "pods but no member answers: quorum lost, nothing destructive",
             Box::new(|| Observed { members: None, ..cluster(3, &["a", "b", "c"]) }),
-            Step::QuorumLost { reason: "no member answers".into() },
+            Step::QuorumLost {
+                reason: "no member answers; pods a, b, c may still hold the members' data, so the cluster is not rebuilt from a backup; this cluster has no Succeeded EtcdBackup".into(),
+            },
         ),
         (
             "pods but etcd refuses the connection: reported as itself, nothing destructive",
@@ -185,7 +188,9 @@ fn planner_table() {
                 unhealthy(&mut o, "c", 0);
                 o
             }),
-            Step::QuorumLost { reason: "1 of 3 voting members are healthy; 2 are needed".into() },
+            Step::QuorumLost {
+                reason: "1 of 3 voting members are healthy; 2 are needed; pods a, b, c may still hold the members' data, so the cluster is not rebuilt from a backup; this cluster has no Succeeded EtcdBackup".into(),
+            },
         ),
         (
             "a pod without a member (removed, or a crashed add): delete it",
@@ -658,4 +663,165 @@ fn upgrade_rules() {
     assert!(upgrade_allowed(v("3.4.23"), v("3.6.0")).is_err());
     assert!(upgrade_allowed(v("3.5.30"), v("3.5.16")).is_err());
     assert!(upgrade_allowed(v("3.5.0"), v("4.0.0")).is_err());
+}
+
+/// An emptyDir cluster of three whose pods are all gone, quorum lost since t=1000, observed
+/// at `now`, with `spec.recovery` as given and `backup` the newest usable one.
+fn backup(name: &str) -> BackupObs {
+    BackupObs {
+        name: name.into(),
+        completion_time: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+fn wiped(now: i64, opted_in: bool, backup_name: Option<&str>) -> Observed {
+    Observed {
+        members: None,
+        pods: vec![],
+        volumes: vec![],
+        storage: StorageKind::Ephemeral,
+        now,
+        recovery: RecoveryObs {
+            from_latest_backup: opted_in,
+            after: Duration::from_secs(300),
+            quorum_lost_since: Some(1_000),
+            latest_backup: backup_name.map(backup),
+            restoring: None,
+        },
+        ..cluster(3, &["a", "b", "c"])
+    }
+}
+
+fn quorum_lost(step: Step) -> String {
+    match step {
+        Step::QuorumLost { reason } => reason,
+        other => panic!("expected QuorumLost, got {other:?}"),
+    }
+}
+
+#[test]
+fn disaster_recovery_rebuilds_from_the_newest_backup_only_when_opted_in_and_data_is_gone() {
+    // Opted in, data gone, lost for longer than `after`: rebuild from the backup.
+    assert_eq!(
+        plan(&wiped(1_300, true, Some("nightly"))),
+        Step::Recover {
+            member: "fresh".into(),
+            backup: backup("nightly")
+        }
+    );
+    // Not for long enough yet: say when.
+    let early = quorum_lost(plan(&wiped(1_100, true, Some("nightly"))));
+    assert!(early.contains("rebuilt from EtcdBackup nightly"), "{early}");
+    assert!(early.ends_with("at 1970-01-01T00:21:40Z"), "{early}");
+    // The same message until then: the status does not change every reconcile.
+    assert_eq!(quorum_lost(plan(&wiped(1_250, true, Some("nightly")))), early);
+    // Quorum loss not recorded yet (this is the first look): it counts from now.
+    let first = Observed {
+        recovery: RecoveryObs {
+            quorum_lost_since: None,
+            ..wiped(1_300, true, Some("nightly")).recovery
+        },
+        ..wiped(1_300, true, Some("nightly"))
+    };
+    assert!(matches!(plan(&first), Step::QuorumLost { .. }));
+    // Not opted in: name the backup and how to opt in, however long it has been.
+    let manual = quorum_lost(plan(&wiped(100_000, false, Some("nightly"))));
+    assert!(
+        manual.contains("a restore would use EtcdBackup nightly (completed 2026-01-01T00:00:00Z)"),
+        "{manual}"
+    );
+    assert!(manual.contains("spec.recovery.fromLatestBackup"), "{manual}");
+    // Opted in without any backup: nothing destructive, and say so.
+    let none = quorum_lost(plan(&wiped(100_000, true, None)));
+    assert!(none.contains("no Succeeded EtcdBackup"), "{none}");
+    assert!(none.contains("nothing to rebuild from"), "{none}");
+    // PVC storage with every claim lost is data loss too.
+    let pvcs_lost = Observed {
+        storage: StorageKind::Persistent,
+        ..wiped(1_300, true, Some("nightly"))
+    };
+    assert!(matches!(plan(&pvcs_lost), Step::Recover { .. }));
+}
+
+#[test]
+fn disaster_recovery_never_rebuilds_while_data_may_exist() {
+    // A member's PVC is left: it comes back from it, whatever spec.recovery says.
+    let mut o = Observed {
+        storage: StorageKind::Persistent,
+        ..wiped(100_000, true, Some("nightly"))
+    };
+    o.volumes = vec!["b".into()];
+    assert_eq!(plan(&o), Step::CreatePod { member: "b".into() });
+    // Pods that do not answer may hold data: QuorumLost naming the backup, no rebuild.
+    let o = Observed {
+        pods: vec![pod("a"), pod("b")],
+        ..wiped(100_000, true, Some("nightly"))
+    };
+    let reason = quorum_lost(plan(&o));
+    assert!(reason.contains("pods a, b may still hold"), "{reason}");
+    assert!(reason.contains("EtcdBackup nightly"), "{reason}");
+    // Pods being deleted still hold their data until they are gone.
+    let mut o = Observed {
+        pods: vec![pod("a")],
+        ..wiped(100_000, true, Some("nightly"))
+    };
+    o.pods[0].terminating = true;
+    assert!(matches!(plan(&o), Step::QuorumLost { .. }));
+    // One healthy survivor of three: its data is newer than any backup.
+    let mut o = cluster(3, &["a", "b", "c"]);
+    o.storage = StorageKind::Ephemeral;
+    o.pods.retain(|p| p.name == "a");
+    unhealthy(&mut o, "b", 0);
+    unhealthy(&mut o, "c", 0);
+    o.recovery = wiped(100_000, true, Some("nightly")).recovery;
+    o.now = 100_000;
+    // b and c have no pod and no data: they are not removed (quorum), nothing is rebuilt.
+    let step = plan(&o);
+    assert!(
+        !matches!(step, Step::Recover { .. } | Step::Bootstrap { .. }),
+        "{step:?}"
+    );
+    // Paused: nothing at all.
+    let o = Observed {
+        paused: true,
+        ..wiped(100_000, true, Some("nightly"))
+    };
+    assert_eq!(plan(&o), Step::Paused);
+}
+
+#[test]
+fn a_rebuild_in_progress_continues_with_its_seed_and_backup() {
+    let restoring = |pods: Vec<PodObs>| {
+        let mut o = Observed {
+            pods,
+            ..wiped(1_010, true, Some("newer"))
+        };
+        o.recovery.restoring = Some((backup("nightly"), "seed".into()));
+        o
+    };
+    // The seed pod is restoring: wait for it, whatever the old members were.
+    assert_eq!(
+        plan(&restoring(vec![pod("seed")])),
+        Step::Wait {
+            reason: "restoring seed member seed from EtcdBackup nightly".into()
+        }
+    );
+    // Its pod is gone (or was never created before a restart): the same seed, the same
+    // backup, without waiting for `after` again or switching to a newer backup.
+    assert_eq!(
+        plan(&restoring(vec![])),
+        Step::Recover {
+            member: "seed".into(),
+            backup: backup("nightly")
+        }
+    );
+    // Once the seed answers, the cluster grows through the learner path.
+    let mut o = cluster(3, &["seed"]);
+    o.recovery.restoring = None;
+    assert_eq!(
+        plan(&o),
+        Step::AddMember {
+            member: "fresh".into()
+        }
+    );
 }
