@@ -44,16 +44,18 @@ up() {
     "$kubectl" -n steward-system rollout status deployment/etcd-operator deployment/prometheus-operator --timeout=120s
     "$kubectl" apply --server-side -f deploy/examples/ > /dev/null
     "$kubectl" kustomize deploy/monitoring | "$kubectl" apply --server-side -f - > /dev/null
-    # The examples really run: etcd members, the team and global Prometheus, Available.
+    # The examples really run: etcd members, the team and global Prometheus and the HA
+    # Alertmanager Available, the team's alert routing accepted.
     "$kubectl" -n etcd-example wait --for=condition=Available etcdcluster/example --timeout=240s > /dev/null
     "$kubectl" -n etcd-example wait --for=jsonpath='{.status.readyMembers}'=3 etcdcluster/example --timeout=240s > /dev/null
-    "$kubectl" -n steward-system wait --for=condition=Available prometheus/platform prometheus/global --timeout=120s > /dev/null
+    "$kubectl" -n steward-system wait --for=condition=Available prometheus/platform prometheus/global alertmanager/platform --timeout=180s > /dev/null
+    "$kubectl" -n etcd-example wait --for=condition=Accepted alertmanagerconfig/etcd-team --timeout=60s > /dev/null
     echo
     echo "export KUBECONFIG=$KUBECONFIG"
     echo
     "$kubectl" get pods,svc -n steward-system
     echo
-    "$kubectl" get etcdclusters,prometheuses,servicemonitors,podmonitors,prometheusrules -A
+    "$kubectl" get etcdclusters,prometheuses,alertmanagers,alertmanagerconfigs,servicemonitors,podmonitors,prometheusrules -A
 }
 
 case "${1:-fg}" in

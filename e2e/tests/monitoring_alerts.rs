@@ -1,8 +1,9 @@
-//! The two operators together, as shipped: the example etcd cluster and the example platform
-//! Prometheus with deploy/monitoring, and the example global Prometheus federating it. A
-//! member whose network is cut makes `EtcdMembersDown` fire in the platform Prometheus, and
-//! the global one sees the alert through federation; once the network is back the alert
-//! resolves.
+//! The two operators together, as shipped: the example etcd cluster, the example platform
+//! Prometheus with deploy/monitoring, the example global Prometheus federating it, and the
+//! example HA Alertmanager with the etcd team's AlertmanagerConfig. A member whose network is
+//! cut makes `EtcdMembersDown` fire in the platform Prometheus; the global one sees the alert
+//! through federation, and the Alertmanager routes it to the team's receiver; once the
+//! network is back the alert resolves.
 //!
 //! The rules are deploy/monitoring's, with one change: `EtcdMembersDown` waits 20 s instead of
 //! 3 minutes before firing, so the test does not idle; promtool's unit tests
@@ -51,9 +52,11 @@ async fn a_member_cut_off_the_network_fires_etcd_members_down_and_healing_resolv
     env.apply(&repo_file("deploy/examples/prometheus-team.yaml"))
         .await
         .unwrap();
-    env.apply(&repo_file("deploy/examples/prometheus-global.yaml"))
-        .await
-        .unwrap();
+    for example in ["prometheus-global", "alertmanager", "team-alert-routing"] {
+        env.apply(&repo_file(&format!("deploy/examples/{example}.yaml")))
+            .await
+            .unwrap();
+    }
     let dir = bins::repo_root().join("deploy/monitoring");
     let monitoring = env.kubectl(&["kustomize", dir.to_str().unwrap()]).await.unwrap();
     let shipped = "alert: EtcdMembersDown\n";
@@ -148,6 +151,27 @@ async fn a_member_cut_off_the_network_fires_etcd_members_down_and_healing_resolv
     .await
     .unwrap();
 
+    // The platform Prometheus sends it to every Alertmanager replica, and the team's route
+    // (merged from its AlertmanagerConfig, renamed into its namespace) takes it.
+    let am_pods = wait_until(
+        "3 Alertmanager replicas ready",
+        Duration::from_secs(120),
+        || async {
+            let pods = e2e::alertmanager::ready_pods(&client, "steward-system", "platform").await;
+            (pods.len() == 3).then_some(pods)
+        },
+    )
+    .await
+    .unwrap();
+    for (pod, am_ip) in &am_pods {
+        wait_for(
+            &format!("EtcdMembersDown on {pod}, routed to the etcd team"),
+            Duration::from_secs(120),
+            || async { routed_to_team(am_ip).await },
+        )
+        .await
+        .unwrap();
+    }
     sim.restore_pod_network("etcd-example", &victim).unwrap();
     wait_for("EtcdMembersDown resolved", Duration::from_secs(180), || async {
         query(&ip, FIRING).await.is_empty() && members_up(&ip).await == 3
@@ -161,4 +185,22 @@ async fn members_up(ip: &str) -> usize {
     query(ip, r#"up{namespace="etcd-example", etcd_cluster="example"} == 1"#)
         .await
         .len()
+}
+
+/// Whether the Alertmanager at `ip` holds the example cluster's `EtcdMembersDown` with a
+/// receiver of the etcd team's AlertmanagerConfig.
+async fn routed_to_team(ip: &str) -> bool {
+    let Ok(resp) = reqwest::get(format!("http://{ip}:9093/api/v2/alerts")).await else {
+        return false;
+    };
+    let alerts: serde_json::Value = resp.json().await.unwrap_or_default();
+    alerts.as_array().into_iter().flatten().any(|a| {
+        a["labels"]["alertname"] == "EtcdMembersDown"
+            && a["labels"]["namespace"] == "etcd-example"
+            && a["receivers"].as_array().into_iter().flatten().any(|r| {
+                r["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("etcd-example/etcd-team/"))
+            })
+    })
 }
