@@ -45,17 +45,18 @@ up() {
     "$kubectl" apply --server-side -f deploy/examples/ > /dev/null
     "$kubectl" kustomize deploy/monitoring | "$kubectl" apply --server-side -f - > /dev/null
     # The examples really run: etcd members, the team and global Prometheus and the HA
-    # Alertmanager Available, the team's alert routing accepted.
+    # Alertmanager Available, the team's alert routing accepted, the example backup stored.
     "$kubectl" -n etcd-example wait --for=condition=Available etcdcluster/example --timeout=240s > /dev/null
     "$kubectl" -n etcd-example wait --for=jsonpath='{.status.readyMembers}'=3 etcdcluster/example --timeout=240s > /dev/null
     "$kubectl" -n steward-system wait --for=condition=Available prometheus/platform prometheus/global alertmanager/platform --timeout=180s > /dev/null
     "$kubectl" -n etcd-example wait --for=condition=Accepted alertmanagerconfig/etcd-team --timeout=60s > /dev/null
+    "$kubectl" -n etcd-example wait --for=jsonpath='{.status.phase}'=Succeeded etcdbackup/example-before-migration --timeout=180s > /dev/null
     echo
     echo "export KUBECONFIG=$KUBECONFIG"
     echo
     "$kubectl" get pods,svc -n steward-system
     echo
-    "$kubectl" get etcdclusters,prometheuses,alertmanagers,alertmanagerconfigs,servicemonitors,podmonitors,prometheusrules -A
+    "$kubectl" get etcdclusters,prometheuses,etcdbackups,alertmanagers,alertmanagerconfigs,servicemonitors,podmonitors,prometheusrules -A
 }
 
 case "${1:-fg}" in
