@@ -508,21 +508,26 @@ pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The sum of `steward_reconcile_total` over every controller of the operator serving
-/// /metrics on local `port` (`None` when it does not answer).
-pub async fn reconciles_total(port: u16) -> Option<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+/// The sum of every sample of metric `name` in the Prometheus text served at `url` (`None`
+/// when it does not answer).
+pub async fn metric_sum(url: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
     Some(
         text.lines()
-            .filter(|l| l.starts_with("steward_reconcile_total{"))
+            .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum(),
     )
+}
+
+/// The sum of `steward_reconcile_total` over every controller of the operator serving
+/// /metrics on local `port` (`None` when it does not answer).
+pub async fn reconciles_total(port: u16) -> Option<f64> {
+    metric_sum(
+        &format!("http://127.0.0.1:{port}/metrics"),
+        "steward_reconcile_total",
+    )
+    .await
 }
 
 /// The TCP port process `pid` listens on, once it listens on exactly one: for programs

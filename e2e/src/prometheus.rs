@@ -77,18 +77,7 @@ pub async fn query(ip: &str, promql: &str) -> Vec<serde_json::Value> {
 /// The sum of every sample of metric `name` on the Prometheus at pod `ip`'s own `/metrics`
 /// (`None` when it does not answer yet).
 pub async fn own_metric(ip: &str, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{ip}:9090/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    Some(
-        text.lines()
-            .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum(),
-    )
+    crate::harness::metric_sum(&format!("http://{ip}:9090/metrics"), name).await
 }
 
 /// Pod IPs of Prometheus `name`'s replicas in `ns`, once all `replicas` have one.

@@ -80,25 +80,6 @@ fn backup_yaml(name: &str, cluster: &str, labels: &str, store: &Store) -> String
     )
 }
 
-async fn wait_ready(env: &Env, name: &str) {
-    let clusters = clusters_api(&env.client, "default");
-    let ready = wait_for(&format!("{name}: ready"), Duration::from_secs(180), || async {
-        let Ok(c) = clusters.get(name).await else {
-            return false;
-        };
-        let st = &c.data["status"];
-        st["readyMembers"] == 1
-            && st["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Available" && c["status"] == "True")
-            })
-    })
-    .await;
-    if let Err(e) = ready {
-        panic!("{e}\n{}", env.diagnostics("default", "etcdclusters,events").await);
-    }
-}
-
 /// Restores `snapshot` with the real etcdutl, starts etcd on the result and returns how many
 /// keys start with `prefix`.
 async fn restored_keys(snapshot: &std::path::Path, prefix: &str, revision: i64) -> u64 {
@@ -198,7 +179,7 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
     ))
     .await
     .unwrap();
-    wait_ready(&env, "demo").await;
+    support::wait_available(&env, "demo", 1, Duration::from_secs(180)).await;
     let ctl = Etcdctl::connect(&env, "demo").await.unwrap();
     // The member may still be settling right after Available: wait for one write to pass.
     wait_for("demo takes writes", Duration::from_secs(60), || async {
@@ -427,7 +408,7 @@ async fn backups_to_a_volume_claim() {
     ))
     .await
     .unwrap();
-    wait_ready(&env, "vol").await;
+    support::wait_available(&env, "vol", 1, Duration::from_secs(180)).await;
     let ctl = Etcdctl::connect(&env, "vol").await.unwrap();
     wait_for("vol takes writes", Duration::from_secs(60), || async {
         ctl.run(&ctl.members(), &["put", "pvc-00", "value"]).0
@@ -497,7 +478,7 @@ async fn backups_to_a_volume_claim() {
     ))
     .await
     .unwrap();
-    wait_ready(&env, "vol-restored").await;
+    support::wait_available(&env, "vol-restored", 1, Duration::from_secs(180)).await;
     let restored = Etcdctl::connect(&env, "vol-restored").await.unwrap();
     let (ok, out) = restored.run(&restored.members(), &["get", "pvc-", "--prefix"]);
     assert!(ok, "get: {out}");
@@ -662,7 +643,7 @@ async fn an_upgrade_waits_for_its_pre_upgrade_backup() {
         store.destination()
     );
     env.apply(&cluster_yaml("up", 1, &old, &spec)).await.unwrap();
-    wait_ready(&env, "up").await;
+    support::wait_available(&env, "up", 1, Duration::from_secs(180)).await;
     env.kubectl(&[
         "patch",
         "etcdcluster",

@@ -14,7 +14,7 @@ mod support;
 use std::time::Duration;
 
 use e2e::bins;
-use e2e::etcd::{Etcdctl, cluster_yaml, clusters_api, condition, healthy_voters, member_pods, status};
+use e2e::etcd::{Etcdctl, cluster_yaml, clusters_api, condition, member_pods, status};
 use e2e::harness::{Env, settle, wait_for, wait_until};
 use e2e::s3::S3Server;
 use etcd_operator::crd::BackupPhase;
@@ -25,23 +25,6 @@ use kube::api::{Api, ListParams};
 const BUCKET: &str = "backups";
 const CREDENTIALS: &str = "s3-credentials";
 const KEYS: usize = 50;
-
-/// Waits until cluster `name` has `size` healthy voters and is Available.
-async fn wait_available(env: &Env, name: &str, size: i64, timeout: Duration) {
-    let clusters = clusters_api(&env.client, "default");
-    let ready = wait_for(
-        &format!("{name}: {size} healthy voters, Available"),
-        timeout,
-        || async {
-            let st = status(&clusters, name).await;
-            healthy_voters(&st, size) && condition(&st, "Available").is_some_and(|c| c["status"] == "True")
-        },
-    )
-    .await;
-    if let Err(e) = ready {
-        panic!("{e}\n{}", diagnostics(env).await);
-    }
-}
 
 async fn diagnostics(env: &Env) -> String {
     env.diagnostics("default", "etcdclusters,etcdbackups,pods,events")
@@ -118,7 +101,7 @@ async fn a_cluster_whose_data_is_gone_is_rebuilt_from_its_latest_backup_only_whe
         .unwrap();
     }
     for name in ["rebuilt", "manual"] {
-        wait_available(&env, name, 3, Duration::from_secs(240)).await;
+        support::wait_available(&env, name, 3, Duration::from_secs(240)).await;
     }
     eprintln!("clusters available after {:?}", started.elapsed());
 
@@ -243,7 +226,7 @@ async fn a_cluster_whose_data_is_gone_is_rebuilt_from_its_latest_backup_only_whe
         "the rebuild waits for spec.recovery.after: quorum lost at {lost_since}, rebuild at {rebuild_started}"
     );
 
-    wait_available(&env, "rebuilt", 3, Duration::from_secs(240)).await;
+    support::wait_available(&env, "rebuilt", 3, Duration::from_secs(240)).await;
     let done = wait_until(
         "rebuilt: RecoveredFromBackup",
         Duration::from_secs(60),

@@ -28,31 +28,6 @@ const BUCKET: &str = "backups";
 const CREDENTIALS: &str = "s3-credentials";
 const KEYS: usize = 10_000;
 
-/// Waits until cluster `name` is Available with `size` ready members.
-async fn wait_available(env: &Env, name: &str, size: i64, timeout: Duration) {
-    let clusters = clusters_api(&env.client, "default");
-    let ready = wait_for(
-        &format!("{name}: {size} ready members, Available"),
-        timeout,
-        || async {
-            let Ok(c) = clusters.get(name).await else {
-                return false;
-            };
-            let st = &c.data["status"];
-            st["readyMembers"] == size
-                && st["size"] == size
-                && condition(st, "Available").is_some_and(|c| c["status"] == "True")
-        },
-    )
-    .await;
-    if let Err(e) = ready {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdclusters,pods,events").await
-        );
-    }
-}
-
 /// etcdctl with the client certificate of `ctl` against `https://<ip>:2379` (the server
 /// certificate is not checked against the IP: the test has no DNS), with `stdin`, killed
 /// after 30 seconds (a watch that is not refused would never end).
@@ -148,7 +123,7 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
     ))
     .await
     .unwrap();
-    wait_available(&env, "source", 1, Duration::from_secs(180)).await;
+    support::wait_available(&env, "source", 1, Duration::from_secs(180)).await;
     let src = Etcdctl::connect(&env, "source").await.unwrap();
     let src_ip = src.ips[0].clone();
     wait_for("source takes writes", Duration::from_secs(60), || async {
@@ -217,7 +192,7 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
         "{message}"
     );
 
-    wait_available(&env, "restored", 3, Duration::from_secs(180)).await;
+    support::wait_available(&env, "restored", 3, Duration::from_secs(180)).await;
     eprintln!("restored cluster available after {:?}", started.elapsed());
     let pods = member_pods(&env.client, "restored").await.unwrap();
     assert_eq!(pods.len(), 3);

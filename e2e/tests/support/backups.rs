@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use e2e::harness::{Env, wait_until};
+use e2e::etcd::{clusters_api, condition, healthy_voters, status};
+use e2e::harness::{Env, wait_for, wait_until};
 use etcd_operator::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus};
 use kube::Api;
 
@@ -27,5 +28,29 @@ pub async fn backup_finished(env: &Env, name: &str) -> EtcdBackupStatus {
     match done {
         Ok(st) => st,
         Err(e) => panic!("{e}\n{}", env.diagnostics("default", "etcdbackups,events").await),
+    }
+}
+
+/// Waits until EtcdCluster `name` (namespace `default`) has `size` healthy voting members and
+/// is Available; on timeout, panics with the namespace's clusters, backups, pods and Events.
+pub async fn wait_available(env: &Env, name: &str, size: i64, timeout: Duration) {
+    let clusters = clusters_api(&env.client, "default");
+    let ready = wait_for(
+        &format!("{name}: {size} healthy voters, Available"),
+        timeout,
+        || async {
+            let st = status(&clusters, name).await;
+            st["size"] == size
+                && healthy_voters(&st, size)
+                && condition(&st, "Available").is_some_and(|c| c["status"] == "True")
+        },
+    )
+    .await;
+    if let Err(e) = ready {
+        panic!(
+            "{e}\n{}",
+            env.diagnostics("default", "etcdclusters,etcdbackups,pods,events")
+                .await
+        );
     }
 }
