@@ -63,8 +63,7 @@ pub(super) async fn step(
     restore: Option<&resources::RestoreSource>,
     now: &Time,
 ) -> Result<Result<(), Blocked>, Error> {
-    let members = seen.members.as_deref().unwrap_or_default();
-    match execute(ctx, target, etcd, step, members, &seen.pods, restore, now).await {
+    match execute(ctx, target, etcd, step, seen, restore, now).await {
         Ok(()) => Ok(Ok(())),
         Err(Error::Apply(ApplyError::Conflict(conflicts))) => {
             Ok(Err(Blocked::conflict("CreatePod", &conflicts)))
@@ -115,17 +114,16 @@ impl<'a> MemberChange<'a> {
 }
 
 /// Executes `step`; `now` is the reconcile's clock, as the status written after it reads it.
-#[allow(clippy::too_many_arguments)]
 async fn execute(
     ctx: &Context,
     target: &Target<'_>,
     etcd: &EtcdApi,
     step: &Step,
-    members: &[MemberView],
-    pods: &[Pod],
+    seen: &Observation,
     restore: Option<&resources::RestoreSource>,
     now: &Time,
 ) -> Result<(), Error> {
+    let (members, pods) = (seen.members.as_deref().unwrap_or_default(), seen.pods.as_slice());
     let obj = target.obj;
     if changes_something(step) {
         // Every step changes what the next reconcile must see; read the API until the caches
