@@ -40,6 +40,25 @@ pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// memory a backup takes, whatever the size of the database. One is enough to keep etcd's
 /// stream and the upload both busy.
 pub const MAX_PARTS_IN_FLIGHT: usize = 1;
+
+/// How an S3 upload is cut: [`PART_SIZE`] and [`MAX_PARTS_IN_FLIGHT`] by default (what the
+/// operator uses); the benchmark compares others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// Bytes per multipart part (S3 wants at least 5 MiB for every part but the last).
+    pub part_size: usize,
+    /// Parts still uploading while the next one fills; 0 uploads each part before reading on.
+    pub parts_in_flight: usize,
+}
+
+impl Default for Upload {
+    fn default() -> Self {
+        Upload {
+            part_size: PART_SIZE,
+            parts_in_flight: MAX_PARTS_IN_FLIGHT,
+        }
+    }
+}
 /// Connecting to the member and its status call.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest etcd may go without sending the next piece of the snapshot.
@@ -401,6 +420,18 @@ pub async fn take(
     key: &str,
     compression: Compression,
 ) -> Result<Outcome, SnapshotError> {
+    take_with(endpoint, tls, target, key, compression, Upload::default()).await
+}
+
+/// [`take`] with S3 uploads cut as `upload` says.
+pub async fn take_with(
+    endpoint: &str,
+    tls: Option<&ClientTls>,
+    target: &Target,
+    key: &str,
+    compression: Compression,
+    upload: Upload,
+) -> Result<Outcome, SnapshotError> {
     let key = compression.key_with_extension(key);
     let dest = Destination::open(target)?;
     let path = dest.path(&key)?;
@@ -455,13 +486,22 @@ pub async fn take(
         revision = h.revision();
     }
 
-    let upload = dest
+    let multipart = dest
         .store
         .put_multipart(&path)
         .await
         .map_err(|e| dest.classify(e))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-    let pumped = pump(endpoint, &dest, first, &mut snap, &mut writer, compression).await;
+    let mut writer = WriteMultipart::new_with_chunk_size(multipart, upload.part_size);
+    let pumped = pump(
+        endpoint,
+        &dest,
+        first,
+        &mut snap,
+        &mut writer,
+        compression,
+        upload.parts_in_flight,
+    )
+    .await;
     let (stored, snapshot_bytes) = match pumped {
         Ok(v) => v,
         Err(e) => {
@@ -504,6 +544,7 @@ async fn pump(
     snap: &mut etcd_client::SnapshotStreaming,
     writer: &mut WriteMultipart,
     compression: Compression,
+    parts_in_flight: usize,
 ) -> Result<(Sha256Count, u64), SnapshotError> {
     let mut check = EtcdDigestCheck::default();
     let corrupt = |message: String| SnapshotError::SnapshotCorrupt {
@@ -526,7 +567,7 @@ async fn pump(
             stored.update(&out);
             writer.put(Bytes::from(out));
             writer
-                .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
+                .wait_for_capacity(parts_in_flight)
                 .await
                 .map_err(|e| dest.classify(e))?;
         }
