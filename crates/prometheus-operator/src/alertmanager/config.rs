@@ -64,10 +64,7 @@ pub fn render(
         doc.insert("inhibit_rules".into(), Value::Array(rules));
     }
     for (i, t) in cfg.mute_time_intervals.iter().enumerate() {
-        problems.extend(super::merge::interval_problems(
-            t,
-            &format!("muteTimeIntervals[{i}]"),
-        ));
+        problems.extend(interval_problems(t, &format!("muteTimeIntervals[{i}]")));
     }
     if !cfg.mute_time_intervals.is_empty() {
         let intervals = cfg.mute_time_intervals.iter().map(time_interval_value).collect();
@@ -497,6 +494,93 @@ fn unquote(s: &str) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "sunday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+];
+const MONTHS: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+/// What Alertmanager would refuse in a time interval that the CRD schema cannot express: a
+/// range whose start is after its end, a zero day of the month, a time range that is empty.
+pub fn interval_problems(t: &MuteTimeInterval, path: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let minutes = |s: &str| -> Option<u32> {
+        let (h, m) = s.split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && (h < 24 || m == 0)).then_some(h * 60 + m)
+    };
+    let position = |names: &[&str], offset: usize, s: &str| -> Option<usize> {
+        names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(s))
+            .map(|i| i + offset)
+            .or_else(|| s.parse().ok())
+    };
+    for (j, ti) in t.time_intervals.iter().enumerate() {
+        let at = format!("{path}.timeIntervals[{j}]");
+        for (k, r) in ti.times.iter().enumerate() {
+            match (minutes(&r.start_time), minutes(&r.end_time)) {
+                (Some(s), Some(e)) if s < e => {}
+                (Some(_), Some(_)) => {
+                    problems.push(format!("{at}.times[{k}]: startTime must be before endTime"))
+                }
+                _ => problems.push(format!(
+                    "{at}.times[{k}]: times must be HH:MM from 00:00 to 24:00"
+                )),
+            }
+        }
+        for (key, values, names, offset) in [
+            ("weekdays", &ti.weekdays, &WEEKDAYS[..], 0),
+            ("months", &ti.months, &MONTHS[..], 1),
+            ("years", &ti.years, &[][..], 0),
+        ] {
+            for (k, v) in values.iter().enumerate() {
+                let (a, b) = v.split_once(':').unwrap_or((v, v));
+                match (position(names, offset, a), position(names, offset, b)) {
+                    (Some(a), Some(b)) if a <= b => {}
+                    (Some(_), Some(_)) => {
+                        problems.push(format!("{at}.{key}[{k}]: {v:?}: the start is after the end"))
+                    }
+                    _ => problems.push(format!("{at}.{key}[{k}]: {v:?} is not valid")),
+                }
+            }
+        }
+        for (k, d) in ti.days_of_month.iter().enumerate() {
+            let ok = d.start != 0
+                && d.end != 0
+                && (-31..=31).contains(&d.start)
+                && (-31..=31).contains(&d.end)
+                && (d.start.signum() != d.end.signum() || d.start <= d.end)
+                && !(d.start < 0 && d.end > 0);
+            if !ok {
+                problems.push(format!(
+                    "{at}.daysOfMonth[{k}]: {}:{} is not a valid range (1 to 31 or -31 to -1, start before end)",
+                    d.start, d.end
+                ));
+            }
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
