@@ -119,7 +119,7 @@ fn what_we_refuse_amtool_refuses() {
 /// break the merged file.
 #[test]
 fn time_interval_checks_agree_with_amtool() {
-    use prometheus_operator::alertmanager::merge::interval_problems;
+    use prometheus_operator::alertmanager::config::interval_problems;
     use prometheus_operator::crd::MuteTimeInterval;
     // (what, the interval as in an AlertmanagerConfig, the same in alertmanager.yaml, valid)
     let cases = [
