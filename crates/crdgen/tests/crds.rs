@@ -62,6 +62,7 @@ fn stream_holds_every_crd_once() {
             "etcdbackups.etcd.steward.dev",
             "prometheuses.monitoring.steward.dev",
             "alertmanagers.monitoring.steward.dev",
+            "alertmanagerconfigs.monitoring.steward.dev",
             "servicemonitors.monitoring.steward.dev",
             "podmonitors.monitoring.steward.dev",
             "prometheusrules.monitoring.steward.dev",
@@ -71,7 +72,7 @@ fn stream_holds_every_crd_once() {
     let etcd = parse_stream(&crdgen(&["--operator", "etcd"]));
     assert_eq!(etcd.len(), 2);
     let prom = parse_stream(&crdgen(&["--operator", "prometheus"]));
-    assert_eq!(prom.len(), 6);
+    assert_eq!(prom.len(), 7);
 }
 
 #[test]
@@ -175,6 +176,7 @@ fn out_dir_writes_one_file_per_crd() {
     assert_eq!(
         files,
         [
+            "alertmanagerconfigs.monitoring.steward.dev.yaml",
             "alertmanagers.monitoring.steward.dev.yaml",
             "podmonitors.monitoring.steward.dev.yaml",
             "prometheuses.monitoring.steward.dev.yaml",
