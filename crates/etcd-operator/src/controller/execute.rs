@@ -159,7 +159,7 @@ async fn execute(
             let started = rfc3339(now);
             let previous = obj.status.as_ref().and_then(|s| s.recovery.clone());
             if let Some(record) = status::recovery_after(previous, step, false, &started) {
-                status::record_recovery(target, record).await?;
+                status::record_recovery(ctx, target, record).await?;
             }
             let seed = [(member.clone(), resources::peer_url(obj, member))];
             create_member_pod(ctx, target, member, &seed, "new", restore).await?;

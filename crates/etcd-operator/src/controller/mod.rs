@@ -231,10 +231,36 @@ fn panic_when_asked(obj: &EtcdCluster) {
 /// One reconcile of `obj`. A cluster deleted while it ran is left alone: its children go
 /// with it, and nothing is created for it.
 async fn reconcile(obj: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(obj) = latest(&ctx, obj).await? else {
+        return Ok(Action::await_change());
+    };
     match pipeline(obj, ctx).await {
         Err(Error::Apply(ApplyError::OwnerGone { .. })) => Ok(Action::await_change()),
         result => result,
     }
+}
+
+/// `obj` as the API holds it now when the operator wrote for it lately, else `obj` itself;
+/// None when it is gone. The status carries what earlier reconciles learnt (which member an
+/// upgrade restarted, when a member was last recovered, since when quorum is lost): a watch
+/// copy that misses our own last status write would forget it, and the status written from
+/// it would erase it.
+async fn latest(ctx: &Context, obj: Arc<EtcdCluster>) -> Result<Option<Arc<EtcdCluster>>, Error> {
+    let (Some(uid), Some(ns)) = (obj.uid(), obj.namespace()) else {
+        return Ok(Some(obj));
+    };
+    if ctx.applier.quiet_for(&uid, CACHE_QUIET) {
+        return Ok(Some(obj));
+    }
+    let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = obj.name_any();
+    let live = api
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("get", "EtcdCluster", format!("{ns}/{name}")))?;
+    Ok(live
+        .filter(|l| l.uid().as_deref() == Some(uid.as_str()))
+        .map(Arc::new))
 }
 
 /// Observe, validate, build, apply, plan and execute one step, report status.

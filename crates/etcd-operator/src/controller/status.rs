@@ -387,10 +387,14 @@ fn recovering_condition(r: &EtcdRecoveryStatus, size: i32, voters: usize) -> (bo
 
 /// Writes `recovery` into the status before the seed of a rebuild is created, so an operator
 /// restarted in between continues this rebuild instead of starting another.
-pub(super) async fn record_recovery(target: &Target<'_>, recovery: EtcdRecoveryStatus) -> Result<(), Error> {
+pub(super) async fn record_recovery(
+    ctx: &Context,
+    target: &Target<'_>,
+    recovery: EtcdRecoveryStatus,
+) -> Result<(), Error> {
     let mut status = target.obj.status.clone().unwrap_or_default();
     status.recovery = Some(recovery);
-    write_status(target, &status).await
+    write_status(ctx, target, &status).await
 }
 
 /// The Normal Event of a rebuild's progress between `before` and `after`, if it moved on.
@@ -511,7 +515,7 @@ pub(super) async fn blocked(ctx: &Context, target: &Target<'_>, blocked: Blocked
             .warning(obj, blocked.reason, blocked.action, blocked.message)
             .await;
     }
-    write_status(target, &status).await?;
+    write_status(ctx, target, &status).await?;
     Ok(Action::requeue(blocked.retry))
 }
 
@@ -529,7 +533,7 @@ pub(super) async fn invalid_spec(
             .warning(obj, "InvalidSpec", "Validate", problems.join("; "))
             .await;
     }
-    write_status(target, &status).await?;
+    write_status(ctx, target, &status).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
@@ -575,7 +579,7 @@ pub(super) async fn report(
             .await;
     }
     ctx.metrics.record(obj, &status);
-    write_status(target, &status).await?;
+    write_status(ctx, target, &status).await?;
     Ok(status)
 }
 
@@ -650,10 +654,12 @@ fn invalid_schedule(status: Option<&EtcdClusterStatus>) -> Option<String> {
         .map(|c| c.message.clone())
 }
 
-async fn write_status(target: &Target<'_>, status: &EtcdClusterStatus) -> Result<(), Error> {
+async fn write_status(ctx: &Context, target: &Target<'_>, status: &EtcdClusterStatus) -> Result<(), Error> {
     if target.obj.status.as_ref() == Some(status) {
         return Ok(());
     }
+    // The next reconciles read the cluster from the API until the watch has surely seen this.
+    ctx.applier.touched(&target.uid);
     steward_core::apply::apply_status(&target.api, target.obj, FIELD_MANAGER, status)
         .await
         .map_err(|source| Error::Status {
