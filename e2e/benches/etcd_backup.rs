@@ -2,8 +2,10 @@
 //! throughput of `etcdctl snapshot save` to a file against the engine's `snapshot::take` to a
 //! real S3 server (s3s-fs) and to a directory, in the same run; and the resident memory of
 //! this process (which calls the engine exactly as the operator does) while the S3 backup
-//! runs, against before it. The S3 upload is measured cut as the operator cuts it and two
-//! other ways (part size, parts in flight), to show the memory/throughput trade. Run with `make bench` (release build).
+//! runs, against before it. The S3 upload is measured as the operator makes it (parts
+//! streamed) and three buffered ways (part size, parts in flight), to show the
+//! memory/throughput trade; and the S3 server's own pace, uploading etcdctl's file to it, since
+//! on this machine the server shares the two cores with etcd and the engine. Run with `make bench` (release build).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -66,6 +68,40 @@ async fn peak_rss_during<T>(work: impl std::future::Future<Output = T>) -> (T, u
     (out, peak.load(Ordering::SeqCst))
 }
 
+/// The S3 server's own pace: `file` uploaded to it as a multipart upload of 5 MiB parts read
+/// from disk, two in flight, through object_store (no etcd involved).
+async fn upload_file(s3: &S3Server, file: &std::path::Path, key: &str) -> Duration {
+    use object_store::{ObjectStoreExt, WriteMultipart};
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_access_key_id(S3Server::ACCESS_KEY)
+        .with_secret_access_key(S3Server::SECRET_KEY)
+        .with_region(S3Server::REGION)
+        .with_bucket_name("bench")
+        .with_endpoint(&s3.endpoint)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_unsigned_payload(true)
+        .build()
+        .unwrap();
+    let path = object_store::path::Path::from(key);
+    let started = Instant::now();
+    let mut writer = WriteMultipart::new_with_chunk_size(store.put_multipart(&path).await.unwrap(), 5 << 20);
+    let mut f = std::fs::File::open(file).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        writer.put(bytes::Bytes::copy_from_slice(&buf[..n]));
+        writer.wait_for_capacity(2).await.unwrap();
+    }
+    writer.finish().await.unwrap();
+    let took = started.elapsed();
+    store.delete(&path).await.unwrap();
+    took
+}
+
 fn mb_per_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / 1e6 / took.as_secs_f64()
 }
@@ -110,17 +146,24 @@ async fn main() {
     // In rising order of memory: the allocator keeps some of what one backup freed, so each
     // peak is taken in the first run and only after smaller ones.
     let configs = [
+        Upload::default(),
         Upload {
             part_size: 5 << 20,
             parts_in_flight: 0,
+            streamed: false,
         },
-        Upload::default(),
+        Upload {
+            part_size: 5 << 20,
+            parts_in_flight: 1,
+            streamed: false,
+        },
         Upload {
             part_size: 8 << 20,
             parts_in_flight: 2,
+            streamed: false,
         },
     ];
-    let (mut ctl, mut to_dir) = (Duration::MAX, Duration::MAX);
+    let (mut ctl, mut to_dir, mut server) = (Duration::MAX, Duration::MAX, Duration::MAX);
     let mut to_s3 = vec![Duration::MAX; configs.len()];
     let mut peak_kib = vec![0u64; configs.len()];
     let (mut size, mut idle_kib) = (0u64, 0u64);
@@ -134,6 +177,7 @@ async fn main() {
         assert!(ok, "{out}");
         ctl = ctl.min(started.elapsed());
         size = std::fs::metadata(&file).unwrap().len();
+        server = server.min(upload_file(&s3, &file, &format!("file-{run}")).await);
         std::fs::remove_file(&file).unwrap();
 
         if run == 0 {
@@ -176,10 +220,16 @@ async fn main() {
         ctl.as_secs_f64(),
         mb_per_s(size, ctl)
     );
+    println!(
+        "  the S3 server alone (etcdctl's file, 5 MiB parts, 2 in flight): {:>6.2} s  {:>7.1} MB/s",
+        server.as_secs_f64(),
+        mb_per_s(size, server)
+    );
     for (i, upload) in configs.iter().enumerate() {
         println!(
-            "  snapshot::take to S3 (s3s-fs), {} MiB parts, {} in flight{}: {:>6.2} s  {:>7.1} MB/s  ratio {:.2}  RSS +{:.1} MiB",
+            "  snapshot::take to S3 (s3s-fs), {} MiB parts {}, {} in flight{}: {:>6.2} s  {:>7.1} MB/s  ratio {:.2}  RSS +{:.1} MiB",
             upload.part_size >> 20,
+            if upload.streamed { "streamed" } else { "buffered" },
             upload.parts_in_flight,
             if *upload == Upload::default() {
                 " (the operator's)"
@@ -190,6 +240,10 @@ async fn main() {
             mb_per_s(size, to_s3[i]),
             ctl.as_secs_f64() / to_s3[i].as_secs_f64(),
             peak_kib[i].saturating_sub(idle_kib) as f64 / 1024.0
+        );
+        println!(
+            "      against the S3 server alone: ratio {:.2}",
+            server.as_secs_f64() / to_s3[i].as_secs_f64()
         );
     }
     println!(

@@ -3,7 +3,10 @@
 //!
 //! The snapshot is streamed from etcd's `Maintenance.Snapshot` RPC to the destination as it
 //! arrives (optionally compressed on the way), so memory stays flat whatever the size of the
-//! database: at most [`MAX_PARTS_IN_FLIGHT`] parts of [`PART_SIZE`] bytes plus one being filled.
+//! database. Uncompressed snapshots to S3 stream each multipart part too (etcd announces the
+//! size, so each part's length is known before its body): a few of etcd's 32 KiB messages are
+//! all a backup holds. Compressed ones gather each part in memory first: at most
+//! [`MAX_PARTS_IN_FLIGHT`] parts of [`PART_SIZE`] bytes plus one being filled.
 //! The stream is stored whole, including the sha256 etcd appends after the database, so
 //! `etcdutl snapshot restore` verifies it without `--skip-hash-check`; the engine checks that
 //! digest itself too, before it makes the object visible.
@@ -15,6 +18,7 @@
 mod cli;
 mod store;
 mod stream;
+mod streamed;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +53,9 @@ pub struct Upload {
     pub part_size: usize,
     /// Parts still uploading while the next one fills; 0 uploads each part before reading on.
     pub parts_in_flight: usize,
+    /// Uncompressed snapshots to S3 stream each part as etcd sends it, instead of gathering
+    /// it in memory first.
+    pub streamed: bool,
 }
 
 impl Default for Upload {
@@ -56,6 +63,7 @@ impl Default for Upload {
         Upload {
             part_size: PART_SIZE,
             parts_in_flight: MAX_PARTS_IN_FLIGHT,
+            streamed: true,
         }
     }
 }
@@ -486,31 +494,45 @@ pub async fn take_with(
         revision = h.revision();
     }
 
-    let multipart = dest
-        .store
-        .put_multipart(&path)
-        .await
-        .map_err(|e| dest.classify(e))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(multipart, upload.part_size);
-    let pumped = pump(
-        endpoint,
-        &dest,
-        first,
-        &mut snap,
-        &mut writer,
-        compression,
-        upload.parts_in_flight,
-    )
-    .await;
-    let (stored, snapshot_bytes) = match pumped {
+    let mut sink = if upload.streamed
+        && compression == Compression::None
+        && let Some(s3) = dest.s3.clone()
+    {
+        // etcd announces the database's size up front and appends its sha256: the object's
+        // length is known, so every part streams.
+        let total = first.blob().len() as u64 + first.remaining_bytes() + stream::DIGEST_LEN as u64;
+        Sink::Streamed(
+            streamed::StreamedUpload::begin(
+                &dest,
+                s3,
+                path.clone(),
+                total,
+                upload.part_size,
+                upload.parts_in_flight,
+            )
+            .await?,
+        )
+    } else {
+        let multipart = dest
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| dest.classify(e))?;
+        Sink::Buffered {
+            writer: WriteMultipart::new_with_chunk_size(multipart, upload.part_size),
+            parts_in_flight: upload.parts_in_flight,
+        }
+    };
+    let (stored, snapshot_bytes) = match pump(endpoint, &dest, first, &mut snap, &mut sink, compression).await
+    {
         Ok(v) => v,
         Err(e) => {
             // Best effort: an upload that is neither completed nor aborted is still no object.
-            let _ = writer.abort().await;
+            sink.abort().await;
             return Err(e);
         }
     };
-    writer.finish().await.map_err(|e| dest.classify(e))?;
+    sink.finish(&dest).await?;
     let (size_bytes, sha256) = stored.finish();
     Ok(Outcome {
         location: dest.location(&path),
@@ -536,15 +558,59 @@ async fn next_message(
     }
 }
 
+/// Where the stored bytes go: parts gathered in memory (object_store's multipart writer, for
+/// compressed snapshots and directories) or streamed to S3 as they come.
+enum Sink {
+    Buffered {
+        writer: WriteMultipart,
+        parts_in_flight: usize,
+    },
+    Streamed(streamed::StreamedUpload),
+}
+
+impl Sink {
+    async fn put(&mut self, dest: &Destination, bytes: Bytes) -> Result<(), SnapshotError> {
+        match self {
+            Sink::Buffered {
+                writer,
+                parts_in_flight,
+            } => {
+                writer.put(bytes);
+                writer
+                    .wait_for_capacity(*parts_in_flight)
+                    .await
+                    .map_err(|e| dest.classify(e))
+            }
+            Sink::Streamed(upload) => upload.write(bytes).await,
+        }
+    }
+
+    /// Publishes the object.
+    async fn finish(self, dest: &Destination) -> Result<(), SnapshotError> {
+        match self {
+            Sink::Buffered { writer, .. } => writer.finish().await.map(|_| ()).map_err(|e| dest.classify(e)),
+            Sink::Streamed(upload) => upload.finish().await,
+        }
+    }
+
+    async fn abort(self) {
+        match self {
+            Sink::Buffered { writer, .. } => {
+                let _ = writer.abort().await;
+            }
+            Sink::Streamed(upload) => upload.abort().await,
+        }
+    }
+}
+
 /// Moves the stream into the upload; returns the stored bytes' digest and the snapshot size.
 async fn pump(
     endpoint: &str,
     dest: &Destination,
     first: etcd_client::SnapshotResponse,
     snap: &mut etcd_client::SnapshotStreaming,
-    writer: &mut WriteMultipart,
+    sink: &mut Sink,
     compression: Compression,
-    parts_in_flight: usize,
 ) -> Result<(Sha256Count, u64), SnapshotError> {
     let mut check = EtcdDigestCheck::default();
     let corrupt = |message: String| SnapshotError::SnapshotCorrupt {
@@ -565,11 +631,7 @@ async fn pump(
             .map_err(|e| corrupt(format!("compressing: {e}")))?;
         if !out.is_empty() {
             stored.update(&out);
-            writer.put(Bytes::from(out));
-            writer
-                .wait_for_capacity(parts_in_flight)
-                .await
-                .map_err(|e| dest.classify(e))?;
+            sink.put(dest, Bytes::from(out)).await?;
         }
         message = next_message(snap)
             .await
@@ -593,7 +655,7 @@ async fn pump(
         .map_err(|e| corrupt(format!("compressing: {e}")))?;
     if !out.is_empty() {
         stored.update(&out);
-        writer.put(Bytes::from(out));
+        sink.put(dest, Bytes::from(out)).await?;
     }
     Ok((stored, snapshot_bytes))
 }

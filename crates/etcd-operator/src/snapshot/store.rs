@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
@@ -13,6 +13,8 @@ use super::{S3Location, SnapshotError, Target, join_key};
 /// A target opened as an object store.
 pub(crate) struct Destination {
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// The same store as S3, for what only S3 does (uploads whose parts stream).
+    pub(crate) s3: Option<Arc<AmazonS3>>,
     /// The target's prefix, without slashes at the ends.
     prefix: String,
     /// `s3://bucket` or `file:///dir`.
@@ -60,12 +62,18 @@ impl Destination {
                     .unwrap_or(root);
                 Ok(Destination {
                     store: Arc::new(store),
+                    s3: None,
                     prefix: String::new(),
                     root,
                     kind: Kind::Directory,
                 })
             }
         }
+    }
+
+    /// `s3://bucket` or `file:///dir`.
+    pub(crate) fn root(&self) -> &str {
+        &self.root
     }
 
     /// The object path of `key` below the prefix.
@@ -216,11 +224,14 @@ fn open_s3(
     // object_store's HTTP client takes rustls' process-wide provider: ring, like every other
     // TLS client here (a no-op when one is installed already).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let store = builder
-        .build()
-        .map_err(|e| SnapshotError::InvalidTarget(format!("S3 target {root}: {}", chain(&e))))?;
+    let store = Arc::new(
+        builder
+            .build()
+            .map_err(|e| SnapshotError::InvalidTarget(format!("S3 target {root}: {}", chain(&e))))?,
+    );
     Ok(Destination {
-        store: Arc::new(store),
+        store: store.clone(),
+        s3: Some(store),
         prefix: location.prefix.trim_matches('/').to_string(),
         root,
         kind: Kind::S3,
@@ -232,6 +243,18 @@ pub(crate) fn virtual_hosted(endpoint: &str, bucket: &str) -> String {
     match endpoint.split_once("://") {
         Some((scheme, rest)) => format!("{scheme}://{bucket}.{rest}"),
         None => format!("{bucket}.{endpoint}"),
+    }
+}
+
+/// The error for a storage failure known only by its text (an S3 answer of our own request).
+pub(crate) fn classify_message(root: &str, message: String) -> SnapshotError {
+    let location = root.to_string();
+    match classify_text(&message).unwrap_or(Class::Other) {
+        Class::Credentials => SnapshotError::InvalidCredentials { location, message },
+        Class::NoBucket => SnapshotError::BucketNotFound { location, message },
+        Class::NoObject => SnapshotError::ObjectNotFound { location },
+        Class::Full => SnapshotError::StorageFull { location, message },
+        Class::Other => SnapshotError::StorageFailed { location, message },
     }
 }
 

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::Compression;
 
 /// Length of the sha256 etcd appends to a snapshot stream.
-const DIGEST_LEN: usize = 32;
+pub(crate) const DIGEST_LEN: usize = 32;
 /// bbolt databases are whole pages; etcd's restore finds the appended digest by the size
 /// being a multiple of 512 plus [`DIGEST_LEN`].
 const DB_ALIGN: u64 = 512;
