@@ -375,11 +375,19 @@ async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
                 .ok()
         }
     };
-    wait_for("/readyz", Duration::from_secs(30), || async {
+    // Ready once the caches are filled: on a busy machine (CI runs two test binaries at a
+    // time) that can take a while; say what it still waited for if it never came.
+    let ready = wait_for("/readyz", Duration::from_secs(90), || async {
         get("/readyz").await.is_some_and(|r| r.status() == 200)
     })
-    .await
-    .unwrap();
+    .await;
+    if let Err(e) = ready {
+        let body = match get("/readyz").await {
+            Some(r) => r.text().await.unwrap_or_default(),
+            None => "no answer".to_string(),
+        };
+        panic!("{e}: /readyz says {body}");
+    }
 
     // Ready comes before leading (a standby is ready too): await the Lease, do not read it once.
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
