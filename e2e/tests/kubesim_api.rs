@@ -130,6 +130,59 @@ async fn crud_conflicts_generate_name_and_selectors() {
     .unwrap();
 }
 
+/// With `watch_delay_ms` set, a watch delivers each event that long after the write (in
+/// order), while a GET already shows the write: what a controller trusting its watch copy
+/// right after its own write runs into on a real cluster.
+#[tokio::test]
+async fn watches_can_lag_behind_writes() {
+    let c = Cluster::start_temp().await.unwrap();
+    let client = c.client().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    c.server
+        .watch_delay_ms
+        .store(1500, std::sync::atomic::Ordering::Relaxed);
+    let start = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(10), &start)
+        .await
+        .unwrap()
+        .boxed();
+    let written = std::time::Instant::now();
+    cms.create(&PostParams::default(), &cm("late")).await.unwrap();
+    cms.patch(
+        "late",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "changed"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cms.get("late").await.unwrap().data.unwrap()["k"], "changed");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match stream.try_next().await.unwrap().unwrap() {
+            WatchEvent::Added(o) => seen.push(("ADDED", o.data.unwrap()["k"].clone())),
+            WatchEvent::Modified(o) => seen.push(("MODIFIED", o.data.unwrap()["k"].clone())),
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            written.elapsed() >= Duration::from_millis(1500),
+            "an event arrived {:?} after the write",
+            written.elapsed()
+        );
+    }
+    assert_eq!(
+        seen,
+        [("ADDED", "v".to_string()), ("MODIFIED", "changed".to_string())]
+    );
+}
+
 #[tokio::test]
 async fn watcher_sees_changes_in_order_resumes_and_relists_after_gone() {
     let c = Cluster::start_temp().await.unwrap();

@@ -937,6 +937,7 @@ fn watch_response(
         .filter(|v| *v > 0);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1024);
     let mut epoch = server.watch_epoch.subscribe();
+    let delay = Duration::from_millis(server.watch_delay_ms.load(std::sync::atomic::Ordering::Relaxed));
 
     // Initial state: synthetic ADDED events when no version (or sendInitialEvents) is asked.
     let mut initial = Vec::new();
@@ -1021,12 +1022,40 @@ fn watch_response(
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    let body = Body::from_stream(stream);
+    let body = if delay.is_zero() {
+        Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }))
+    } else {
+        Body::from_stream(delayed(rx, delay))
+    };
     let mut resp = Response::new(body);
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
+}
+
+/// The lines of `rx`, each passed on `delay` after it was sent (in order; a slow watch).
+fn delayed(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    delay: Duration,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    let (timed_tx, timed_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(item) = rx.recv().await {
+            if timed_tx
+                .send((tokio::time::Instant::now() + delay, item))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    futures::stream::unfold(timed_rx, |mut rx| async move {
+        let (due, item) = rx.recv().await?;
+        tokio::time::sleep_until(due).await;
+        Some((item, rx))
+    })
 }
 
 /// Used by tests: a JSON object's map.

@@ -55,6 +55,10 @@ pub struct ApiServer {
     /// Fault injection: answers to requests made with a pod's token are held back this long
     /// after the request took effect (a slow network back to the client), by pod name.
     pub response_delays: RwLock<std::collections::HashMap<String, std::time::Duration>>,
+    /// Fault injection: every watch event reaches its watchers this many milliseconds after
+    /// it happened (0: at once). Real watches lag behind writes; a controller that decides
+    /// from its watch copy right after its own write sees the old object.
+    pub watch_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -91,6 +95,7 @@ impl ApiServer {
             watch_epoch,
             log_source: RwLock::new(None),
             watches_paused: std::sync::atomic::AtomicBool::new(false),
+            watch_delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
