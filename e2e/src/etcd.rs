@@ -12,7 +12,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 
 use crate::bins::Release;
 use crate::harness::Env;
-use crate::local_etcd::{etcdctl, etcdctl_with_hosts};
+use crate::local_etcd::{etcdctl, etcdctl_input, etcdctl_with_hosts};
 
 /// The files of a TLS Secret etcdctl needs.
 pub const CLIENT_FILES: [&str; 3] = ["ca.crt", "tls.crt", "tls.key"];
@@ -200,9 +200,26 @@ impl Etcdctl {
         self.run_with(self.tls.as_ref().map(|d| d.path()), endpoints, rest)
     }
 
-    /// [`Etcdctl::run`] with the client files in `dir` instead (a client certificate as it
-    /// was at another time; `None` for none at all).
-    pub fn run_with(&self, dir: Option<&std::path::Path>, endpoints: &str, rest: &[&str]) -> (bool, String) {
+    /// Writes every key and value of `pairs` (no spaces in them), 125 to a transaction (etcd
+    /// takes at most 128 operations in one).
+    pub fn put_all(&self, pairs: &[(String, String)]) -> anyhow::Result<()> {
+        for chunk in pairs.chunks(125) {
+            let puts: String = chunk.iter().map(|(k, v)| format!("put {k} {v}\n")).collect();
+            let (ok, out) = self.run_input(&self.members(), &["txn"], &format!("\n{puts}\n\n"));
+            anyhow::ensure!(ok && out.contains("SUCCESS"), "txn: {out}");
+        }
+        Ok(())
+    }
+
+    /// [`Etcdctl::run`] with `stdin` as etcdctl's input.
+    pub fn run_input(&self, endpoints: &str, rest: &[&str], stdin: &str) -> (bool, String) {
+        let args = self.args(self.tls.as_ref().map(|d| d.path()), endpoints, rest);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let hosts: &[(String, String)] = if self.tls.is_some() { &self.hosts } else { &[] };
+        etcdctl_input(Release::Current, hosts, &refs, stdin)
+    }
+
+    fn args(&self, dir: Option<&std::path::Path>, endpoints: &str, rest: &[&str]) -> Vec<String> {
         let mut args = vec![
             "--endpoints".to_string(),
             endpoints.to_string(),
@@ -216,6 +233,13 @@ impl Etcdctl {
             args.push(format!("--key={}", file("tls.key")));
         }
         args.extend(rest.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// [`Etcdctl::run`] with the client files in `dir` instead (a client certificate as it
+    /// was at another time; `None` for none at all).
+    pub fn run_with(&self, dir: Option<&std::path::Path>, endpoints: &str, rest: &[&str]) -> (bool, String) {
+        let args = self.args(dir, endpoints, rest);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         if self.tls.is_some() {
             etcdctl_with_hosts(Release::Current, &self.hosts, &refs)

@@ -158,50 +158,64 @@ impl Drop for LocalEtcd {
 
 /// Runs the `release` etcdctl with `args`: whether it succeeded, and stdout plus stderr.
 pub fn etcdctl(release: Release, args: &[&str]) -> (bool, String) {
-    let bin = match bins::etcdctl(release) {
-        Ok(b) => b,
-        Err(e) => return (false, e.to_string()),
-    };
-    match std::process::Command::new(bin).args(args).output() {
-        Ok(out) => (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
+    etcdctl_input(release, &[], args, "")
 }
 
 /// Runs etcdctl like [`etcdctl`], but in a private mount namespace whose `/etc/hosts` maps
 /// the given names, so TLS clients can use the DNS names in a cluster's certificates from
 /// the host. Needs root.
 pub fn etcdctl_with_hosts(release: Release, hosts: &[(String, String)], args: &[&str]) -> (bool, String) {
+    etcdctl_input(release, hosts, args, "")
+}
+
+/// Runs etcdctl with `stdin` as its input (`txn` reads its operations there), with the host
+/// names `hosts` as [`etcdctl_with_hosts`] maps them (none: plain [`etcdctl`]).
+pub fn etcdctl_input(
+    release: Release,
+    hosts: &[(String, String)],
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String) {
     let bin = match bins::etcdctl(release) {
         Ok(b) => b,
         Err(e) => return (false, e.to_string()),
     };
-    let file = match tempfile::NamedTempFile::new() {
-        Ok(f) => f,
-        Err(e) => return (false, e.to_string()),
+    // Kept until etcdctl is done: the /etc/hosts it sees.
+    let mut hosts_file = None;
+    let mut cmd = if hosts.is_empty() {
+        std::process::Command::new(bin)
+    } else {
+        let file = match tempfile::NamedTempFile::new() {
+            Ok(f) => f,
+            Err(e) => return (false, e.to_string()),
+        };
+        let text: String = std::iter::once("127.0.0.1 localhost\n".to_string())
+            .chain(hosts.iter().map(|(ip, name)| format!("{ip} {name}\n")))
+            .collect();
+        if let Err(e) = std::fs::write(file.path(), text) {
+            return (false, e.to_string());
+        }
+        let script = format!(
+            "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+            file.path().display()
+        );
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .arg(bin);
+        hosts_file = Some(file);
+        cmd
     };
-    let text: String = std::iter::once("127.0.0.1 localhost\n".to_string())
-        .chain(hosts.iter().map(|(ip, name)| format!("{ip} {name}\n")))
-        .collect();
-    if let Err(e) = std::fs::write(file.path(), text) {
-        return (false, e.to_string());
-    }
-    let script = format!(
-        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
-        file.path().display()
-    );
-    let out = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .arg(bin)
-        .args(args)
-        .output();
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.spawn().and_then(|mut child| {
+        if let Some(mut input) = child.stdin.take() {
+            std::io::Write::write_all(&mut input, stdin.as_bytes())?;
+        }
+        child.wait_with_output()
+    });
+    drop(hosts_file);
     match out {
         Ok(out) => (
             out.status.success(),

@@ -29,9 +29,38 @@ impl S3Server {
     /// Region to sign for (s3s-fs accepts any).
     pub const REGION: &'static str = "us-east-1";
 
+    /// The server's process ID (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts s3s-fs on 127.0.0.1 and a free port, and waits until it answers HTTP.
     pub async fn start() -> anyhow::Result<S3Server> {
         Self::start_on("127.0.0.1").await
+    }
+
+    /// s3s-fs where kubesim's pods reach it (its host address, process mode), with bucket
+    /// `bucket` and a Secret `secret` in namespace `default` holding the credentials as
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (what a backup destination's
+    /// `credentialsSecret` names).
+    pub async fn for_pods(
+        sim: &crate::kubesim::Cluster,
+        env: &crate::harness::Env,
+        bucket: &str,
+        secret: &str,
+    ) -> anyhow::Result<S3Server> {
+        let host = sim
+            .host_address()
+            .context("pods reach the S3 server on kubesim's host address: process mode only")?;
+        let server = Self::start_on(&host).await?;
+        server.create_bucket(bucket)?;
+        env.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {secret}, namespace: default}}\nstringData: {{AWS_ACCESS_KEY_ID: {}, AWS_SECRET_ACCESS_KEY: {}}}\n",
+            Self::ACCESS_KEY,
+            Self::SECRET_KEY
+        ))
+        .await?;
+        Ok(server)
     }
 
     /// Starts s3s-fs on `host` (kubesim's [`host_address`](crate::kubesim::Cluster::host_address),

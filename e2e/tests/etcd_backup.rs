@@ -39,19 +39,8 @@ struct Store {
 impl Store {
     /// s3s-fs on kubesim's host address with bucket [`BUCKET`], and the credentials Secret.
     async fn s3(env: &Env) -> Store {
-        let host = env
-            .kubesim()
-            .and_then(|c| c.host_address())
-            .expect("kubesim in process mode");
-        let server = S3Server::start_on(&host).await.unwrap();
-        server.create_bucket(BUCKET).unwrap();
-        env.apply(&format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {CREDENTIALS}, namespace: default}}\nstringData: {{AWS_ACCESS_KEY_ID: {}, AWS_SECRET_ACCESS_KEY: {}}}\n",
-            S3Server::ACCESS_KEY,
-            S3Server::SECRET_KEY
-        ))
-        .await
-        .unwrap();
+        let sim = env.kubesim().expect("kubesim in process mode");
+        let server = S3Server::for_pods(sim, env, BUCKET, CREDENTIALS).await.unwrap();
         Store { server: Some(server) }
     }
 
@@ -388,9 +377,12 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
 /// The PersistentVolumeClaim destination: a pod of the operator's image takes the snapshot
 /// of a TLS cluster into the claim (the status comes from its termination message; the
 /// file's SHA-256 is the status's and it restores with the real etcdutl); a new cluster is
-/// restored from it with every key and value; a missing claim
+/// restored from it with every one of 10,000 keys and values; a missing claim
 /// fails with `ClaimNotFound`; retention prunes an old backup through a second pod that
 /// deletes its file.
+/// Keys written before the backup to a claim (as many as through S3 in `etcd_restore`).
+const PVC_KEYS: usize = 10_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_to_a_volume_claim() {
     let env = Env::start().await.unwrap();
@@ -411,17 +403,19 @@ async fn backups_to_a_volume_claim() {
     support::wait_available(&env, "vol", 1, Duration::from_secs(180)).await;
     let ctl = Etcdctl::connect(&env, "vol").await.unwrap();
     wait_for("vol takes writes", Duration::from_secs(60), || async {
-        ctl.run(&ctl.members(), &["put", "pvc-00", "value"]).0
+        ctl.run(&ctl.members(), &["put", "ready", "yes"]).0
     })
     .await
     .unwrap();
-    for i in 0..20 {
-        let (ok, out) = ctl.run(
-            &ctl.members(),
-            &["put", &format!("pvc-{i:02}"), &format!("value-{i:02}")],
-        );
-        assert!(ok, "put: {out}");
-    }
+    let pairs: Vec<(String, String)> = (0..PVC_KEYS)
+        .map(|i| {
+            (
+                format!("pvc-{i:05}"),
+                format!("value-{i:05}-{}", "x".repeat(i % 17)),
+            )
+        })
+        .collect();
+    ctl.put_all(&pairs).unwrap();
     let to_claim = |claim: &str| format!("    pvc: {{claimName: {claim}, path: etcd/snapshots}}\n");
     let backup = |name: &str, labels: &str, claim: &str| {
         format!(
@@ -466,7 +460,10 @@ async fn backups_to_a_volume_claim() {
     );
     let snapshot = tmp.path().join("to-claim.db");
     std::fs::write(&snapshot, &bytes).unwrap();
-    assert_eq!(restored_keys(&snapshot, "pvc-", st.revision.unwrap()).await, 20);
+    assert_eq!(
+        restored_keys(&snapshot, "pvc-", st.revision.unwrap()).await,
+        PVC_KEYS as u64
+    );
 
     // A new cluster restored from the claim (its restore-fetch mounts it read-only) serves the
     // same keys and values.
@@ -482,10 +479,10 @@ async fn backups_to_a_volume_claim() {
     let restored = Etcdctl::connect(&env, "vol-restored").await.unwrap();
     let (ok, out) = restored.run(&restored.members(), &["get", "pvc-", "--prefix"]);
     assert!(ok, "get: {out}");
-    let expected: Vec<String> = (0..20)
-        .flat_map(|i| [format!("pvc-{i:02}"), format!("value-{i:02}")])
-        .collect();
-    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+    let expected: Vec<String> = pairs.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect();
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), expected.len(), "keys and values restored");
+    assert!(got == expected, "a restored key or value differs");
 
     // A claim that does not exist: Failed at once, with the reason.
     env.apply(&backup("no-claim", "", "nowhere")).await.unwrap();
@@ -709,16 +706,19 @@ async fn an_upgrade_waits_for_its_pre_upgrade_backup() {
 /// its first member restarted, a member's pod is deleted and comes back from its PVC (a
 /// member recovery, `status.lastMemberRecoveryTime`), and once resumed the upgrade first takes
 /// the fresh backup `<cluster>-pre-upgrade-<version>-<recovery time>`, which completes before
-/// the next member restarts.
+/// the next member restarts. The operator's watches lag behind its writes throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_interrupted_by_a_member_recovery_takes_a_fresh_backup_first() {
     let env = Env::start().await.unwrap();
-    if env
-        .require_kubesim("pods reach the test's S3 server on kubesim's host address")
-        .is_none()
-    {
+    let Some(sim) = env.require_kubesim("pods reach the test's S3 server on kubesim's host address") else {
         return;
-    }
+    };
+    // The operator's watches lag a second behind its writes, as on a busy cluster: what it
+    // keeps in the status (which member the upgrade restarted, when a member was recovered)
+    // must not hang on its watch copy having seen its last status write.
+    sim.server
+        .watch_delay_ms
+        .store(1000, std::sync::atomic::Ordering::Relaxed);
     env.deploy_operators(&["etcd-operator"]).await.unwrap();
     let store = Store::s3(&env).await;
     let old = bins::version("ETCD_OLD").unwrap();

@@ -69,22 +69,11 @@ async fn has_event(env: &Env, name: &str, reason: &str, type_: &str, text: &str)
 async fn a_cluster_whose_data_is_gone_is_rebuilt_from_its_latest_backup_only_when_opted_in() {
     let started = std::time::Instant::now();
     let env = Env::start().await.unwrap();
-    let Some(host) = env
-        .require_kubesim("pods reach the test's S3 server on kubesim's host address")
-        .and_then(|c| c.host_address())
-    else {
+    let Some(sim) = env.require_kubesim("pods reach the test's S3 server on kubesim's host address") else {
         return;
     };
     env.deploy_operators(&["etcd-operator"]).await.unwrap();
-    let server = S3Server::start_on(&host).await.unwrap();
-    server.create_bucket(BUCKET).unwrap();
-    env.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {CREDENTIALS}, namespace: default}}\nstringData: {{AWS_ACCESS_KEY_ID: {}, AWS_SECRET_ACCESS_KEY: {}}}\n",
-        S3Server::ACCESS_KEY,
-        S3Server::SECRET_KEY
-    ))
-    .await
-    .unwrap();
+    let server = S3Server::for_pods(sim, &env, BUCKET, CREDENTIALS).await.unwrap();
 
     // `rebuilt` opts in; `manual` has the same short `after` but no opt-in.
     let current = bins::version("ETCD_CURRENT").unwrap();

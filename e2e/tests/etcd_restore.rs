@@ -96,22 +96,11 @@ async fn cluster_condition(env: &Env, name: &str, type_: &str) -> serde_json::Va
 async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() {
     let started = std::time::Instant::now();
     let env = Env::start().await.unwrap();
-    let Some(host) = env
-        .require_kubesim("pods reach the test's S3 server on kubesim's host address")
-        .and_then(|c| c.host_address())
-    else {
+    let Some(sim) = env.require_kubesim("pods reach the test's S3 server on kubesim's host address") else {
         return;
     };
     env.deploy_operators(&["etcd-operator"]).await.unwrap();
-    let server = S3Server::start_on(&host).await.unwrap();
-    server.create_bucket(BUCKET).unwrap();
-    env.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {CREDENTIALS}, namespace: default}}\nstringData: {{AWS_ACCESS_KEY_ID: {}, AWS_SECRET_ACCESS_KEY: {}}}\n",
-        S3Server::ACCESS_KEY,
-        S3Server::SECRET_KEY
-    ))
-    .await
-    .unwrap();
+    let server = S3Server::for_pods(sim, &env, BUCKET, CREDENTIALS).await.unwrap();
 
     // The source: one member with 10,000 keys.
     let current = bins::version("ETCD_CURRENT").unwrap();
