@@ -69,9 +69,12 @@ async fn peak_rss_during<T>(work: impl std::future::Future<Output = T>) -> (T, u
 }
 
 /// The S3 server's own pace: `file` uploaded to it as a multipart upload of 5 MiB parts read
-/// from disk, two in flight, through object_store (no etcd involved).
-async fn upload_file(s3: &S3Server, file: &std::path::Path, key: &str) -> Duration {
+/// from disk, `in_flight` of them uploading while the next is read, through object_store (no
+/// etcd involved).
+async fn upload_file(s3: &S3Server, file: &std::path::Path, key: &str, in_flight: usize) -> Duration {
     use object_store::{ObjectStoreExt, WriteMultipart};
+    // object_store's HTTP client takes rustls' process-wide provider (ring, as the engine).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = object_store::aws::AmazonS3Builder::new()
         .with_access_key_id(S3Server::ACCESS_KEY)
         .with_secret_access_key(S3Server::SECRET_KEY)
@@ -94,12 +97,24 @@ async fn upload_file(s3: &S3Server, file: &std::path::Path, key: &str) -> Durati
             break;
         }
         writer.put(bytes::Bytes::copy_from_slice(&buf[..n]));
-        writer.wait_for_capacity(2).await.unwrap();
+        writer.wait_for_capacity(in_flight).await.unwrap();
     }
     writer.finish().await.unwrap();
     let took = started.elapsed();
     store.delete(&path).await.unwrap();
     took
+}
+
+/// CPU seconds (user and system) process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) from its closing parenthesis:
+    // utime and stime are the 14th and 15th fields overall.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // Clock ticks are 1/100 s on Linux.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 fn mb_per_s(bytes: u64, took: Duration) -> f64 {
@@ -148,6 +163,10 @@ async fn main() {
     let configs = [
         Upload::default(),
         Upload {
+            part_size: 16 << 20,
+            ..Upload::default()
+        },
+        Upload {
             part_size: 5 << 20,
             parts_in_flight: 0,
             streamed: false,
@@ -163,9 +182,12 @@ async fn main() {
             streamed: false,
         },
     ];
-    let (mut ctl, mut to_dir, mut server) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let (mut ctl, mut to_dir) = (Duration::MAX, Duration::MAX);
+    let (mut server, mut server_seq) = (Duration::MAX, Duration::MAX);
     let mut to_s3 = vec![Duration::MAX; configs.len()];
     let mut peak_kib = vec![0u64; configs.len()];
+    // CPU seconds of this process (the engine) and of the S3 server per S3 backup, first run.
+    let mut cpu = vec![(0f64, 0f64); configs.len()];
     let (mut size, mut idle_kib) = (0u64, 0u64);
     for run in 0..RUNS {
         let file = out_dir.join(format!("etcdctl-{run}.db"));
@@ -177,7 +199,8 @@ async fn main() {
         assert!(ok, "{out}");
         ctl = ctl.min(started.elapsed());
         size = std::fs::metadata(&file).unwrap().len();
-        server = server.min(upload_file(&s3, &file, &format!("file-{run}")).await);
+        server = server.min(upload_file(&s3, &file, &format!("file-{run}"), 2).await);
+        server_seq = server_seq.min(upload_file(&s3, &file, &format!("file-seq-{run}"), 0).await);
         std::fs::remove_file(&file).unwrap();
 
         if run == 0 {
@@ -185,6 +208,7 @@ async fn main() {
         }
         for (i, upload) in configs.iter().enumerate() {
             let started = Instant::now();
+            let cpu_before = (cpu_seconds(std::process::id()), cpu_seconds(s3.pid()));
             let (outcome, peak) = peak_rss_during(snapshot::take_with(
                 &url,
                 None,
@@ -198,6 +222,10 @@ async fn main() {
             to_s3[i] = to_s3[i].min(started.elapsed());
             if run == 0 {
                 peak_kib[i] = peak;
+                cpu[i] = (
+                    cpu_seconds(std::process::id()) - cpu_before.0,
+                    cpu_seconds(s3.pid()) - cpu_before.1,
+                );
             }
             assert_eq!(outcome.size_bytes, size, "the same snapshot");
             snapshot::delete(&s3_target, &outcome.key).await.unwrap();
@@ -225,6 +253,11 @@ async fn main() {
         server.as_secs_f64(),
         mb_per_s(size, server)
     );
+    println!(
+        "  the S3 server alone (etcdctl's file, 5 MiB parts, one at a time): {:>6.2} s  {:>7.1} MB/s",
+        server_seq.as_secs_f64(),
+        mb_per_s(size, server_seq)
+    );
     for (i, upload) in configs.iter().enumerate() {
         println!(
             "  snapshot::take to S3 (s3s-fs), {} MiB parts {}, {} in flight{}: {:>6.2} s  {:>7.1} MB/s  ratio {:.2}  RSS +{:.1} MiB",
@@ -242,8 +275,10 @@ async fn main() {
             peak_kib[i].saturating_sub(idle_kib) as f64 / 1024.0
         );
         println!(
-            "      against the S3 server alone: ratio {:.2}",
-            server.as_secs_f64() / to_s3[i].as_secs_f64()
+            "      against the S3 server alone: ratio {:.2}; CPU: engine {:.2} s, S3 server {:.2} s",
+            server.as_secs_f64() / to_s3[i].as_secs_f64(),
+            cpu[i].0,
+            cpu[i].1
         );
     }
     println!(
