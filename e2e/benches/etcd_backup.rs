@@ -8,46 +8,23 @@
 //! on this machine the server shares the two cores with etcd and the engine. Run with `make bench` (release build).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::bins::Release;
 use e2e::harness::proc_status_kib;
-use e2e::local_etcd::{LocalEtcd, etcdctl};
+use e2e::local_etcd::etcdctl;
 use e2e::s3::S3Server;
 use etcd_operator::snapshot::{self, Compression, S3Credentials, S3Location, Target, Upload};
 
 /// Size of the database to back up.
 const DB_BYTES: usize = 200 * 1024 * 1024;
-/// One value: large, so filling is quick, and below etcd's 1.5 MiB request limit.
-const VALUE_BYTES: usize = 512 * 1024;
 /// Runs of each way; the best is quoted (the machine is shared, the best is the least
 /// disturbed).
 const RUNS: usize = 3;
-
-/// Incompressible bytes (xorshift), so the database is as large on disk as its values.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-async fn fill(url: &str) {
-    let mut client = etcd_client::Client::connect([url], None).await.unwrap();
-    for i in 0..DB_BYTES / VALUE_BYTES {
-        client
-            .put(format!("bench/{i:05}"), noise(i as u64 + 1, VALUE_BYTES), None)
-            .await
-            .unwrap();
-    }
-}
 
 /// Peak resident memory of this process while `work` runs, sampled every 5 ms, in KiB.
 async fn peak_rss_during<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
@@ -124,18 +101,9 @@ fn mb_per_s(bytes: u64, took: Duration) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut member = LocalEtcd::plan("bench", false);
-    member
-        .start(Release::Current, dir.path(), &member.initial(), "new", None)
-        .unwrap();
-    let url = member.client_url.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !etcdctl(Release::Current, &["--endpoints", &url, "endpoint", "health"]).0 {
-        assert!(Instant::now() < deadline, "etcd did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let filling = Instant::now();
-    fill(&url).await;
+    let member = common::filled_member("bench", dir.path(), DB_BYTES).await;
+    let url = member.client_url.clone();
     println!("filled {} MiB in {:?}", DB_BYTES >> 20, filling.elapsed());
 
     let s3 = S3Server::start().await.unwrap();

@@ -8,12 +8,13 @@
 //! bench` (release build of the operator; root, kubesim process mode).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use e2e::bins::{self, Release};
+use e2e::bins;
 use e2e::etcd::clusters_api;
 use e2e::harness::{Env, wait_for};
-use e2e::local_etcd::{LocalEtcd, etcdctl};
 use e2e::s3::S3Server;
 use etcd_operator::snapshot::{self, Compression, S3Credentials, S3Location, Target};
 use k8s_openapi::api::core::v1::Pod;
@@ -21,43 +22,13 @@ use kube::api::{Api, ListParams};
 
 /// Size of the database to restore.
 const DB_BYTES: usize = 200 * 1024 * 1024;
-/// One value: large, so filling is quick, and below etcd's 1.5 MiB request limit.
-const VALUE_BYTES: usize = 512 * 1024;
 const BUCKET: &str = "bench";
 const KEY: &str = "source/bench.db";
 
-/// Incompressible bytes (xorshift), so the database is as large on disk as its values.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// A snapshot of a ~200 MB database stored at [`KEY`]; returns its size in bytes.
 async fn stored_snapshot(s3: &S3Server, dir: &std::path::Path) -> u64 {
-    let mut member = LocalEtcd::plan("restore-bench", false);
-    member
-        .start(Release::Current, dir, &member.initial(), "new", None)
-        .unwrap();
+    let member = common::filled_member("restore-bench", dir, DB_BYTES).await;
     let url = member.client_url.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !etcdctl(Release::Current, &["--endpoints", &url, "endpoint", "health"]).0 {
-        assert!(Instant::now() < deadline, "etcd did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut client = etcd_client::Client::connect([url.as_str()], None).await.unwrap();
-    for i in 0..DB_BYTES / VALUE_BYTES {
-        client
-            .put(format!("bench/{i:05}"), noise(i as u64 + 1, VALUE_BYTES), None)
-            .await
-            .unwrap();
-    }
     let target = Target::S3 {
         location: S3Location {
             bucket: BUCKET.into(),

@@ -15,6 +15,18 @@ fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
 }
 
+/// Creates ConfigMap `name` with `k: v`, then changes `k` to `changed`.
+async fn create_and_change(cms: &Api<ConfigMap>, name: &str) {
+    cms.create(&PostParams::default(), &cm(name)).await.unwrap();
+    cms.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "changed"}})),
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn crud_conflicts_generate_name_and_selectors() {
     let c = Cluster::start_temp().await.unwrap();
@@ -154,14 +166,7 @@ async fn watches_can_lag_behind_writes() {
         .unwrap()
         .boxed();
     let written = std::time::Instant::now();
-    cms.create(&PostParams::default(), &cm("late")).await.unwrap();
-    cms.patch(
-        "late",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"k": "changed"}})),
-    )
-    .await
-    .unwrap();
+    create_and_change(&cms, "late").await;
     assert_eq!(cms.get("late").await.unwrap().data.unwrap()["k"], "changed");
     let mut seen = Vec::new();
     while seen.len() < 2 {
@@ -197,14 +202,7 @@ async fn watcher_sees_changes_in_order_resumes_and_relists_after_gone() {
         .metadata
         .resource_version
         .unwrap();
-    cms.create(&PostParams::default(), &cm("w")).await.unwrap();
-    cms.patch(
-        "w",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"k": "changed"}})),
-    )
-    .await
-    .unwrap();
+    create_and_change(&cms, "w").await;
     cms.delete("w", &DeleteParams::default()).await.unwrap();
     let mut stream = cms
         .watch(&WatchParams::default().timeout(5), &start)
