@@ -18,7 +18,7 @@ use e2e::bins::Release;
 use e2e::harness::proc_status_kib;
 use e2e::local_etcd::etcdctl;
 use e2e::s3::S3Server;
-use etcd_operator::snapshot::{self, Compression, S3Credentials, S3Location, Target, Upload};
+use etcd_operator::snapshot::{self, Compression, Target, Upload};
 
 /// Size of the database to back up.
 const DB_BYTES: usize = 200 * 1024 * 1024;
@@ -108,20 +108,7 @@ async fn main() {
 
     let s3 = S3Server::start().await.unwrap();
     s3.create_bucket("bench").unwrap();
-    let s3_target = Target::S3 {
-        location: S3Location {
-            bucket: "bench".into(),
-            prefix: String::new(),
-            endpoint: Some(s3.endpoint.clone()),
-            region: Some(S3Server::REGION.into()),
-            force_path_style: true,
-        },
-        credentials: Some(S3Credentials {
-            access_key_id: S3Server::ACCESS_KEY.into(),
-            secret_access_key: S3Server::SECRET_KEY.into(),
-            session_token: None,
-        }),
-    };
+    let s3_target = common::s3_target(&s3, "bench");
     let out_dir = dir.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     let dir_target = Target::Directory(out_dir.clone());

@@ -16,7 +16,7 @@ use e2e::bins;
 use e2e::etcd::clusters_api;
 use e2e::harness::{Env, wait_for};
 use e2e::s3::S3Server;
-use etcd_operator::snapshot::{self, Compression, S3Credentials, S3Location, Target};
+use etcd_operator::snapshot::{self, Compression};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
@@ -29,20 +29,7 @@ const KEY: &str = "source/bench.db";
 async fn stored_snapshot(s3: &S3Server, dir: &std::path::Path) -> u64 {
     let member = common::filled_member("restore-bench", dir, DB_BYTES).await;
     let url = member.client_url.clone();
-    let target = Target::S3 {
-        location: S3Location {
-            bucket: BUCKET.into(),
-            prefix: String::new(),
-            endpoint: Some(s3.endpoint.clone()),
-            region: Some(S3Server::REGION.into()),
-            force_path_style: true,
-        },
-        credentials: Some(S3Credentials {
-            access_key_id: S3Server::ACCESS_KEY.into(),
-            secret_access_key: S3Server::SECRET_KEY.into(),
-            session_token: None,
-        }),
-    };
+    let target = common::s3_target(s3, BUCKET);
     let out = snapshot::take(&url, None, &target, KEY, Compression::None)
         .await
         .unwrap();

@@ -15,6 +15,16 @@ fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
 }
 
+/// The resourceVersion of a list of `cms`: a watch from it sees what happens next.
+async fn list_version(cms: &Api<ConfigMap>) -> String {
+    cms.list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+}
+
 /// Creates ConfigMap `name` with `k: v`, then changes `k` to `changed`.
 async fn create_and_change(cms: &Api<ConfigMap>, name: &str) {
     cms.create(&PostParams::default(), &cm(name)).await.unwrap();
@@ -153,13 +163,7 @@ async fn watches_can_lag_behind_writes() {
     c.server
         .watch_delay_ms
         .store(1500, std::sync::atomic::Ordering::Relaxed);
-    let start = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let start = list_version(&cms).await;
     let mut stream = cms
         .watch(&WatchParams::default().timeout(10), &start)
         .await
@@ -195,13 +199,7 @@ async fn watcher_sees_changes_in_order_resumes_and_relists_after_gone() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
     // A raw watch from a resourceVersion sees exactly what happened after it, in order.
-    let start = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let start = list_version(&cms).await;
     create_and_change(&cms, "w").await;
     cms.delete("w", &DeleteParams::default()).await.unwrap();
     let mut stream = cms

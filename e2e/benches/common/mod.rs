@@ -1,10 +1,12 @@
 //! What the etcd backup and restore benches share: a local etcd member filled with a database
-//! of incompressible values.
+//! of incompressible values, and the test S3 server as a backup target.
 
 use std::time::{Duration, Instant};
 
 use e2e::bins::Release;
 use e2e::local_etcd::{LocalEtcd, etcdctl};
+use e2e::s3::S3Server;
+use etcd_operator::snapshot::{S3Credentials, S3Location, Target};
 
 /// One value: large, so filling is quick, and below etcd's 1.5 MiB request limit.
 const VALUE_BYTES: usize = 512 * 1024;
@@ -43,4 +45,22 @@ pub async fn filled_member(name: &str, dir: &std::path::Path, db_bytes: usize) -
             .unwrap();
     }
     member
+}
+
+/// Bucket `bucket` of the test S3 server as the backup engine's target, with its credentials.
+pub fn s3_target(s3: &S3Server, bucket: &str) -> Target {
+    Target::S3 {
+        location: S3Location {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            endpoint: Some(s3.endpoint.clone()),
+            region: Some(S3Server::REGION.into()),
+            force_path_style: true,
+        },
+        credentials: Some(S3Credentials {
+            access_key_id: S3Server::ACCESS_KEY.into(),
+            secret_access_key: S3Server::SECRET_KEY.into(),
+            session_token: None,
+        }),
+    }
 }
