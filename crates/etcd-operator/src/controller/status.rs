@@ -665,7 +665,10 @@ async fn write_status(ctx: &Context, target: &Target<'_>, status: &EtcdClusterSt
         .map_err(|source| Error::Status {
             name: target.name.clone(),
             source,
-        })
+        })?;
+    // And from when it took effect: a slow write must not shorten that time.
+    ctx.applier.touched(&target.uid);
+    Ok(())
 }
 
 /// When to reconcile again after `step`: soon after a change, every few seconds otherwise

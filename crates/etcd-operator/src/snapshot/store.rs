@@ -13,7 +13,9 @@ use super::{S3Location, SnapshotError, Target, join_key};
 /// A target opened as an object store.
 pub(crate) struct Destination {
     pub(crate) store: Arc<dyn ObjectStore>,
-    /// The same store as S3, for what only S3 does (uploads whose parts stream).
+    /// The same store as S3, for uploads whose parts stream; `None` for directories and when
+    /// the AWS environment asks for a checksum or customer key on every part (which streamed
+    /// parts do not send).
     pub(crate) s3: Option<Arc<AmazonS3>>,
     /// The target's prefix, without slashes at the ends.
     prefix: String,
@@ -229,9 +231,13 @@ fn open_s3(
             .build()
             .map_err(|e| SnapshotError::InvalidTarget(format!("S3 target {root}: {}", chain(&e))))?,
     );
+    let per_part_headers = credentials.is_none()
+        && ["AWS_CHECKSUM_ALGORITHM", "AWS_SSE_CUSTOMER_KEY_BASE64"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some());
     Ok(Destination {
         store: store.clone(),
-        s3: Some(store),
+        s3: (!per_part_headers).then_some(store),
         prefix: location.prefix.trim_matches('/').to_string(),
         root,
         kind: Kind::S3,

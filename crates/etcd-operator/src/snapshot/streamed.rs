@@ -32,6 +32,9 @@ const MAX_PARTS: u64 = 10_000;
 const URL_VALIDITY: Duration = Duration::from_secs(3600);
 /// The longest one part's request may take.
 const PART_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest the server may go without taking the next piece of a part (as long as etcd
+/// may go without sending one).
+const SEND_TIMEOUT: Duration = super::STREAM_IDLE_TIMEOUT;
 
 /// The part a request is sending now.
 struct Part {
@@ -118,21 +121,50 @@ impl StreamedUpload {
             let piece = bytes.split_to((part.left as usize).min(bytes.len()));
             part.left -= piece.len() as u64;
             self.written += piece.len() as u64;
-            if part.tx.send(Ok(piece)).await.is_err() {
-                // The request ended before its body did: its own error says why.
-                let Some(part) = self.current.take() else {
-                    continue;
-                };
-                let message = match part.task.await {
-                    Ok(Err(message)) => message,
-                    Ok(Ok(_)) => "the server answered before the part was sent".to_string(),
-                    Err(e) => format!("part upload: {e}"),
-                };
+            // The request may end before its body does (S3 refused the part, a timeout): its
+            // answer comes first, and a body the server stopped reading must not hang us.
+            let part_complete = part.left == 0;
+            let mut task_ended = false;
+            let failure = tokio::select! {
+                biased;
+                ended = &mut part.task => {
+                    task_ended = true;
+                    Some(match ended {
+                        Ok(Err(message)) => message,
+                        Ok(Ok(_)) => "part upload: the server answered before the part was sent".to_string(),
+                        Err(e) => format!("part upload: {e}"),
+                    })
+                }
+                sent = tokio::time::timeout(SEND_TIMEOUT, part.tx.send(Ok(piece))) => match sent {
+                    Ok(Ok(())) => None,
+                    // The request is over: its task says why (below, on the next call).
+                    Ok(Err(_)) => Some(String::new()),
+                    Err(_) => Some(format!(
+                        "part upload: the server took no data for {}s",
+                        SEND_TIMEOUT.as_secs()
+                    )),
+                },
+            };
+            if task_ended {
+                // Finished: its handle must not be polled again (nor waited for on abort).
+                self.current = None;
+            }
+            if let Some(mut message) = failure {
+                if message.is_empty()
+                    && let Some(part) = self.current.take()
+                {
+                    message = match tokio::time::timeout(SEND_TIMEOUT, part.task).await {
+                        Ok(Ok(Err(m))) => m,
+                        Ok(Ok(Ok(_))) => {
+                            "part upload: the server answered before the part was sent".to_string()
+                        }
+                        Ok(Err(e)) => format!("part upload: {e}"),
+                        Err(_) => "part upload: the request ended without an answer".to_string(),
+                    };
+                }
                 return Err(self.failed(message));
             }
-            if part.left == 0
-                && let Some(part) = self.current.take()
-            {
+            if part_complete && let Some(part) = self.current.take() {
                 self.sent.push_back(part.task);
                 while self.sent.len() > self.parts_in_flight {
                     self.settle_oldest().await?;
@@ -142,8 +174,19 @@ impl StreamedUpload {
         Ok(())
     }
 
-    /// Waits for every part and completes the upload: only now does the object exist.
+    /// Waits for every part and completes the upload: only now does the object exist. On
+    /// failure the upload is aborted, so no parts are left behind.
     pub(crate) async fn finish(mut self) -> Result<(), SnapshotError> {
+        match self.complete().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn complete(&mut self) -> Result<(), SnapshotError> {
         if self.written != self.total || self.current.is_some() {
             return Err(self.failed(format!(
                 "the snapshot stream ended after {} of the {} bytes etcd announced",
@@ -161,14 +204,22 @@ impl StreamedUpload {
             .map_err(|e| self.failed(super::store::chain(&e)))
     }
 
-    /// Stops every part and aborts the upload (best effort: an upload never completed is no
-    /// object either way).
+    /// Stops every part, waits until they have stopped (a part sent already may still land
+    /// meanwhile), then aborts the upload. Best effort: an upload never completed is no
+    /// object either way.
     pub(crate) async fn abort(mut self) {
-        if let Some(part) = self.current.take() {
-            part.task.abort();
-        }
-        for task in self.sent.drain(..) {
+        let tasks: Vec<_> = self
+            .current
+            .take()
+            .map(|p| p.task)
+            .into_iter()
+            .chain(self.sent.drain(..))
+            .collect();
+        for task in &tasks {
             task.abort();
+        }
+        for task in tasks {
+            let _ = tokio::time::timeout(SEND_TIMEOUT, task).await;
         }
         let _ = self.s3.abort_multipart(&self.path, &self.id).await;
     }
