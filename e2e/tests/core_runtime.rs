@@ -335,21 +335,19 @@ async fn exactly_one_leader_and_takeover_after_release() {
 async fn operator_binary_elects_reconciles_serves_and_releases_on_sigterm() {
     let c = Cluster::start_temp().await.unwrap();
     let client = c.client().await.unwrap();
-    // Install the CRDs the way users do: from crdgen's output.
+    // Install the operator's CRDs the way users do: from crdgen's output (it watches both
+    // kinds, and is ready only once both caches are filled).
     let crds: Api<
         k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     > = Api::all(client.clone());
-    let text =
-        std::fs::read_to_string(bins::repo_root().join("deploy/crds/etcdclusters.etcd.steward.dev.yaml"))
+    for name in ["etcdclusters.etcd.steward.dev", "etcdbackups.etcd.steward.dev"] {
+        let text =
+            std::fs::read_to_string(bins::repo_root().join(format!("deploy/crds/{name}.yaml"))).unwrap();
+        let crd: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        crds.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(crd))
+            .await
             .unwrap();
-    let crd: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
-    crds.patch(
-        "etcdclusters.etcd.steward.dev",
-        &PatchParams::apply("test").force(),
-        &Patch::Apply(crd),
-    )
-    .await
-    .unwrap();
+    }
 
     // With leader election, unlike Env::run_operator.
     let mut cmd = tokio::process::Command::new(bins::own_binary("etcd-operator").unwrap());

@@ -545,7 +545,7 @@ async fn converges_when_the_operator_is_killed_during_scaling() {
         // No orphans: one pod and one claim per member, nothing else.
         let member_pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
         let sel = member_selector("demo");
-        wait_for(
+        let exact = wait_for(
             "exactly the members' pods and claims",
             Duration::from_secs(60),
             || async {
@@ -570,8 +570,14 @@ async fn converges_when_the_operator_is_killed_during_scaling() {
                 n_pods as i64 == size && n_claims as i64 == size
             },
         )
-        .await
-        .unwrap();
+        .await;
+        if let Err(e) = exact {
+            panic!(
+                "{e}\n{}",
+                env.diagnostics("default", "etcdclusters,pods,persistentvolumeclaims,events")
+                    .await
+            );
+        }
         assert_eq!(connect(&env, "demo").await.count("key-"), Some(50));
     }
 }

@@ -437,13 +437,22 @@ pub fn plan(o: &Observed) -> Step {
                 .is_some_and(|t| o.now - t >= o.member_failure_timeout.as_secs() as i64)
     };
 
-    // 1. Pods whose member is gone (removed, or a crashed add): delete them.
+    // 1. Pods whose member is gone (removed, or a crashed add): delete them, and their claims.
     for p in &o.pods {
         if !p.terminating && !members.iter().any(|m| m.name == p.name) {
             return Step::DeletePod {
                 member: p.name.clone(),
             };
         }
+    }
+    //    And a claim whose member and pod are both gone (the operator stopped between
+    //    deleting a removed member's pod and its claim): that data must never come back.
+    if let Some(v) = o
+        .volumes
+        .iter()
+        .find(|v| !members.iter().any(|m| m.name == **v) && !o.pods.iter().any(|p| p.name == **v))
+    {
+        return Step::DeletePod { member: v.clone() };
     }
     // 2. Members without a pod: recreate it when the member's data still exists (or it never
     //    started); a member whose data is gone must never come back with its old ID.

@@ -238,7 +238,7 @@ async fn execute(
         }
         Step::DeletePod { member } => {
             delete_member(ctx, target, member).await?;
-            let note = format!("deleted the pod of removed member {member}");
+            let note = format!("deleted the pod and claim of removed member {member}");
             Some(MemberChange::new(member, None, "MemberPodDeleted", "Scale", note))
         }
         Step::UpgradeMember { member, from } => {

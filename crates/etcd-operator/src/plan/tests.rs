@@ -193,6 +193,15 @@ fn planner_table() {
             },
         ),
         (
+            "a claim without a member or pod (stopped between the two deletions): delete it",
+            Box::new(|| {
+                let mut o = cluster(3, &["a", "b", "c"]);
+                o.volumes.push("removed".into());
+                o
+            }),
+            Step::DeletePod { member: "removed".into() },
+        ),
+        (
             "a pod without a member (removed, or a crashed add): delete it",
             Box::new(|| {
                 let mut o = cluster(3, &["a", "b", "c"]);
