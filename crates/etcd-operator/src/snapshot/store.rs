@@ -150,16 +150,7 @@ impl Destination {
             Class::Credentials if matches!(self.kind, Kind::Directory) => Class::Other,
             c => c,
         };
-        match class {
-            Class::Credentials => SnapshotError::InvalidCredentials { location, message },
-            Class::NoBucket => SnapshotError::BucketNotFound {
-                location: self.root.clone(),
-                message,
-            },
-            Class::NoObject => SnapshotError::ObjectNotFound { location },
-            Class::Full => SnapshotError::StorageFull { location, message },
-            Class::Other => SnapshotError::StorageFailed { location, message },
-        }
+        error_of(class, location, &self.root, message)
     }
 }
 
@@ -254,10 +245,22 @@ pub(crate) fn virtual_hosted(endpoint: &str, bucket: &str) -> String {
 
 /// The error for a storage failure known only by its text (an S3 answer of our own request).
 pub(crate) fn classify_message(root: &str, message: String) -> SnapshotError {
-    let location = root.to_string();
-    match classify_text(&message).unwrap_or(Class::Other) {
+    error_of(
+        classify_text(&message).unwrap_or(Class::Other),
+        root.to_string(),
+        root,
+        message,
+    )
+}
+
+/// The error of class `class` at `location` (a missing bucket is reported at `root`).
+fn error_of(class: Class, location: String, root: &str, message: String) -> SnapshotError {
+    match class {
         Class::Credentials => SnapshotError::InvalidCredentials { location, message },
-        Class::NoBucket => SnapshotError::BucketNotFound { location, message },
+        Class::NoBucket => SnapshotError::BucketNotFound {
+            location: root.to_string(),
+            message,
+        },
         Class::NoObject => SnapshotError::ObjectNotFound { location },
         Class::Full => SnapshotError::StorageFull { location, message },
         Class::Other => SnapshotError::StorageFailed { location, message },
