@@ -561,14 +561,24 @@ async fn a_panicking_reconcile_does_not_stop_the_others() {
     })
     .await
     .unwrap();
-    let text = metrics.encode().unwrap();
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("steward_reconcile_errors_total{")
+    // The panic is counted once it has unwound to the runner, which can be after the test saw
+    // the reconcile start (the panic hook prints a backtrace first when RUST_BACKTRACE is set).
+    let counted = || {
+        metrics.encode().unwrap().lines().any(|l| {
+            l.starts_with("steward_reconcile_errors_total{")
                 && l.contains("reason=\"panic\"")
-                && l.contains("controller=\"test\"")),
-        "{text}"
-    );
+                && l.contains("controller=\"test\"")
+        })
+    };
+    if wait_for("the panic counted", Duration::from_secs(30), || async { counted() })
+        .await
+        .is_err()
+    {
+        panic!(
+            "no reconcile counted with reason=\"panic\":\n{}",
+            metrics.encode().unwrap()
+        );
+    }
     assert!(!runner.is_finished(), "the runner survives the panic");
     trigger.trigger();
     tokio::time::timeout(Duration::from_secs(10), runner)
