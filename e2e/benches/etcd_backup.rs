@@ -125,16 +125,19 @@ async fn main() {
             part_size: 5 << 20,
             parts_in_flight: 0,
             streamed: false,
+            ..Upload::default()
         },
         Upload {
             part_size: 5 << 20,
             parts_in_flight: 1,
             streamed: false,
+            ..Upload::default()
         },
         Upload {
             part_size: 8 << 20,
             parts_in_flight: 2,
             streamed: false,
+            ..Upload::default()
         },
     ];
     let (mut ctl, mut to_dir) = (Duration::MAX, Duration::MAX);

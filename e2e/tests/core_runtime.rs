@@ -570,9 +570,11 @@ async fn a_panicking_reconcile_does_not_stop_the_others() {
                 && l.contains("controller=\"test\"")
         })
     };
-    if wait_for("the panic counted", Duration::from_secs(30), || async { counted() })
-        .await
-        .is_err()
+    if wait_for("the panic counted", Duration::from_secs(30), || async {
+        counted()
+    })
+    .await
+    .is_err()
     {
         panic!(
             "no reconcile counted with reason=\"panic\":\n{}",

@@ -2,15 +2,15 @@
 //! (s3s-fs) and the real `etcdutl snapshot restore`, which checks the sha256 etcd appends to
 //! a snapshot (no `--skip-hash-check` anywhere here): round trips with every compression to
 //! S3 and to a directory, a degraded cluster, failures classified by reason, interrupted
-//! backups that leave no object, fetches that refuse wrong or truncated data, and the
-//! `backup-run` / `restore-fetch` subcommands.
+//! backups and S3 failing mid-part (dropped, refused, hung) that leave no object, fetches
+//! that refuse wrong or truncated data, and the `backup-run` / `restore-fetch` subcommands.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use e2e::bins::{self, Release};
@@ -547,6 +547,191 @@ async fn interrupted_backups_leave_no_object() {
     .await
     .unwrap_or_else(|e| panic!("{e}: {:?}", left()));
     assert!(snapshot::list(&dir_target, "").await.unwrap().is_empty());
+}
+
+/// What an [`S3Fault`] proxy does to the request that carries its `limit`-th byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// Closes the connection mid-request: the network dropped.
+    Cut,
+    /// Answers `503 SlowDown` before the body is in, as S3 does when it sheds load.
+    Refuse,
+    /// Stops reading and never answers: a hung server.
+    Hang,
+}
+
+/// A TCP proxy in front of S3 that lets requests through until `limit` bytes were sent to
+/// it, then does `fault` to the request under way, once; later requests pass (so the
+/// client's abort of the upload reaches S3).
+struct S3Fault {
+    url: String,
+    fired: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Fault {
+    async fn start(upstream: &str, limit: u64, fault: Fault) -> S3Fault {
+        const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+            <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        // A small receive buffer, so a request the proxy stops reading soon blocks its sender.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(64).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(AtomicU64::new(0));
+        let fired = Arc::new(AtomicBool::new(false));
+        let fired_count = fired.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (sent, fired) = (sent.clone(), fired_count.clone());
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = inbound.into_split();
+                    let (mut sr, mut sw) = outbound.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return None,
+                                Ok(n) => n,
+                            };
+                            let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+                            if before + n as u64 > limit
+                                && fired
+                                    .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                                    .is_ok()
+                            {
+                                return Some(fault);
+                            }
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                return None;
+                            }
+                        }
+                    };
+                    let down = tokio::io::copy(&mut sr, &mut cw);
+                    let faulted = tokio::select! {
+                        f = up => f,
+                        _ = down => None,
+                    };
+                    match faulted {
+                        Some(Fault::Refuse) => {
+                            let answer = format!(
+                                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n\
+                                 Content-Length: {}\r\nConnection: close\r\n\r\n{SLOW_DOWN}",
+                                SLOW_DOWN.len()
+                            );
+                            let _ = cw.write_all(answer.as_bytes()).await;
+                            // Read on until the client stops sending: closing with its data
+                            // unread would reset the connection before it reads the answer.
+                            let mut buf = vec![0u8; 64 * 1024];
+                            let drain = async { while let Ok(1..) = cr.read(&mut buf).await {} };
+                            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+                            let _ = cw.shutdown().await;
+                        }
+                        Some(Fault::Hang) => std::future::pending::<()>().await,
+                        Some(Fault::Cut) | None => {}
+                    }
+                });
+            }
+        });
+        S3Fault { url, fired, task }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for S3Fault {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// S3 failing in the middle of a streamed part: the connection drops, S3 refuses the part
+/// before its body is in, or S3 hangs. Each fails the backup with a retryable storage error
+/// that says what happened, aborts the upload (no object, no parts left), and never hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_failing_mid_part_fails_the_backup_and_leaves_no_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start().await.unwrap();
+    s3.create_bucket(BUCKET).unwrap();
+    let a = single_member(dir.path()).await;
+    // About 24 MiB: with 5 MiB parts the fault lands in the second of five.
+    put_big_values(&a.client_url, 24).await;
+    let mib = 1024 * 1024;
+    let five = snapshot::Upload {
+        stall_timeout: Duration::from_secs(3),
+        ..snapshot::Upload::default()
+    };
+    assert!(
+        five.streamed && five.part_size == 5 * mib,
+        "the operator's uploads"
+    );
+    // A hang with 8 MiB of the part still to send (more than the sockets between hold): the
+    // sender blocks. With less, the body is out and S3's answer never comes.
+    let sixteen = snapshot::Upload {
+        part_size: 16 * mib,
+        ..five
+    };
+    let mid_second = 15 * mib as u64 / 2;
+    for (fault, upload, limit, expect) in [
+        (Fault::Cut, five, mid_second, "part upload: error sending request"),
+        (
+            Fault::Refuse,
+            five,
+            mid_second,
+            "part upload: 503 Service Unavailable",
+        ),
+        (Fault::Hang, five, mid_second, "part upload: the server"),
+        (
+            Fault::Hang,
+            sixteen,
+            8 * mib as u64,
+            "the server took no data for 3s",
+        ),
+    ] {
+        let proxy = S3Fault::start(&s3.endpoint, limit, fault).await;
+        let mut target = s3_target(&s3, BUCKET, "");
+        if let Target::S3 { location, .. } = &mut target {
+            location.endpoint = Some(proxy.url.clone());
+        }
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(
+            Duration::from_secs(120),
+            snapshot::take_with(&a.client_url, None, &target, "faulted", Compression::None, upload),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{fault:?}: the backup hung"));
+        let err = result.unwrap_err();
+        assert!(proxy.fired(), "{fault:?}: the fault never happened: {err}");
+        assert_eq!(err.reason(), "StorageFailed", "{fault:?}: {err}");
+        assert!(err.is_retryable(), "{fault:?}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(expect), "{fault:?}: {text:?} should say {expect:?}");
+        // A part's URL is signed: it must not reach the status or an Event.
+        assert!(!text.contains("X-Amz-Signature"), "{fault:?}: {text}");
+        println!("{fault:?}: failed after {:?}: {text}", started.elapsed());
+        assert!(
+            s3.keys(BUCKET).unwrap().is_empty(),
+            "{fault:?}: {:?}",
+            s3.keys(BUCKET)
+        );
+        let pending = wait_until("the upload aborted", Duration::from_secs(10), || {
+            let parts = s3.pending_parts().unwrap();
+            async move { parts.is_empty().then_some(()) }
+        })
+        .await;
+        assert!(
+            pending.is_ok(),
+            "{fault:?}: parts left behind: {:?}",
+            s3.pending_parts()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,9 @@ pub struct Upload {
     /// Uncompressed snapshots to S3 stream each part as etcd sends it, instead of gathering
     /// it in memory first.
     pub streamed: bool,
+    /// For streamed parts: the longest S3 may go without taking the next piece of a part, or
+    /// without answering a part whose body is sent; the backup fails after it.
+    pub stall_timeout: Duration,
 }
 
 impl Default for Upload {
@@ -64,6 +67,7 @@ impl Default for Upload {
             part_size: PART_SIZE,
             parts_in_flight: MAX_PARTS_IN_FLIGHT,
             streamed: true,
+            stall_timeout: STREAM_IDLE_TIMEOUT,
         }
     }
 }
@@ -501,17 +505,7 @@ pub async fn take_with(
         // etcd announces the database's size up front and appends its sha256: the object's
         // length is known, so every part streams.
         let total = first.blob().len() as u64 + first.remaining_bytes() + stream::DIGEST_LEN as u64;
-        Sink::Streamed(
-            streamed::StreamedUpload::begin(
-                &dest,
-                s3,
-                path.clone(),
-                total,
-                upload.part_size,
-                upload.parts_in_flight,
-            )
-            .await?,
-        )
+        Sink::Streamed(streamed::StreamedUpload::begin(&dest, s3, path.clone(), total, &upload).await?)
     } else {
         let multipart = dest
             .store

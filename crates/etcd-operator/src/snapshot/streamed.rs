@@ -20,8 +20,8 @@ use object_store::signer::{SignedUrlOptions, Signer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::SnapshotError;
 use super::store::Destination;
+use super::{SnapshotError, Upload};
 
 /// Pieces of etcd's stream (32 KiB each) queued for the part being sent; a few are enough
 /// to keep the connection busy while the next message arrives.
@@ -32,9 +32,6 @@ const MAX_PARTS: u64 = 10_000;
 const URL_VALIDITY: Duration = Duration::from_secs(3600);
 /// The longest one part's request may take.
 const PART_TIMEOUT: Duration = Duration::from_secs(600);
-/// The longest the server may go without taking the next piece of a part (as long as etcd
-/// may go without sending one).
-const SEND_TIMEOUT: Duration = super::STREAM_IDLE_TIMEOUT;
 
 /// The part a request is sending now.
 struct Part {
@@ -54,6 +51,8 @@ pub(crate) struct StreamedUpload {
     total: u64,
     part_size: u64,
     parts_in_flight: usize,
+    /// How long S3 may take no data of a part, or not answer a part whose body is sent.
+    stall: Duration,
     /// Bytes handed to parts so far.
     written: u64,
     current: Option<Part>,
@@ -66,16 +65,15 @@ pub(crate) struct StreamedUpload {
 }
 
 impl StreamedUpload {
-    /// Starts the upload of `total` bytes to `path`: parts of `part_size` bytes (more when
-    /// the object would need over 10,000 parts), `parts_in_flight` of them waiting for S3's
-    /// answer while the next one is sent.
+    /// Starts the upload of `total` bytes to `path`: parts of `upload.part_size` bytes (more
+    /// when the object would need over 10,000 parts), `upload.parts_in_flight` of them
+    /// waiting for S3's answer while the next one is sent.
     pub(crate) async fn begin(
         dest: &Destination,
         s3: Arc<AmazonS3>,
         path: ObjectPath,
         total: u64,
-        part_size: usize,
-        parts_in_flight: usize,
+        upload: &Upload,
     ) -> Result<Self, SnapshotError> {
         let http = reqwest_object_store::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -86,7 +84,7 @@ impl StreamedUpload {
                 message: format!("HTTP client: {}", super::store::chain(&e)),
             })?;
         let id = s3.create_multipart(&path).await.map_err(|e| dest.classify(e))?;
-        let part_size = (part_size as u64).max(total.div_ceil(MAX_PARTS)).max(1);
+        let part_size = (upload.part_size as u64).max(total.div_ceil(MAX_PARTS)).max(1);
         Ok(StreamedUpload {
             s3,
             http,
@@ -94,7 +92,8 @@ impl StreamedUpload {
             id,
             total,
             part_size,
-            parts_in_flight,
+            parts_in_flight: upload.parts_in_flight,
+            stall: upload.stall_timeout,
             written: 0,
             current: None,
             sent: VecDeque::new(),
@@ -135,13 +134,13 @@ impl StreamedUpload {
                         Err(e) => format!("part upload: {e}"),
                     })
                 }
-                sent = tokio::time::timeout(SEND_TIMEOUT, part.tx.send(Ok(piece))) => match sent {
+                sent = tokio::time::timeout(self.stall, part.tx.send(Ok(piece))) => match sent {
                     Ok(Ok(())) => None,
                     // The request is over: its task says why (below, on the next call).
                     Ok(Err(_)) => Some(String::new()),
                     Err(_) => Some(format!(
                         "part upload: the server took no data for {}s",
-                        SEND_TIMEOUT.as_secs()
+                        self.stall.as_secs_f64()
                     )),
                 },
             };
@@ -151,15 +150,18 @@ impl StreamedUpload {
             }
             if let Some(mut message) = failure {
                 if message.is_empty()
-                    && let Some(part) = self.current.take()
+                    && let Some(mut part) = self.current.take()
                 {
-                    message = match tokio::time::timeout(SEND_TIMEOUT, part.task).await {
+                    message = match tokio::time::timeout(self.stall, &mut part.task).await {
                         Ok(Ok(Err(m))) => m,
                         Ok(Ok(Ok(_))) => {
                             "part upload: the server answered before the part was sent".to_string()
                         }
                         Ok(Err(e)) => format!("part upload: {e}"),
-                        Err(_) => "part upload: the request ended without an answer".to_string(),
+                        Err(_) => {
+                            part.task.abort();
+                            "part upload: the request ended without an answer".to_string()
+                        }
                     };
                 }
                 return Err(self.failed(message));
@@ -219,7 +221,7 @@ impl StreamedUpload {
             task.abort();
         }
         for task in tasks {
-            let _ = tokio::time::timeout(SEND_TIMEOUT, task).await;
+            let _ = tokio::time::timeout(self.stall, task).await;
         }
         let _ = self.s3.abort_multipart(&self.path, &self.id).await;
     }
@@ -241,17 +243,26 @@ impl StreamedUpload {
         Ok(Part { tx, left: len, task })
     }
 
+    /// Waits for S3's answer to the oldest part sent. Its body left long ago: a server that
+    /// does not answer within the stall timeout is not going to.
     async fn settle_oldest(&mut self) -> Result<(), SnapshotError> {
-        let Some(task) = self.sent.pop_front() else {
+        let Some(mut task) = self.sent.pop_front() else {
             return Ok(());
         };
-        match task.await {
-            Ok(Ok(part)) => {
+        match tokio::time::timeout(self.stall, &mut task).await {
+            Ok(Ok(Ok(part))) => {
                 self.done.push(part);
                 Ok(())
             }
-            Ok(Err(message)) => Err(self.failed(message)),
-            Err(e) => Err(self.failed(format!("part upload: {e}"))),
+            Ok(Ok(Err(message))) => Err(self.failed(message)),
+            Ok(Err(e)) => Err(self.failed(format!("part upload: {e}"))),
+            Err(_) => {
+                task.abort();
+                Err(self.failed(format!(
+                    "part upload: the server did not answer a sent part within {}s",
+                    self.stall.as_secs_f64()
+                )))
+            }
         }
     }
 
@@ -274,7 +285,9 @@ async fn put_part(
         .body(reqwest_object_store::Body::wrap_stream(body))
         .send()
         .await
-        .map_err(|e| super::store::chain(&e))?;
+        // The URL carries a signature that grants the upload of this part: keep it out of
+        // messages (they end up in status and Events).
+        .map_err(|e| format!("part upload: {}", super::store::chain(&e.without_url())))?;
     let status = response.status();
     if !status.is_success() {
         let text = response.text().await.unwrap_or_default();
