@@ -64,6 +64,15 @@ async fn single_member(dir: &Path) -> LocalEtcd {
     a
 }
 
+/// A temporary directory, an S3 server with the bucket [`BUCKET`], and a one-member cluster.
+async fn member_and_s3() -> (tempfile::TempDir, S3Server, LocalEtcd) {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start().await.unwrap();
+    s3.create_bucket(BUCKET).unwrap();
+    let a = single_member(dir.path()).await;
+    (dir, s3, a)
+}
+
 async fn client(url: &str) -> Client {
     Client::connect([url], None).await.unwrap()
 }
@@ -165,10 +174,7 @@ async fn assert_restores(snapshot_file: &Path, base: &Path, expected: &BTreeMap<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_round_trip_with_each_compression_restores_every_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start().await.unwrap();
-    s3.create_bucket(BUCKET).unwrap();
-    let a = single_member(dir.path()).await;
+    let (dir, s3, a) = member_and_s3().await;
     let expected = put_keys(&a.client_url, 10_000).await;
     let rev = revision(&a.client_url).await;
     let target = s3_target(&s3, BUCKET, "prod/cluster-a/");
@@ -324,10 +330,7 @@ async fn backup_from_a_live_member_of_a_cluster_with_a_member_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_classified() {
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start().await.unwrap();
-    s3.create_bucket(BUCKET).unwrap();
-    let a = single_member(dir.path()).await;
+    let (dir, s3, a) = member_and_s3().await;
     put_keys(&a.client_url, 100).await;
     let url = a.client_url.as_str();
 
@@ -402,61 +405,87 @@ enum AtLimit {
     Stall,
 }
 
-/// A TCP proxy in front of a member that lets the first `limit` bytes of answers through.
-struct Proxy {
+/// Accepts connections on `listener` and hands each, with a new connection to `upstream`,
+/// to `relay`. Stops accepting on drop.
+struct Relay {
     url: String,
-    passed: Arc<AtomicU64>,
-    limit: u64,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Proxy {
-    async fn start(upstream: &str, limit: u64, at: AtLimit) -> Proxy {
+impl Relay {
+    fn start<F, Fut>(listener: tokio::net::TcpListener, upstream: &str, relay: F) -> Relay
+    where
+        F: Fn(tokio::net::TcpStream, tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let upstream = upstream.trim_start_matches("http://").to_string();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let passed = Arc::new(AtomicU64::new(0));
-        let counter = passed.clone();
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let (mut cr, mut cw) = inbound.into_split();
-                    let (mut sr, mut sw) = outbound.into_split();
-                    let up = tokio::io::copy(&mut cr, &mut sw);
-                    let down = async {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        loop {
-                            let n = match sr.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => n,
-                            };
-                            if counter.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > limit {
-                                match at {
-                                    AtLimit::Cut => return,
-                                    AtLimit::Stall => std::future::pending::<()>().await,
-                                }
-                            }
-                            if cw.write_all(&buf[..n]).await.is_err() {
-                                return;
+                tokio::spawn(relay(inbound, outbound));
+            }
+        });
+        Relay { url, task }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TCP proxy in front of a member that lets the first `limit` bytes of answers through.
+struct Proxy {
+    url: String,
+    passed: Arc<AtomicU64>,
+    limit: u64,
+    _relay: Relay,
+}
+
+impl Proxy {
+    async fn start(upstream: &str, limit: u64, at: AtLimit) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let passed = Arc::new(AtomicU64::new(0));
+        let counter = passed.clone();
+        let relay = Relay::start(listener, upstream, move |inbound, outbound| {
+            let counter = counter.clone();
+            async move {
+                let (mut cr, mut cw) = inbound.into_split();
+                let (mut sr, mut sw) = outbound.into_split();
+                let up = tokio::io::copy(&mut cr, &mut sw);
+                let down = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if counter.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > limit {
+                            match at {
+                                AtLimit::Cut => return,
+                                AtLimit::Stall => std::future::pending::<()>().await,
                             }
                         }
-                    };
-                    tokio::select! {
-                        _ = up => {}
-                        _ = down => {}
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
                     }
-                });
+                };
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
             }
         });
         Proxy {
-            url,
+            url: relay.url.clone(),
             passed,
             limit,
-            task,
+            _relay: relay,
         }
     }
 
@@ -465,18 +494,9 @@ impl Proxy {
     }
 }
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_backups_leave_no_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start().await.unwrap();
-    s3.create_bucket(BUCKET).unwrap();
-    let a = single_member(dir.path()).await;
+    let (dir, s3, a) = member_and_s3().await;
     // A database of about 24 MiB: three parts, so parts are uploaded before the break.
     put_big_values(&a.client_url, 24).await;
     let target = s3_target(&s3, BUCKET, "");
@@ -566,89 +586,80 @@ enum Fault {
 struct S3Fault {
     url: String,
     fired: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+    _relay: Relay,
 }
 
 impl S3Fault {
     async fn start(upstream: &str, limit: u64, fault: Fault) -> S3Fault {
         const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
             <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-        let upstream = upstream.trim_start_matches("http://").to_string();
         // A small receive buffer, so a request the proxy stops reading soon blocks its sender.
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(64 * 1024).unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let listener = socket.listen(64).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let sent = Arc::new(AtomicU64::new(0));
         let fired = Arc::new(AtomicBool::new(false));
-        let fired_count = fired.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else {
-                    continue;
-                };
-                let (sent, fired) = (sent.clone(), fired_count.clone());
-                tokio::spawn(async move {
-                    let (mut cr, mut cw) = inbound.into_split();
-                    let (mut sr, mut sw) = outbound.into_split();
-                    let up = async {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        loop {
-                            let n = match cr.read(&mut buf).await {
-                                Ok(0) | Err(_) => return None,
-                                Ok(n) => n,
-                            };
-                            let before = sent.fetch_add(n as u64, Ordering::SeqCst);
-                            if before + n as u64 > limit
-                                && fired
-                                    .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-                                    .is_ok()
-                            {
-                                return Some(fault);
-                            }
-                            if sw.write_all(&buf[..n]).await.is_err() {
-                                return None;
-                            }
+        let fired_once = fired.clone();
+        let relay = Relay::start(listener, upstream, move |inbound, outbound| {
+            let (sent, fired) = (sent.clone(), fired_once.clone());
+            async move {
+                let (mut cr, mut cw) = inbound.into_split();
+                let (mut sr, mut sw) = outbound.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return None,
+                            Ok(n) => n,
+                        };
+                        let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+                        if before + n as u64 > limit
+                            && fired
+                                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                                .is_ok()
+                        {
+                            return Some(fault);
                         }
-                    };
-                    let down = tokio::io::copy(&mut sr, &mut cw);
-                    let faulted = tokio::select! {
-                        f = up => f,
-                        _ = down => None,
-                    };
-                    match faulted {
-                        Some(Fault::Refuse) => {
-                            let answer = format!(
-                                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n\
-                                 Content-Length: {}\r\nConnection: close\r\n\r\n{SLOW_DOWN}",
-                                SLOW_DOWN.len()
-                            );
-                            let _ = cw.write_all(answer.as_bytes()).await;
-                            // Read on until the client stops sending: closing with its data
-                            // unread would reset the connection before it reads the answer.
-                            let mut buf = vec![0u8; 64 * 1024];
-                            let drain = async { while let Ok(1..) = cr.read(&mut buf).await {} };
-                            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
-                            let _ = cw.shutdown().await;
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return None;
                         }
-                        Some(Fault::Hang) => std::future::pending::<()>().await,
-                        Some(Fault::Cut) | None => {}
                     }
-                });
+                };
+                let down = tokio::io::copy(&mut sr, &mut cw);
+                let faulted = tokio::select! {
+                    f = up => f,
+                    _ = down => None,
+                };
+                match faulted {
+                    Some(Fault::Refuse) => {
+                        let answer = format!(
+                            "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n{SLOW_DOWN}",
+                            SLOW_DOWN.len()
+                        );
+                        let _ = cw.write_all(answer.as_bytes()).await;
+                        // Read on until the client stops sending: closing with its data
+                        // unread would reset the connection before it reads the answer.
+                        let mut buf = vec![0u8; 64 * 1024];
+                        let drain = async { while let Ok(1..) = cr.read(&mut buf).await {} };
+                        let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+                        let _ = cw.shutdown().await;
+                    }
+                    Some(Fault::Hang) => std::future::pending::<()>().await,
+                    Some(Fault::Cut) | None => {}
+                }
             }
         });
-        S3Fault { url, fired, task }
+        S3Fault {
+            url: relay.url.clone(),
+            fired,
+            _relay: relay,
+        }
     }
 
     fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for S3Fault {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -657,10 +668,7 @@ impl Drop for S3Fault {
 /// that says what happened, aborts the upload (no object, no parts left), and never hangs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_failing_mid_part_fails_the_backup_and_leaves_no_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start().await.unwrap();
-    s3.create_bucket(BUCKET).unwrap();
-    let a = single_member(dir.path()).await;
+    let (_dir, s3, a) = member_and_s3().await;
     // About 24 MiB: with 5 MiB parts the fault lands in the second of five.
     put_big_values(&a.client_url, 24).await;
     let mib = 1024 * 1024;
@@ -736,10 +744,7 @@ async fn s3_failing_mid_part_fails_the_backup_and_leaves_no_object() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_refuses_wrong_checksums_and_truncated_objects() {
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start().await.unwrap();
-    s3.create_bucket(BUCKET).unwrap();
-    let a = single_member(dir.path()).await;
+    let (dir, s3, a) = member_and_s3().await;
     put_keys(&a.client_url, 300).await;
     let target = s3_target(&s3, BUCKET, "f");
     let plain = snapshot::take(&a.client_url, None, &target, "plain", Compression::None)
