@@ -71,12 +71,8 @@ async fn main() {
         e2e::etcd::healthy_voters(&st, 3)
     })
     .await;
-    if let Err(e) = available {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdclusters,pods,events").await
-        );
-    }
+    env.or_diagnose(available, "default", "etcdclusters,pods,events")
+        .await;
     let total = started.elapsed();
     let done = k8s_openapi::jiff::Timestamp::now().as_second();
 

@@ -306,6 +306,15 @@ impl Env {
         }
         out
     }
+    /// `result`'s value; if it is an error, fails the test with it and the
+    /// [`diagnostics`](Env::diagnostics) of `kinds` in `namespace`.
+    #[allow(clippy::panic)] // failing the test is what it is for
+    pub async fn or_diagnose<T>(&self, result: anyhow::Result<T>, namespace: &str, kinds: &str) -> T {
+        match result {
+            Ok(v) => v,
+            Err(e) => panic!("{e:#}\n{}", self.diagnostics(namespace, kinds).await),
+        }
+    }
 }
 
 /// How often the waits below look again.

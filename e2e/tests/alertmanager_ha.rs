@@ -46,13 +46,8 @@ fn alertmanagers(env: &Env) -> Api<DynamicObject> {
 async fn cluster_of(env: &Env, name: &str, n: usize, timeout: Duration) -> Vec<(String, String)> {
     let what = format!("{name}: {n} ready replicas, each seeing exactly the {n} as peers");
     let found = wait_until(&what, timeout, || cluster_formed(&env.client, NS, name, n)).await;
-    match found {
-        Ok(pods) => pods,
-        Err(e) => panic!(
-            "{e:#}\n{}",
-            env.diagnostics(NS, "alertmanagers,statefulsets,pods").await
-        ),
-    }
+    env.or_diagnose(found, NS, "alertmanagers,statefulsets,pods")
+        .await
 }
 
 async fn silences(ip: &str) -> Vec<String> {

@@ -335,13 +335,8 @@ async fn backups_restore_and_scheduled_ones_are_pruned() {
         },
     )
     .await;
-    if let Err(e) = pruned {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdbackups,etcdclusters,events")
-                .await
-        );
-    }
+    env.or_diagnose(pruned, "default", "etcdbackups,etcdclusters,events")
+        .await;
     let left = api.list(&by_schedule).await.unwrap().items;
     assert!(
         store.read(&old_key).await.is_none(),
@@ -524,12 +519,8 @@ async fn backups_to_a_volume_claim() {
         api.get_opt("vol-old-1").await.is_ok_and(|b| b.is_none())
     })
     .await;
-    if let Err(e) = pruned {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdbackups,pods,events").await
-        );
-    }
+    env.or_diagnose(pruned, "default", "etcdbackups,pods,events")
+        .await;
     assert!(
         !folder.join(&old_key).exists(),
         "the pruned snapshot's file is deleted"
@@ -657,13 +648,8 @@ async fn an_upgrade_waits_for_its_pre_upgrade_backup() {
         st["currentVersion"] == current.as_str() && st["readyMembers"] == 1
     })
     .await;
-    if let Err(e) = upgraded {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdbackups,etcdclusters,events")
-                .await
-        );
-    }
+    env.or_diagnose(upgraded, "default", "etcdbackups,etcdclusters,events")
+        .await;
     let name = format!("up-pre-upgrade-{current}");
     let backup = support::backups(&env).get(&name).await.unwrap();
     assert_eq!(
@@ -730,9 +716,12 @@ async fn an_upgrade_interrupted_by_a_member_recovery_takes_a_fresh_backup_first(
     env.apply(&cluster_yaml("mid", 3, &old, &spec)).await.unwrap();
     let clusters = clusters_api(&env.client, "default");
     let whole = || async { e2e::etcd::healthy_voters(&e2e::etcd::status(&clusters, "mid").await, 3) };
-    if let Err(e) = wait_for("mid: 3 healthy voters", Duration::from_secs(240), whole).await {
-        panic!("{e}\n{}", env.diagnostics("default", "etcdclusters,events").await);
-    }
+    env.or_diagnose(
+        wait_for("mid: 3 healthy voters", Duration::from_secs(240), whole).await,
+        "default",
+        "etcdclusters,events",
+    )
+    .await;
     let patch = |body: String| {
         let env = &env;
         async move {
@@ -769,13 +758,8 @@ async fn an_upgrade_interrupted_by_a_member_recovery_takes_a_fresh_backup_first(
         upgrade_restarts(0).await.first().copied()
     })
     .await;
-    if let Err(e) = first {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdbackups,etcdclusters,events")
-                .await
-        );
-    }
+    env.or_diagnose(first, "default", "etcdbackups,etcdclusters,events")
+        .await;
     patch("{\"spec\":{\"paused\":true}}".to_string()).await;
     // The member being restarted still comes back while paused: at the new version, with
     // every member pod there and ready.
@@ -796,12 +780,8 @@ async fn an_upgrade_interrupted_by_a_member_recovery_takes_a_fresh_backup_first(
         },
     )
     .await;
-    if let Err(e) = settled {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdclusters,pods,events").await
-        );
-    }
+    env.or_diagnose(settled, "default", "etcdclusters,pods,events")
+        .await;
     let st = e2e::etcd::status(&clusters, "mid").await;
     assert!(st["lastMemberRecoveryTime"].is_null(), "{st}");
     let members = st["members"].as_array().cloned().unwrap_or_default();
@@ -858,13 +838,8 @@ async fn an_upgrade_interrupted_by_a_member_recovery_takes_a_fresh_backup_first(
         st["currentVersion"] == current.as_str() && e2e::etcd::healthy_voters(&st, 3)
     })
     .await;
-    if let Err(e) = done {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdbackups,etcdclusters,events")
-                .await
-        );
-    }
+    env.or_diagnose(done, "default", "etcdbackups,etcdclusters,events")
+        .await;
     let base = format!("mid-pre-upgrade-{current}");
     let fresh_name = format!("{base}-{recovered}");
     let first_backup = support::backups(&env).get(&base).await.unwrap();

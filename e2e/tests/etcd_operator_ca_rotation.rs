@@ -111,12 +111,12 @@ async fn ca_rotates_without_restarts_or_refused_connections() {
             .await
             .is_ok_and(|c| operator_sees_all_healthy(&c))
     };
-    if let Err(e) = wait_for("3 ready TLS members", Duration::from_secs(240), ready).await {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdclusters,secrets").await
-        );
-    }
+    env.or_diagnose(
+        wait_for("3 ready TLS members", Duration::from_secs(240), ready).await,
+        "default",
+        "etcdclusters,secrets",
+    )
+    .await;
     let ready_after = created.elapsed();
 
     // Phase 1: the members started with a bundle of the signing CA and the next one.

@@ -72,12 +72,7 @@ async fn wait_size(env: &Env, clusters: &Api<DynamicObject>, size: i64) {
         },
     )
     .await;
-    if let Err(e) = waited {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdclusters,secrets").await
-        );
-    }
+    env.or_diagnose(waited, "default", "etcdclusters,secrets").await;
     // Exactly the members' pods (a removed member's pod goes one step after its removal), and
     // the client Service has a ready endpoint.
     wait_for("one pod per member", Duration::from_secs(60), || async {
@@ -571,13 +566,12 @@ async fn converges_when_the_operator_is_killed_during_scaling() {
             },
         )
         .await;
-        if let Err(e) = exact {
-            panic!(
-                "{e}\n{}",
-                env.diagnostics("default", "etcdclusters,pods,persistentvolumeclaims,events")
-                    .await
-            );
-        }
+        env.or_diagnose(
+            exact,
+            "default",
+            "etcdclusters,pods,persistentvolumeclaims,events",
+        )
+        .await;
         assert_eq!(connect(&env, "demo").await.count("key-"), Some(50));
     }
 }
@@ -882,9 +876,7 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
         },
     )
     .await;
-    if let Err(e) = waited {
-        panic!("{e}\n{}", env.diagnostics("default", "etcdclusters").await);
-    }
+    env.or_diagnose(waited, "default", "etcdclusters").await;
     set_version(old.clone()).await;
 
     // Blocked, and it says so; nothing joins at the old version, the old version is never
@@ -945,9 +937,7 @@ async fn emptydir_upgrade_survives_a_version_set_back_mid_replacement() {
         },
     )
     .await;
-    if let Err(e) = waited {
-        panic!("{e}\n{}", env.diagnostics("default", "etcdclusters").await);
-    }
+    env.or_diagnose(waited, "default", "etcdclusters").await;
     check_acked(&env, "demo", "key-", writer).await;
 }
 

@@ -38,9 +38,7 @@ async fn wait_ready(env: &Env, name: &str, size: i64) {
         },
     )
     .await;
-    if let Err(e) = ready {
-        panic!("{e}\n{}", env.diagnostics("default", "etcdclusters,events").await);
-    }
+    env.or_diagnose(ready, "default", "etcdclusters,events").await;
 }
 
 async fn status(env: &Env, name: &str) -> serde_json::Value {

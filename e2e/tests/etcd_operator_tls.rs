@@ -49,12 +49,12 @@ async fn auto_tls_refuses_plain_clients_and_renews_without_downtime() {
                     .all(|m| m["clientUrl"].as_str().is_some_and(|u| u.starts_with("https://")))
             })
     };
-    if let Err(e) = wait_for("3 ready TLS members", Duration::from_secs(180), ready).await {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdclusters,secrets").await
-        );
-    }
+    env.or_diagnose(
+        wait_for("3 ready TLS members", Duration::from_secs(180), ready).await,
+        "default",
+        "etcdclusters,secrets",
+    )
+    .await;
     let first_server = secret_cert(&env, "secure-server-tls").await.unwrap();
     let first_peer = secret_cert(&env, "secure-peer-tls").await.unwrap();
     let first_client = secret_cert(&env, "secure-client-tls").await.unwrap();

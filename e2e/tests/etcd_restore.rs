@@ -248,13 +248,9 @@ async fn a_new_cluster_is_restored_from_a_backup_and_a_corrupt_one_is_refused() 
         (c["reason"] == "RestoreFailed").then_some(c)
     })
     .await;
-    let failed = match failed {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdclusters,pods,events").await
-        ),
-    };
+    let failed = env
+        .or_diagnose(failed, "default", "etcdclusters,pods,events")
+        .await;
     let message = failed["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("restore-fetch") && message.contains("ChecksumMismatch"),

@@ -143,13 +143,8 @@ async fn team_stacks_scrape_evaluate_and_stay_isolated() {
         },
     )
     .await;
-    if let Err(e) = ready {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("team-a", "prometheuses,statefulsets,servicemonitors")
-                .await
-        );
-    }
+    env.or_diagnose(ready, "team-a", "prometheuses,statefulsets,servicemonitors")
+        .await;
     eprintln!("team stack Available after {:?}", started.elapsed());
     let (ip, uid) = pod_ip_ready(&env, "a").await.unwrap();
 

@@ -240,12 +240,8 @@ async fn a_tenant_reads_another_namespace_only_where_it_opted_in() {
         },
     )
     .await;
-    if let Err(e) = scraped {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("tenant-a", "prometheuses,servicemonitors").await
-        );
-    }
+    env.or_diagnose(scraped, "tenant-a", "prometheuses,servicemonitors")
+        .await;
     assert!(all(200, &reads(&tenant, Some("steward-system")).await));
     for ns in [Some("kube-system"), Some("default"), None] {
         let r = reads(&tenant, ns).await;

@@ -97,12 +97,7 @@ async fn available(env: &Env, ns: &str, name: &str, pods: i64) {
         },
     )
     .await;
-    if let Err(e) = ok {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics(ns, "prometheuses,statefulsets,pods").await
-        );
-    }
+    env.or_diagnose(ok, ns, "prometheuses,statefulsets,pods").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

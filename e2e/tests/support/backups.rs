@@ -25,10 +25,7 @@ pub async fn backup_finished(env: &Env, name: &str) -> EtcdBackupStatus {
         },
     )
     .await;
-    match done {
-        Ok(st) => st,
-        Err(e) => panic!("{e}\n{}", env.diagnostics("default", "etcdbackups,events").await),
-    }
+    env.or_diagnose(done, "default", "etcdbackups,events").await
 }
 
 /// Waits until EtcdCluster `name` (namespace `default`) has `size` healthy voting members and
@@ -46,11 +43,6 @@ pub async fn wait_available(env: &Env, name: &str, size: i64, timeout: Duration)
         },
     )
     .await;
-    if let Err(e) = ready {
-        panic!(
-            "{e}\n{}",
-            env.diagnostics("default", "etcdclusters,etcdbackups,pods,events")
-                .await
-        );
-    }
+    env.or_diagnose(ready, "default", "etcdclusters,etcdbackups,pods,events")
+        .await;
 }
